@@ -1,0 +1,1 @@
+"""The console commands: ``tabpy``, ``tabpy-user`` and ``tabpy-deploy-models``."""

@@ -1,0 +1,568 @@
+"""Server settings, read once at start-up into an immutable :class:`Settings`.
+
+Everything configurable about the server comes through :func:`load_settings`; the rest of the
+package receives the resulting object and never looks at ``os.environ`` or the config file itself.
+
+Sources, lowest priority first:
+
+1. built-in defaults (the ``DEFAULT_*`` constants below);
+2. the ``[TabPy]`` section of the config file;
+3. ``TABPY_*`` environment variables.
+
+The environment wins over the file, as TabPy's documentation promises (TabPy 2.16 itself does
+the reverse). Values may contain ``%(NAME)s`` references, resolved case-insensitively against the
+environment and then the ``[TabPy]`` section, and ``%%`` for a literal ``%``; existing TabPy config
+files rely on this. An empty value means "not set", so ``TABPY_PORT=`` falls back to the default.
+
+Every key is described by one line in :data:`_KEYS`; parsing, validation, defaults, the recorded
+source and the start-up DEBUG lines are all driven from that table.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import logging
+import math
+import os
+import re
+import ssl
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from tabpy import __version__
+from tabpy.errors import TabPyError
+
+__all__ = [
+    "DEFAULT_ARROWFLIGHT_PORT",
+    "DEFAULT_BIND_ADDRESS",
+    "DEFAULT_EVALUATE_TIMEOUT",
+    "DEFAULT_MAX_REQUEST_SIZE_MB",
+    "DEFAULT_MINIMUM_TLS_VERSION",
+    "DEFAULT_PORT",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "ConfigError",
+    "Settings",
+    "describe_settings",
+    "load_settings",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9004
+DEFAULT_BIND_ADDRESS = "0.0.0.0"
+DEFAULT_TRANSFER_PROTOCOL = "http"
+DEFAULT_MINIMUM_TLS_VERSION = "TLSv1_2"
+DEFAULT_MAX_REQUEST_SIZE_MB = 100
+# An int on purpose: TabPy prints the Python value in its 408 message, so the default reads "30"
+# while a configured "30" reads "30.0". Clients have seen both.
+DEFAULT_EVALUATE_TIMEOUT = 30
+DEFAULT_ARROWFLIGHT_PORT = 13622
+DEFAULT_OAUTH_QUERY_SCOPE = "tabpy:query"
+DEFAULT_OAUTH_EVALUATE_SCOPE = "tabpy:evaluate"
+DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Share of physical memory the worker pool may use by default; the rest is left to the server
+# process, the OS and whatever else runs on the machine.
+DEFAULT_MEMORY_SHARE = 0.75
+
+SECTION = "TabPy"
+_ENV_PREFIX = "TABPY_"
+_MB = 1024 * 1024
+# Close enough that an unknown key is almost certainly a typo of a known one (TABPY_PROT,
+# TABPY_WORKER), yet unrelated variables such as TABPY_HOME are merely warned about.
+_TYPO_CUTOFF = 0.85
+# Same depth limit as configparser, which also turns reference loops into an error.
+_MAX_INTERPOLATION_DEPTH = 10
+_REFERENCE = re.compile(r"%(?:%|\(([^)]*)\)s)")
+_TRUE = frozenset({"1", "yes", "true", "on"})
+_FALSE = frozenset({"0", "no", "false", "off"})
+
+
+class ConfigError(TabPyError):
+    """A configuration mistake the user has to fix.
+
+    ``str(err)`` is a single line naming the setting, the offending value and the fix; the CLI
+    prints it and exits 1 without a traceback, because a stack trace does not help anyone
+    correct a typo in a config file.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting the server uses, validated and typed. Built only by :func:`load_settings`."""
+
+    config_file: Path | None
+    port: int
+    bind_address: str
+    state_path: Path
+    query_object_path: Path
+    static_path: Path | None
+    pwd_file: Path | None
+    transfer_protocol: str
+    certificate_file: Path | None
+    key_file: Path | None
+    minimum_tls_version: str
+    log_details: bool
+    max_request_size_mb: int
+    evaluate_enabled: bool
+    evaluate_timeout: float
+    evaluate_timeout_text: str
+    gzip_enabled: bool
+    arrow_enabled: bool
+    arrowflight_port: int
+    oauth_enabled: bool
+    oauth_issuer: str | None
+    oauth_jwks_uri: str | None
+    oauth_allow_nonpublic_jwks: bool
+    oauth_audience: str | None
+    oauth_required_scopes: tuple[str, ...]
+    oauth_enforce_endpoint_scopes: bool
+    oauth_query_scope: str
+    oauth_evaluate_scope: str
+    oauth_deploy_scope: str
+    oauth_log_user: bool
+    workers: int
+    worker_memory_limit_mb: int
+    shutdown_timeout: float
+    sources: Mapping[str, str]
+
+    @property
+    def max_request_size_bytes(self) -> int:
+        """The request-size limit in bytes (TabPy counts a megabyte as 1024 * 1024)."""
+        return self.max_request_size_mb * _MB
+
+
+# --- value parsers -------------------------------------------------------------------------------
+# Each takes the key name and the (interpolated, stripped, non-empty) text and returns the typed
+# value, or raises ConfigError saying what to write instead.
+
+Parser = Callable[[str, str], Any]
+
+
+def _show(value: str) -> str:
+    """Quote a value for an error message, keeping the message on one line."""
+    return '"' + value.replace("\n", "\\n") + '"'
+
+
+def _text(key: str, value: str) -> str:
+    return value
+
+
+def _boolean(key: str, value: str) -> bool:
+    # Strict on purpose: TabPy treats anything but "false" as true for TABPY_LOG_DETAILS, so
+    # "0" or "off" silently enabled it.
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(
+        f"{key} = {_show(value)} is not a boolean: use true or false "
+        "(1/yes/on and 0/no/off also work)."
+    )
+
+
+def _port(key: str, value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a valid port: use a whole number between 1 and 65535."
+        )
+    return port
+
+
+def _whole_number(minimum: int, fix: str) -> Parser:
+    def parse(key: str, value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise ConfigError(f"{key} = {_show(value)} is not valid: use a whole number {fix}.")
+        return number
+
+    return parse
+
+
+def _seconds(allow_zero: bool) -> Parser:
+    def parse(key: str, value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            bound = "zero or more" if allow_zero else "greater than zero"
+            raise ConfigError(
+                f"{key} = {_show(value)} is not a valid duration: "
+                f"use a number of seconds {bound}, such as 30 or 2.5."
+            )
+        return number
+
+    return parse
+
+
+def _protocol(key: str, value: str) -> str:
+    protocol = value.lower()
+    if protocol not in ("http", "https"):
+        raise ConfigError(f"Unsupported transfer protocol: {protocol}. Set {key} to http or https.")
+    return protocol
+
+
+def _tls_version(key: str, value: str) -> str:
+    # TabPy falls back rather than failing here; keep that, but say so loudly.
+    if value not in ssl.TLSVersion.__members__:
+        logger.warning("Unrecognized value for %s: %s", key, value)
+        return DEFAULT_MINIMUM_TLS_VERSION
+    return value
+
+
+def _scopes(key: str, value: str) -> tuple[str, ...]:
+    return tuple(scope.strip() for scope in value.split(",") if scope.strip())
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _any_path(key: str, value: str) -> Path:
+    return _path(value)
+
+
+def _directory(key: str, value: str) -> Path:
+    path = _path(value)
+    if not path.is_dir():
+        raise ConfigError(
+            f"{key} = {_show(value)} is not an existing directory: "
+            f"create it (mkdir -p {path}) or point {key} at one that exists."
+        )
+    return path
+
+
+def _readable_file(key: str, value: str) -> Path:
+    path = _path(value)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a readable file: "
+            f"create it (for example with tabpy-user add) or correct the path."
+        )
+    return path
+
+
+# --- computed defaults ---------------------------------------------------------------------------
+# A default may depend on other settings; ``resolve`` returns another field's final value.
+
+Resolve = Callable[[str], Any]
+
+
+def _default_state_path(resolve: Resolve) -> Path:
+    # A per-user data directory rather than TabPy's package directory, which is read-only in
+    # most installs and lost on upgrade.
+    path = Path(platformdirs.user_data_dir("tabpy")).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"Cannot create the default state directory {path} ({err.strerror}): "
+            "set TABPY_STATE_PATH to an existing writable directory."
+        ) from None
+    return path
+
+
+def _default_query_object_path(resolve: Resolve) -> Path:
+    state_path: Path = resolve("state_path")
+    return state_path / "query_objects"
+
+
+def _default_workers(resolve: Resolve) -> int:
+    return os.cpu_count() or 1
+
+
+def _default_worker_memory_limit(resolve: Resolve) -> int:
+    """Split most of the physical memory between the workers; 0 (no limit) if it is unknown."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
+    workers: int = resolve("workers")
+    return max(1, int(total * DEFAULT_MEMORY_SHARE / workers / _MB))
+
+
+_megabytes = _whole_number(1, "of megabytes greater than 0")
+_processes = _whole_number(1, "of processes, at least 1")
+_memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One ``TABPY_*`` setting: where it lands, its default, and how its text is parsed."""
+
+    name: str
+    field: str
+    default: Any
+    parse: Parser
+    log_name: str = ""  # TabPy's name in the start-up DEBUG lines; the field name if empty
+
+    def default_value(self, resolve: Resolve) -> Any:
+        return self.default(resolve) if callable(self.default) else self.default
+
+
+# In the order of TabPy's start-up DEBUG lines, with the keys TabPy lacks at the end.
+_KEYS: tuple[_Key, ...] = (
+    _Key("TABPY_PORT", "port", DEFAULT_PORT, _port),
+    _Key("TABPY_EVALUATE_ENABLE", "evaluate_enabled", True, _boolean),
+    _Key("TABPY_EVALUATE_TIMEOUT", "evaluate_timeout", DEFAULT_EVALUATE_TIMEOUT, _seconds(False)),
+    _Key("TABPY_QUERY_OBJECT_PATH", "query_object_path", _default_query_object_path, _any_path,
+         "upload_dir"),
+    _Key("TABPY_TRANSFER_PROTOCOL", "transfer_protocol", DEFAULT_TRANSFER_PROTOCOL, _protocol),
+    _Key("TABPY_CERTIFICATE_FILE", "certificate_file", None, _any_path),
+    _Key("TABPY_KEY_FILE", "key_file", None, _any_path),
+    _Key("TABPY_MINIMUM_TLS_VERSION", "minimum_tls_version", DEFAULT_MINIMUM_TLS_VERSION,
+         _tls_version),
+    _Key("TABPY_STATE_PATH", "state_path", _default_state_path, _directory, "state_file_path"),
+    _Key("TABPY_STATIC_PATH", "static_path", None, _directory),
+    _Key("TABPY_PWD_FILE", "pwd_file", None, _readable_file, "TABPY_PWD_FILE"),
+    _Key("TABPY_LOG_DETAILS", "log_details", False, _boolean, "log_request_context"),
+    _Key("TABPY_MAX_REQUEST_SIZE_MB", "max_request_size_mb", DEFAULT_MAX_REQUEST_SIZE_MB,
+         _megabytes, "max_request_size_in_mb"),
+    _Key("TABPY_GZIP_ENABLE", "gzip_enabled", True, _boolean),
+    _Key("TABPY_ARROW_ENABLE", "arrow_enabled", False, _boolean),
+    _Key("TABPY_ARROWFLIGHT_PORT", "arrowflight_port", DEFAULT_ARROWFLIGHT_PORT, _port),
+    _Key("TABPY_OAUTH_ENABLED", "oauth_enabled", False, _boolean),
+    _Key("TABPY_OAUTH_ISSUER", "oauth_issuer", None, _text),
+    _Key("TABPY_OAUTH_JWKS_URI", "oauth_jwks_uri", None, _text),
+    _Key("TABPY_OAUTH_ALLOW_NONPUBLIC_JWKS", "oauth_allow_nonpublic_jwks", False, _boolean),
+    _Key("TABPY_OAUTH_AUDIENCE", "oauth_audience", None, _text),
+    _Key("TABPY_OAUTH_REQUIRED_SCOPES", "oauth_required_scopes", (), _scopes),
+    _Key("TABPY_OAUTH_ENFORCE_ENDPOINT_SCOPES", "oauth_enforce_endpoint_scopes", False, _boolean),
+    _Key("TABPY_OAUTH_QUERY_SCOPE", "oauth_query_scope", DEFAULT_OAUTH_QUERY_SCOPE, _text),
+    _Key("TABPY_OAUTH_EVALUATE_SCOPE", "oauth_evaluate_scope", DEFAULT_OAUTH_EVALUATE_SCOPE, _text),
+    _Key("TABPY_OAUTH_DEPLOY_SCOPE", "oauth_deploy_scope", DEFAULT_OAUTH_DEPLOY_SCOPE, _text),
+    _Key("TABPY_OAUTH_LOG_USER", "oauth_log_user", False, _boolean),
+    _Key("TABPY_BIND_ADDRESS", "bind_address", DEFAULT_BIND_ADDRESS, _text),
+    _Key("TABPY_WORKERS", "workers", _default_workers, _processes),
+    _Key("TABPY_WORKER_MEMORY_LIMIT_MB", "worker_memory_limit_mb", _default_worker_memory_limit,
+         _memory_limit),
+    _Key("TABPY_SHUTDOWN_TIMEOUT", "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, _seconds(True)),
+)  # fmt: skip
+
+_BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}
+_BY_FIELD: Mapping[str, _Key] = {key.field: key for key in _KEYS}
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Settings:
+    """Build the settings from defaults, the config file and ``environ``, in rising priority.
+
+    ``environ`` is passed in (normally ``os.environ``) so tests and embedders control it.
+    Raises :class:`ConfigError` for anything the user must fix; warnings for ignorable oddities
+    (an unrelated ``TABPY_*`` variable, an unknown TLS version name) go to the log.
+    """
+    path = Path(config_file).expanduser() if config_file is not None else None
+    file_values = _read_section(path) if path is not None else {}
+    env_values = {
+        name.upper(): value
+        for name, value in environ.items()
+        if name.upper().startswith(_ENV_PREFIX)
+    }
+
+    # A reference resolves to what that name would be as a setting: environment first.
+    lookup = {name.lower(): value for name, value in file_values.items()}
+    lookup.update({name.lower(): value for name, value in environ.items()})
+    referenced: set[str] = set()
+
+    raw: dict[str, str] = {}
+    sources = {key.name: "default" for key in _KEYS}
+    for key in _KEYS:
+        for values, source in ((env_values, "environment"), (file_values, "file")):
+            value = values.get(key.name, "").strip()
+            if value:  # empty means "not set": fall through to the next layer
+                text = _interpolate(key.name, value, lookup, referenced).strip()
+                if text:
+                    raw[key.name] = text
+                    sources[key.name] = source
+                break
+
+    _check_unknown(file_values, f"[{SECTION}] of {path}", referenced)
+    _check_unknown(env_values, "the environment", referenced)
+
+    parsed = {_BY_NAME[name].field: _BY_NAME[name].parse(name, text) for name, text in raw.items()}
+
+    def resolve(field: str) -> Any:
+        if field not in parsed:
+            parsed[field] = _BY_FIELD[field].default_value(resolve)
+        return parsed[field]
+
+    for key in _KEYS:
+        resolve(key.field)
+    _check_https(parsed)
+
+    timeout = parsed.pop("evaluate_timeout")
+    return Settings(
+        config_file=path,
+        evaluate_timeout=float(timeout),
+        evaluate_timeout_text=str(timeout),
+        sources=types.MappingProxyType(sources),
+        **parsed,
+    )
+
+
+def _read_section(path: Path) -> dict[str, str]:
+    """Return the raw ``[TabPy]`` values, keys upper-cased; other sections are not ours."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"Config file {path} not found: check the path given to --config."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file {path} is not UTF-8 text: save it as UTF-8.") from None
+    except OSError as err:
+        raise ConfigError(
+            f"Cannot read config file {path} ({err.strerror or err}): check the path and "
+            "its permissions."
+        ) from None
+    if not text.strip():
+        raise ConfigError(
+            f"Config file {path} is empty: add a [{SECTION}] section, "
+            "or leave out --config to use the defaults."
+        )
+    no_sections = ConfigError(
+        f"Config file {path} has no section headers: put the settings under a [{SECTION}] line."
+    )
+    # Raw values: interpolation is ours, so that it can also see the environment.
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.MissingSectionHeaderError:
+        raise no_sections from None
+    except configparser.Error as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines())
+        raise ConfigError(
+            f"Config file {path} is not valid INI ({detail}): correct the line it names."
+        ) from None
+    if not parser.sections():  # only comments
+        raise no_sections
+    if not parser.has_section(SECTION):
+        return {}
+    return {name.upper(): value for name, value in parser.items(SECTION)}
+
+
+def _interpolate(
+    key: str,
+    value: str,
+    lookup: Mapping[str, str],
+    referenced: set[str],
+    depth: int = 0,
+) -> str:
+    """Expand ``%(NAME)s`` and ``%%`` in ``value``; errors name ``key``, the setting being read."""
+    parts: list[str] = []
+    position = 0
+    while (percent := value.find("%", position)) >= 0:
+        parts.append(value[position:percent])
+        match = _REFERENCE.match(value, percent)
+        if match is None:
+            raise ConfigError(
+                f"{key} = {_show(value)} contains a % that does not start %(NAME)s; "
+                "write %% for a literal %."
+            )
+        reference = match.group(1)
+        if reference is None:
+            parts.append("%")
+        else:
+            name = reference.lower()
+            if name not in lookup:
+                raise ConfigError(
+                    f"{key} = {_show(value)} refers to %({reference})s, which is neither an "
+                    f"environment variable nor a [{SECTION}] key; write %% for a literal %."
+                )
+            if depth >= _MAX_INTERPOLATION_DEPTH:
+                raise ConfigError(
+                    f"{key} = {_show(value)} nests %(NAME)s references too deeply: "
+                    "remove the reference loop."
+                )
+            referenced.add(name.upper())
+            parts.append(_interpolate(key, lookup[name], lookup, referenced, depth + 1))
+        position = match.end()
+    parts.append(value[position:])
+    return "".join(parts)
+
+
+def _check_unknown(values: Mapping[str, str], where: str, referenced: set[str]) -> None:
+    """Reject likely typos of known keys; warn about other unknown ``TABPY_*`` names.
+
+    Keys used only as ``%(NAME)s`` helpers are intentional, so they pass silently.
+    """
+    for name in values:
+        if name in _BY_NAME or name in referenced:
+            continue
+        close = difflib.get_close_matches(name, _BY_NAME, n=1, cutoff=_TYPO_CUTOFF)
+        if close:
+            raise ConfigError(f"Unknown setting {name} in {where}: did you mean {close[0]}?")
+        logger.warning("Unknown setting %s in %s is ignored", name, where)
+
+
+def _check_https(values: Mapping[str, Any]) -> None:
+    """Apply TabPy's HTTPS checks, with its exact messages, which users may search for."""
+    if values["transfer_protocol"] != "https":
+        return
+    files: dict[str, Path | None] = {
+        "TABPY_CERTIFICATE_FILE": values["certificate_file"],
+        "TABPY_KEY_FILE": values["key_file"],
+    }
+    unset = [name for name, file in files.items() if file is None]
+    if unset:
+        raise ConfigError(f"Error using HTTPS: The parameter(s) {' and '.join(unset)} must be set.")
+    missing = [name for name, file in files.items() if file is None or not file.is_file()]
+    if missing:
+        raise ConfigError(
+            f"Error using HTTPS: The parameter(s) {' and '.join(missing)} "
+            "must point to an existing file."
+        )
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+_SOURCE_TEXT = {
+    "default": "default value",
+    "file": "config file",
+    "environment": "environment variable",
+}
+
+
+def describe_settings(settings: Settings) -> list[str]:
+    """Return TabPy-style ``Parameter ...`` lines, one per setting, for the start-up DEBUG log.
+
+    Values are shown verbatim, as TabPy does: secrets do not belong in settings.
+    """
+    lines: list[str] = []
+    for key in _KEYS:
+        value: Any = getattr(settings, key.field)
+        if key.field == "evaluate_timeout":
+            value = settings.evaluate_timeout_text
+        elif isinstance(value, tuple):
+            value = ", ".join(value) or None
+        name = key.log_name or key.field
+        if value is None:
+            lines.append(f"Parameter {name} is not set")
+        else:
+            origin = _SOURCE_TEXT[settings.sources[key.name]]
+            lines.append(f'Parameter {name} set to "{value}" from {origin}')
+    # TabPy reports its version right after the port.
+    lines.insert(1, f'Parameter server_version set to "{__version__}" from default value')
+    return lines

@@ -1,0 +1,1 @@
+"""The HTTP side: the ASGI application, its routes and request handling."""

@@ -1,0 +1,83 @@
+"""Assembling the ASGI application.
+
+Starlette gives us routing, request parsing and responses with very little
+per-request overhead; everything slow (user code, JSON of data columns) happens
+in worker processes, so the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tabpy.server.access_log import AccessLog
+from tabpy.server.context import ServerContext
+from tabpy.server.evaluate import Evaluate
+from tabpy.server.index import Index
+from tabpy.server.info import Info
+from tabpy.server.responses import JSON_UTF8, RawResponse, html_status_page
+
+logger = logging.getLogger(__name__)
+
+_PHRASES = {403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+def create_app(context: ServerContext) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        context.pool.start()
+        try:
+            yield
+        finally:
+            await context.pool.close()
+
+    routes = api_routes(context)
+    prefix = context.service_info.subdirectory.strip("/")
+    if prefix:
+        routes = [Mount(f"/{prefix}", routes=routes)]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _framework_error},
+    )
+    app.add_middleware(AccessLog)
+    return app
+
+
+def api_routes(context: ServerContext) -> list[BaseRoute]:
+    options = _Options(context)
+    routes: list[BaseRoute] = [
+        Route("/info", Info(context).handle, methods=["GET"]),
+        Route("/info", options.handle, methods=["OPTIONS"]),
+        Route("/evaluate", Evaluate(context).handle, methods=["POST"]),
+        Route("/evaluate", options.handle, methods=["OPTIONS"]),
+        Route("/", Index(context).handle, methods=["GET"]),
+    ]
+    static_path = context.settings.static_path
+    if static_path is not None:
+        routes.append(Mount("/", StaticFiles(directory=static_path, html=True)))
+    return routes
+
+
+class _Options:
+    """``OPTIONS`` on API routes: an empty object plus the CORS headers."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+
+    async def handle(self, request: Request) -> Response:
+        return RawResponse(b"{}", 200, JSON_UTF8, self.context.cors)
+
+
+async def _framework_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    return html_status_page(status, _PHRASES.get(status, exc.detail))

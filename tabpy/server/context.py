@@ -1,0 +1,32 @@
+"""What every handler needs, built once at start-up and passed explicitly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from starlette.requests import Request
+
+from tabpy.config import Settings
+from tabpy.registry.service_info import ServiceInfo
+from tabpy.runtime.pool import WorkerPool
+from tabpy.server.cors import cors_headers
+
+
+class Authenticator(Protocol):
+    def check(self, request: Request) -> None:
+        """Return if the request may proceed; raise an ``HTTPError`` otherwise."""
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    service_info: ServiceInfo
+    pool: WorkerPool
+    auth: Authenticator
+    started_at: float = field(default_factory=time.time)
+    cors: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cors = cors_headers(self.service_info)

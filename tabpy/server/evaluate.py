@@ -1,0 +1,38 @@
+"""``POST /evaluate``: authentication and size checks here, everything else in a worker."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tabpy.errors import HTTPError, ScriptsDisabled
+from tabpy.runtime.protocol import JobKind
+from tabpy.server.body import check_declared_size, read_body
+from tabpy.server.context import ServerContext
+from tabpy.server.responses import JSON, RawResponse, error_response
+
+
+class Evaluate:
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+
+    async def handle(self, request: Request) -> Response:
+        settings = self.context.settings
+        try:
+            self.context.auth.check(request)
+            if not settings.evaluate_enabled:
+                check_declared_size(request, settings.max_request_size_bytes)
+                raise ScriptsDisabled()
+        except HTTPError as error:
+            return error_response(error)
+        # From here on TabPy adds CORS headers, error replies included.
+        try:
+            chunks = await read_body(
+                request, settings.max_request_size_bytes, settings.gzip_enabled
+            )
+            reply = await self.context.pool.submit(
+                JobKind.EVALUATE, chunks, settings.evaluate_timeout, settings.evaluate_timeout_text
+            )
+        except HTTPError as error:
+            return error_response(error, self.context.cors)
+        return RawResponse(reply.body, reply.status, JSON, self.context.cors)

@@ -1,0 +1,72 @@
+"""``GET /info``: what Tableau reads to test the connection and discover features."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tabpy import __version__
+from tabpy.errors import HTTPError
+from tabpy.server.context import ServerContext
+from tabpy.server.responses import JSON, RawResponse, error_response
+
+
+def info_document(context: ServerContext) -> dict[str, object]:
+    settings = context.settings
+    features: dict[str, object] = {}
+    authentication = authentication_feature(context)
+    if authentication is not None:
+        features["authentication"] = authentication
+    features["evaluate_enabled"] = settings.evaluate_enabled
+    features["gzip_enabled"] = settings.gzip_enabled
+    features["arrow_enabled"] = settings.arrow_enabled
+    info = context.service_info
+    return {
+        "description": info.description,
+        "creation_time": info.creation_time,
+        "state_path": str(settings.state_path),
+        "server_version": __version__,
+        "name": info.name,
+        "versions": {"v1": {"features": features}},
+    }
+
+
+def authentication_feature(context: ServerContext) -> dict[str, object] | None:
+    settings = context.settings
+    methods: dict[str, object] = {}
+    if settings.pwd_file is not None:
+        methods["basic-auth"] = {}
+    if settings.oauth_enabled:
+        endpoint_scopes = list(
+            dict.fromkeys(
+                (
+                    settings.oauth_query_scope,
+                    settings.oauth_evaluate_scope,
+                    settings.oauth_deploy_scope,
+                )
+            )
+        )
+        methods["oauth-jwt"] = {
+            "required_scopes": list(settings.oauth_required_scopes),
+            "endpoint_scopes": endpoint_scopes,
+            "endpoint_scopes_enforced": settings.oauth_enforce_endpoint_scopes,
+        }
+    if not methods:
+        return None
+    return {"required": True, "methods": methods}
+
+
+class Info:
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        # Settings never change while the server runs, so encode once.
+        self.body = json.dumps(info_document(context)).encode("ascii")
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            self.context.auth.check(request)
+        except HTTPError as error:
+            return error_response(error)
+        return RawResponse(self.body, 200, JSON, self.context.cors)

@@ -1,0 +1,83 @@
+"""Running the application under uvicorn, with TabPy's start-up and shutdown behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+
+from tabpy.config import ConfigError, Settings
+from tabpy.registry.service_info import load_service_info
+from tabpy.runtime.pool import WorkerPool
+from tabpy.server.app import create_app
+from tabpy.server.auth import NoAuthentication
+from tabpy.server.context import ServerContext
+
+logger = logging.getLogger("tabpy.server")
+
+
+class TabPyServer(uvicorn.Server):
+    """uvicorn's server, logging the lines admins know from TabPy."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            logger.info("Web service listening on port %d", self.config.port)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            logger.info("Exiting on signal %d...", sig)
+        super().handle_exit(sig, frame)
+
+
+def build_context(settings: Settings) -> ServerContext:
+    service_info = load_service_info(settings.state_path)
+    logger.info("State is stored in %s", settings.state_path)
+    if settings.pwd_file is not None or settings.oauth_enabled:
+        raise ConfigError(
+            "TABPY_PWD_FILE / TABPY_OAUTH_ENABLED: authentication is not available in this "
+            "build yet; remove these settings or use a release that supports them."
+        )
+    return ServerContext(
+        settings=settings,
+        service_info=service_info,
+        pool=WorkerPool(settings.workers, settings.worker_memory_limit_mb),
+        auth=NoAuthentication(service_info.name),
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``."""
+    context = build_context(settings)
+    config = uvicorn.Config(
+        create_app(context),
+        host=settings.bind_address,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        ssl_certfile=str(settings.certificate_file) if settings.certificate_file else None,
+        ssl_keyfile=str(settings.key_file) if settings.key_file else None,
+    )
+    server = TabPyServer(config)
+    # uvicorn re-raises the shutdown signal after a graceful stop; with these
+    # handlers in place by then, the process still exits 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _already_handled)
+    asyncio.run(server.serve())
+    if not server.started:
+        return 1
+    logger.info("Shutting down TabPy...")
+    return 0
+
+
+def _already_handled(signum: int, frame: FrameType | None) -> None:
+    """The server has already shut down for this signal."""
