@@ -169,13 +169,15 @@ def _boolean(key: str, value: str) -> bool:
 
 
 def _port(key: str, value: str) -> int:
+    """0 asks the OS for a free port (the start-up log names it): handy for tests."""
     try:
         port = int(value)
     except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
+        port = -1
+    if not 0 <= port <= 65535:
         raise ConfigError(
-            f"{key} = {_show(value)} is not a valid port: use a whole number between 1 and 65535."
+            f"{key} = {_show(value)} is not a valid port: use a whole number between 1 and 65535 "
+            "(or 0 for any free port)."
         )
     return port
 

@@ -26,7 +26,14 @@ class TabPyServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            logger.info("Web service listening on port %d", self.config.port)
+            logger.info("Web service listening on port %d", self.bound_port())
+
+    def bound_port(self) -> int:
+        """The real port, which differs from the setting when that is 0."""
+        for server in self.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self.config.port
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:

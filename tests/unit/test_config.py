@@ -212,12 +212,17 @@ def test_reference_loop_is_an_error(load: Load) -> None:
 # --- parsing and validation -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["70000", "0", "-1", "abc", "90.5"])
+@pytest.mark.parametrize("value", ["70000", "-1", "abc", "90.5"])
 def test_bad_port(load: Load, value: str) -> None:
     message = error_of(load, None, {"TABPY_PORT": value})
     assert message == (
-        f'TABPY_PORT = "{value}" is not a valid port: use a whole number between 1 and 65535.'
+        f'TABPY_PORT = "{value}" is not a valid port: use a whole number between 1 and 65535 '
+        "(or 0 for any free port)."
     )
+
+
+def test_port_zero_means_any_free_port(load: Load) -> None:
+    assert load(None, {"TABPY_PORT": "0"}).port == 0
 
 
 def test_bad_arrowflight_port(load: Load) -> None:
