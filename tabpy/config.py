@@ -130,6 +130,7 @@ class Settings:
     workers: int
     worker_memory_limit_mb: int
     shutdown_timeout: float
+    registry_url: str
     sources: Mapping[str, str]
 
     @property
@@ -284,6 +285,20 @@ def _default_query_object_path(resolve: Resolve) -> Path:
     return state_path / "query_objects"
 
 
+def _default_registry_url(resolve: Resolve) -> str:
+    state_path: Path = resolve("state_path")
+    return f"sqlite:///{state_path / 'registry.db'}"
+
+
+def _database_url(key: str, value: str) -> str:
+    if "://" not in value:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a database URL: use e.g. sqlite:////var/lib/tabpy/"
+            "registry.db or postgresql+psycopg://user@host/tabpy."
+        )
+    return value
+
+
 def _default_workers(resolve: Resolve) -> int:
     return os.cpu_count() or 1
 
@@ -357,6 +372,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_WORKER_MEMORY_LIMIT_MB", "worker_memory_limit_mb", _default_worker_memory_limit,
          _memory_limit),
     _Key("TABPY_SHUTDOWN_TIMEOUT", "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, _seconds(True)),
+    _Key("TABPY_REGISTRY_URL", "registry_url", _default_registry_url, _database_url),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from tabpy.errors import BadRequest, HTTPError, envelope
-from tabpy.runtime.encoding import NotSerializable, encode_result
+from tabpy.runtime.encoding import encode_result
+from tabpy.runtime.errors import describe
 from tabpy.runtime.scripts import run_script, validate_arguments
 
 ERROR_MESSAGE = "Error processing script"
@@ -35,12 +36,6 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"Reply({self.status}, {self.body[:80]!r})"
-
-
-def describe(exc: BaseException) -> str:
-    """TabPy's ``<ExceptionClass> : <message>`` form of an exception."""
-    name = "TypeError" if isinstance(exc, NotSerializable) else type(exc).__name__
-    return f"{name} : {exc}"
 
 
 def decode_body(body: bytes | bytearray | memoryview) -> Any:

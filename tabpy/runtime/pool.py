@@ -21,7 +21,8 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import cast
@@ -112,13 +113,15 @@ class Worker:
     def pid(self) -> int:
         return cast(int, self.process.pid)
 
-    def call(self, kind: JobKind, chunks: Iterable[bytes]) -> asyncio.Future[RawReply]:
+    def call(self, job: Job) -> asyncio.Future[RawReply]:
         waiter = self.channel.expect_reply()
         transport = self.channel.transport
         if transport is not None and not transport.is_closing():
-            chunks = list(chunks)
-            transport.write(pack_request_header(kind, sum(len(c) for c in chunks)))
-            transport.writelines(chunks)
+            body_length = sum(len(chunk) for chunk in job.chunks)
+            transport.write(pack_request_header(job.kind, job.revision, len(job.meta), body_length))
+            if job.meta:
+                transport.write(job.meta)
+            transport.writelines(job.chunks)
         return waiter
 
     def kill(self) -> None:
@@ -143,14 +146,26 @@ class Worker:
         return f"it exited with code {code}"
 
 
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: what to do, for which endpoint, on which bytes."""
+
+    kind: JobKind
+    chunks: Sequence[bytes]
+    meta: bytes = b""
+    #: The registry revision the server has seen; workers refresh when theirs differs.
+    revision: int = 0
+
+
 class WorkerPool:
     """A fixed number of worker processes, kept at full strength."""
 
-    def __init__(self, size: int, memory_limit_mb: int) -> None:
+    def __init__(self, size: int, memory_limit_mb: int, registry_url: str) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.size = size
         self.memory_limit_mb = memory_limit_mb
+        self.registry_url = registry_url
         self.restarts: collections.Counter[str] = collections.Counter()
         self._context: BaseContext = multiprocessing.get_context("forkserver")
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
@@ -169,17 +184,13 @@ class WorkerPool:
         for _ in range(self.size):
             self._schedule_spawn()
 
-    async def submit(
-        self, kind: JobKind, chunks: Iterable[bytes], timeout: float, timeout_text: str
-    ) -> RawReply:
+    async def submit(self, job: Job, timeout: float, timeout_text: str) -> RawReply:
         """Run one job; queueing for a free worker counts against ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         worker = await self._acquire(deadline, timeout_text)
         try:
-            reply = await asyncio.wait_for(
-                worker.call(kind, chunks), max(deadline - loop.time(), 0)
-            )
+            reply = await asyncio.wait_for(worker.call(job), max(deadline - loop.time(), 0))
         except TimeoutError:
             self._discard(worker, "timeout")
             raise ScriptTimeout(timeout_text) from None
@@ -256,7 +267,7 @@ class WorkerPool:
             parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             process = self._context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(child_end, self.memory_limit_mb),
+                args=(child_end, self.memory_limit_mb, self.registry_url, os.getpid()),
                 daemon=True,
                 name="tabpy-worker",
             )

@@ -5,7 +5,11 @@ received straight into one preallocated buffer (no reassembly, no extra copy).
 
 Request (server -> worker)::
 
-    <kind:u8> <body length:u64>  body
+    <kind:u8> <registry revision:u64> <meta length:u32> <body length:u64>  meta  body
+
+``meta`` is a small JSON object (which endpoint and version to run); the
+registry revision lets a worker notice that its cached view of the deployed
+endpoints is stale.
 
 Reply (worker -> server)::
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 import enum
 import struct
 
-REQUEST_HEADER = struct.Struct("<BQ")
+REQUEST_HEADER = struct.Struct("<BQIQ")
 REPLY_HEADER = struct.Struct("<HBQ")
 
 
@@ -29,6 +33,10 @@ class JobKind(enum.IntEnum):
     """What the worker is asked to do with the request body."""
 
     EVALUATE = 1
+    #: Run a deployed endpoint (``POST /query/<name>``).
+    QUERY = 2
+    #: Load an endpoint version and report whether that worked.
+    LOAD = 3
 
 
 class ReplyFlag(enum.IntFlag):
@@ -39,8 +47,8 @@ class ReplyFlag(enum.IntFlag):
     READY = 2
 
 
-def pack_request_header(kind: JobKind, body_length: int) -> bytes:
-    return REQUEST_HEADER.pack(kind, body_length)
+def pack_request_header(kind: JobKind, revision: int, meta_length: int, body_length: int) -> bytes:
+    return REQUEST_HEADER.pack(kind, revision, meta_length, body_length)
 
 
 def pack_reply_header(status: int, flags: ReplyFlag, body_length: int) -> bytes:

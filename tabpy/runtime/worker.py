@@ -12,14 +12,21 @@ pool sees the closed socket and replaces the worker).
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import os
 import resource
 import signal
 import socket
-from typing import Any
+import threading
+import time
+from typing import Any, NamedTuple
+
+import orjson
 
 from tabpy.errors import envelope
+from tabpy.registry.store import Registry
+from tabpy.runtime.endpoints import EndpointCache
+from tabpy.runtime.errors import describe
 from tabpy.runtime.evaluate import ERROR_MESSAGE, Reply, handle_evaluate
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.protocol import (
@@ -28,16 +35,20 @@ from tabpy.runtime.protocol import (
     ReplyFlag,
     pack_reply_header,
 )
+from tabpy.runtime.query import handle_load, handle_query
 from tabpy.runtime.script_api import ScriptAPI
 
-_PR_SET_PDEATHSIG = 1
+_SERVER_CHECK_SECONDS = 1.0
 
 
-def worker_main(sock: socket.socket, memory_limit_mb: int) -> None:
+def worker_main(
+    sock: socket.socket, memory_limit_mb: int, registry_url: str, server_pid: int
+) -> None:
     """Entry point of a worker process."""
-    _detach()
+    _detach(server_pid)
     namespace = build_namespace()
-    tabpy = ScriptAPI({})
+    endpoints = EndpointCache(functools.partial(_open_registry, registry_url))
+    tabpy = ScriptAPI(endpoints)
     _limit_memory(memory_limit_mb)
     _send(sock, 200, ReplyFlag.READY, b"")
     while True:
@@ -45,7 +56,7 @@ def worker_main(sock: socket.socket, memory_limit_mb: int) -> None:
             job = _receive(sock)
             if job is None:
                 return
-            reply = _run(*job, namespace, tabpy)
+            reply = _run(job, namespace, endpoints, tabpy)
         except MemoryError:
             job = None
             detail = (
@@ -57,21 +68,54 @@ def worker_main(sock: socket.socket, memory_limit_mb: int) -> None:
         _send(sock, reply.status, ReplyFlag.NONE, reply.body)
 
 
-def _run(kind: int, body: bytearray, namespace: dict[str, Any], tabpy: ScriptAPI) -> Reply:
-    if kind == JobKind.EVALUATE:
-        return handle_evaluate(body, namespace, tabpy)
-    return Reply(500, envelope(ERROR_MESSAGE, f"unknown job kind {kind}"))
-
-
-def _detach() -> None:
-    """Own session (so a kill reaches the script's children); die with the server."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.setsid()
+def _run(job: Job, namespace: dict[str, Any], endpoints: EndpointCache, tabpy: ScriptAPI) -> Reply:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - non-Linux
-        pass
+        endpoints.sync(job.revision)
+    except Exception as exc:  # noqa: BLE001 - the registry may be briefly unreachable
+        return Reply(503, envelope("Registry unavailable", describe(exc)))
+    if job.kind == JobKind.EVALUATE:
+        return handle_evaluate(job.body, namespace, tabpy)
+    target = orjson.loads(job.meta)
+    if job.kind == JobKind.QUERY:
+        return handle_query(job.body, target["name"], target["version"], endpoints)
+    if job.kind == JobKind.LOAD:
+        return handle_load(target["name"], target["version"], endpoints)
+    return Reply(500, envelope(ERROR_MESSAGE, f"unknown job kind {job.kind}"))
+
+
+def _open_registry(url: str) -> Registry:
+    return Registry(url, create=False)
+
+
+def _detach(server_pid: int) -> None:
+    """Survive the service manager's shutdown signal; die with the server.
+
+    systemd (and ``timeout``, and Ctrl+C) signal the whole process group, but
+    a graceful shutdown needs the workers to finish the requests in flight,
+    so they ignore SIGINT and SIGTERM (with a handler, not SIG_IGN, which
+    processes started by scripts would inherit).  The pool stops them itself.
+    In their own session, a kill on timeout also reaches what a script started.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore)
+    os.setsid()
+    threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """Shutdown signals are the pool's business, not the worker's."""
+
+
+def _exit_with(server_pid: int) -> None:
+    """Exit if the server is gone, even while a script never yields to read its socket."""
+    while True:
+        time.sleep(_SERVER_CHECK_SECONDS)
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # pragma: no cover - the pid was reused by another user
+            os._exit(1)
 
 
 def _limit_memory(limit_mb: int) -> None:
@@ -91,15 +135,23 @@ def _data_segment_bytes() -> int:
     return 0
 
 
-def _receive(sock: socket.socket) -> tuple[int, Any] | None:
+class Job(NamedTuple):
+    kind: int
+    revision: int
+    meta: bytearray
+    body: bytearray
+
+
+def _receive(sock: socket.socket) -> Job | None:
     header = bytearray(REQUEST_HEADER.size)
     if not _recv_exactly(sock, memoryview(header)):
         return None
-    kind, length = REQUEST_HEADER.unpack(header)
-    body = bytearray(length)
-    if not _recv_exactly(sock, memoryview(body)):
+    kind, revision, meta_length, body_length = REQUEST_HEADER.unpack(header)
+    meta = bytearray(meta_length)
+    body = bytearray(body_length)
+    if not (_recv_exactly(sock, memoryview(meta)) and _recv_exactly(sock, memoryview(body))):
         return None
-    return kind, body
+    return Job(kind, revision, meta, body)
 
 
 def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:

@@ -19,11 +19,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from tabpy.server.access_log import AccessLog
+from tabpy.server.artifacts import Artifacts
 from tabpy.server.context import ServerContext
+from tabpy.server.endpoints import Endpoints
 from tabpy.server.evaluate import Evaluate
 from tabpy.server.index import Index
 from tabpy.server.info import Info
+from tabpy.server.query import Query
 from tabpy.server.responses import JSON_UTF8, RawResponse, html_status_page
+from tabpy.server.status import Status
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +38,11 @@ def create_app(context: ServerContext) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         context.pool.start()
+        await context.catalog.start()
         try:
             yield
         finally:
+            await context.catalog.close()
             await context.pool.close()
 
     routes = api_routes(context)
@@ -53,14 +59,41 @@ def create_app(context: ServerContext) -> Starlette:
 
 
 def api_routes(context: ServerContext) -> list[BaseRoute]:
-    options = _Options(context)
+    options = _Options(context).handle
+    endpoints = Endpoints(context)
+    status = Status(context)
+    query = Query(context)
     routes: list[BaseRoute] = [
+        Route("/query/{name}", query.handle, methods=["POST", "GET"]),
+        Route("/query/{name}", query.options, methods=["OPTIONS"]),
+        Route("/status", status.status, methods=["GET"]),
         Route("/info", Info(context).handle, methods=["GET"]),
-        Route("/info", options.handle, methods=["OPTIONS"]),
+        Route("/endpoints", endpoints.list, methods=["GET"]),
+        Route("/endpoints", endpoints.create, methods=["POST"]),
+        Route("/endpoints/", endpoints.list, methods=["GET"]),
+        Route("/endpoints/{name}", endpoints.get, methods=["GET"]),
+        Route("/endpoints/{name}", endpoints.update, methods=["PUT"]),
+        Route("/endpoints/{name}", endpoints.delete, methods=["DELETE"]),
+        Route("/endpoints/{name}/versions", endpoints.versions, methods=["GET"]),
+        Route("/endpoints/{name}/rollback", endpoints.rollback, methods=["POST"]),
         Route("/evaluate", Evaluate(context).handle, methods=["POST"]),
-        Route("/evaluate", options.handle, methods=["OPTIONS"]),
+        Route(
+            "/configurations/endpoint_upload_destination",
+            status.upload_destination,
+            methods=["GET"],
+        ),
+        Route("/artifacts/{sha256}", Artifacts(context).put, methods=["PUT"]),
         Route("/", Index(context).handle, methods=["GET"]),
     ]
+    for path in (
+        "/status",
+        "/info",
+        "/endpoints",
+        "/endpoints/{name}",
+        "/evaluate",
+        "/configurations/endpoint_upload_destination",
+    ):
+        routes.append(Route(path, options, methods=["OPTIONS"]))
     static_path = context.settings.static_path
     if static_path is not None:
         routes.append(Mount("/", StaticFiles(directory=static_path, html=True)))

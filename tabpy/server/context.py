@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from tabpy.config import Settings
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.pool import WorkerPool
+from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
 
 
@@ -24,9 +26,15 @@ class ServerContext:
     settings: Settings
     service_info: ServiceInfo
     pool: WorkerPool
+    catalog: Catalog
     auth: Authenticator
     started_at: float = field(default_factory=time.time)
     cors: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.cors = cors_headers(self.service_info)
+
+    @property
+    def staging_path(self) -> Path:
+        """Where TabPy 2.16's client writes pickles for the shared-disk deploy flow."""
+        return self.settings.state_path / "staging"

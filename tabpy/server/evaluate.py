@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy.errors import HTTPError, ScriptsDisabled
+from tabpy.runtime.pool import Job
 from tabpy.runtime.protocol import JobKind
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
@@ -30,8 +31,9 @@ class Evaluate:
             chunks = await read_body(
                 request, settings.max_request_size_bytes, settings.gzip_enabled
             )
+            job = Job(JobKind.EVALUATE, chunks, revision=self.context.catalog.revision)
             reply = await self.context.pool.submit(
-                JobKind.EVALUATE, chunks, settings.evaluate_timeout, settings.evaluate_timeout_text
+                job, settings.evaluate_timeout, settings.evaluate_timeout_text
             )
         except HTTPError as error:
             return error_response(error, self.context.cors)

@@ -8,13 +8,17 @@ import signal
 import socket
 from types import FrameType
 
+import sqlalchemy
 import uvicorn
 
 from tabpy.config import ConfigError, Settings
+from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
+from tabpy.registry.store import Registry
 from tabpy.runtime.pool import WorkerPool
 from tabpy.server.app import create_app
 from tabpy.server.auth import NoAuthentication
+from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 
 logger = logging.getLogger("tabpy.server")
@@ -49,12 +53,32 @@ def build_context(settings: Settings) -> ServerContext:
             "TABPY_PWD_FILE / TABPY_OAUTH_ENABLED: authentication is not available in this "
             "build yet; remove these settings or use a release that supports them."
         )
+    registry = open_registry(settings)
+    import_legacy_state(registry, settings.state_path)
+    pool = WorkerPool(settings.workers, settings.worker_memory_limit_mb, settings.registry_url)
     return ServerContext(
         settings=settings,
         service_info=service_info,
-        pool=WorkerPool(settings.workers, settings.worker_memory_limit_mb),
+        pool=pool,
+        catalog=Catalog(registry, pool, settings.evaluate_timeout),
         auth=NoAuthentication(service_info.name),
     )
+
+
+def open_registry(settings: Settings) -> Registry:
+    try:
+        registry = Registry(settings.registry_url)
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin
+        raise ConfigError(
+            f"TABPY_REGISTRY_URL: cannot open the registry database ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); check the URL, the server and its credentials."
+        ) from None
+    logger.info("Registry: %s", _without_password(settings.registry_url))
+    return registry
+
+
+def _without_password(url: str) -> str:
+    return str(sqlalchemy.engine.make_url(url).render_as_string(hide_password=True))
 
 
 def serve(settings: Settings) -> int:

@@ -6,12 +6,16 @@ import json
 
 import pytest
 
+from tabpy.runtime.endpoints import EndpointCache
 from tabpy.runtime.evaluate import QUERY_FAILED_INFO, handle_evaluate
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.script_api import ScriptAPI
+from tests.unit.fakes import FakeRegistry
 
 NAMESPACE = build_namespace()
-API = ScriptAPI({"double": lambda x: {"response": 2 * x, "model": "double"}})
+CACHE = EndpointCache(lambda: FakeRegistry({"double": lambda x, factor=2: factor * x}))
+CACHE.sync(1)
+API = ScriptAPI(CACHE)
 
 
 def evaluate(body: object) -> tuple[int, object]:

@@ -1,0 +1,90 @@
+"""Deployed endpoints inside a worker: loading, caching and calling them.
+
+A worker loads each endpoint version at most once (unpickling can take a
+while for a trained model) and keeps only current versions.  It reads the
+registry directly, so artifacts never travel through the server process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from tabpy.runtime.errors import describe
+
+
+class LoadFailed(Exception):
+    """An endpoint version could not be turned into a callable object."""
+
+
+class EndpointCache:
+    def __init__(self, open_registry: Callable[[], Any]) -> None:
+        self._open_registry = open_registry
+        self._registry: Any = None
+        self._revision = -1
+        self._current: dict[str, tuple[int, str]] = {}  # name -> (version, type)
+        self._objects: dict[tuple[str, int], Any] = {}
+
+    def sync(self, revision: int) -> None:
+        """Refresh the name -> version map when the registry changed."""
+        if revision == self._revision:
+            return
+        _, endpoints = self.registry.snapshot()
+        self._current = {name: (e.version, e.type) for name, e in endpoints.items()}
+        self._revision = revision
+        live = {(name, version) for name, (version, _) in self._current.items()}
+        for key in [key for key in self._objects if key not in live]:
+            del self._objects[key]
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            self._registry = self._open_registry()
+        return self._registry
+
+    def current_version(self, name: str) -> int | None:
+        entry = self._current.get(name)
+        return None if entry is None else entry[0]
+
+    def load(self, name: str, version: int) -> Any:
+        key = (name, version)
+        loaded = self._objects.get(key)
+        if loaded is not None:
+            return loaded
+        endpoint_type = self._current.get(name, (version, "model"))[1]
+        if endpoint_type != "model":
+            raise LoadFailed(f"Load failed: Unknown object type: {endpoint_type}")
+        try:
+            loaded = cloudpickle.loads(self.registry.artifact_of(name, version))
+        except MemoryError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - unpickling runs arbitrary code
+            raise LoadFailed(f"Load failed: {describe(exc)}") from None
+        self._objects[key] = loaded
+        return loaded
+
+
+def call_endpoint(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    query = getattr(obj, "query", None)
+    if callable(query):
+        return query(*args, **kwargs)
+    return obj(*args, **kwargs)
+
+
+def query_failed(name: str, error: str) -> dict[str, Any]:
+    """TabPy's error envelope for a failed endpoint call."""
+    return {
+        "message": f"Error querying function '{name}'",
+        "info": {"uri": name, "error": error, "type": "QueryFailed"},
+    }
+
+
+def unknown_endpoint(name: str) -> dict[str, Any]:
+    return {"message": "UnknownURI", "info": f"Endpoint '{name}' does not exist"}
+
+
+def new_call_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,172 @@
+"""The endpoint management routes: list, create, update, delete, roll back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tabpy.errors import BadRequest, HTTPError
+from tabpy.registry.endpoint import Endpoint
+from tabpy.registry.errors import EndpointExists, EndpointNotFound, UnknownEndpoint
+from tabpy.server.context import ServerContext
+from tabpy.server.deployments import (
+    Source,
+    changed_fields,
+    check_fields,
+    new_endpoint,
+    read_staged,
+    require_name,
+    source_of,
+)
+from tabpy.server.json_body import read_json_object
+from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, error_response
+
+
+class Endpoints:
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        # One deploy at a time per server: the registry serialises writes
+        # anyway, and this keeps load checks in the order of the changes.
+        self._lock = asyncio.Lock()
+
+    @property
+    def registry(self):  # type: ignore[no-untyped-def]
+        return self.context.catalog.registry
+
+    async def list(self, request: Request) -> Response:
+        try:
+            self.context.auth.check(request)
+        except HTTPError as error:
+            return error_response(error)
+        body = {name: e.info() for name, e in self.context.catalog.endpoints.items()}
+        return RawResponse(json.dumps(body).encode(), 200, JSON, self.context.cors)
+
+    async def get(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            self.context.auth.check(request)
+        except HTTPError as error:
+            return error_response(error)
+        if not name:
+            return await self.list(request)
+        endpoint = self.context.catalog.endpoints.get(name)
+        if endpoint is None:
+            return error_response(EndpointNotFound(name), self.context.cors)
+        return RawResponse(json.dumps(endpoint.info()).encode(), 200, JSON, self.context.cors)
+
+    async def create(self, request: Request) -> Response:
+        try:
+            self.context.auth.check(request)
+            body = await self._body(request)
+            name = require_name(body)
+            if name in self.context.catalog.endpoints:
+                raise EndpointExists(name)
+            check_fields(body)
+            source = source_of(body, name, self.context.staging_path)
+            if source is None and body.get("type", "model") != "alias":
+                raise BadRequest("src_path is required to add/update an endpoint.")
+            endpoint = new_endpoint(body, name)
+            async with self._lock:
+                artifact = await self._store(source)
+                created = await asyncio.to_thread(self.registry.create, endpoint, artifact)
+                await self._settle(name)
+        except HTTPError as error:
+            return error_response(error)
+        return self._reply(created, 201)
+
+    async def update(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            self.context.auth.check(request)
+            body = await self._body(request)
+            if name not in self.context.catalog.endpoints:
+                raise UnknownEndpoint(name)
+            check_fields(body)
+            new_version = bool(body.get("should_update_version"))
+            source = source_of(body, name, self.context.staging_path) if new_version else None
+            if new_version and source is None:
+                raise BadRequest("src_path is required to add/update an endpoint.")
+            async with self._lock:
+                artifact = await self._store(source)
+                updated = await asyncio.to_thread(
+                    self.registry.update, name, changed_fields(body), artifact, new_version
+                )
+                await self._settle(name)
+        except HTTPError as error:
+            return error_response(error)
+        return self._reply(updated, 200)
+
+    async def delete(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            self.context.auth.check(request)
+            if not name:
+                raise BadRequest("endpoint name is required: DELETE /endpoints/<name>")
+            async with self._lock:
+                await asyncio.to_thread(self.registry.delete, name)
+                await self.context.catalog.refresh()
+        except HTTPError as error:
+            return error_response(error)
+        staged = self.context.staging_path / "endpoints" / name
+        await asyncio.to_thread(shutil.rmtree, staged, True)
+        return Response(status_code=204)
+
+    async def rollback(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            self.context.auth.check(request)
+            body = await self._body(request)
+            version = body.get("version")
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise BadRequest('Send {"version": <number>} with the version to restore.')
+            async with self._lock:
+                restored = await asyncio.to_thread(self.registry.rollback, name, version)
+                await self._settle(name)
+        except HTTPError as error:
+            return error_response(error)
+        return self._reply(restored, 200)
+
+    async def versions(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            self.context.auth.check(request)
+            history = await asyncio.to_thread(self.registry.versions, name)
+        except HTTPError as error:
+            return error_response(error)
+        body = [
+            {
+                "version": v.version,
+                "artifact": v.artifact,
+                "size": v.size,
+                "created_at": v.created_at,
+            }
+            for v in history
+        ]
+        return RawResponse(json.dumps(body).encode(), 200, JSON)
+
+    async def _body(self, request: Request) -> dict[str, object]:
+        settings = self.context.settings
+        return await read_json_object(
+            request, settings.max_request_size_bytes, settings.gzip_enabled
+        )
+
+    async def _store(self, source: Source | None) -> str | None:
+        if source is None or source.artifact is not None:
+            return None if source is None else source.artifact
+        assert source.src_path is not None
+        sha256, data = await asyncio.to_thread(read_staged, source.src_path)
+        await asyncio.to_thread(self.registry.put_artifact, sha256, data)
+        return sha256
+
+    async def _settle(self, name: str) -> None:
+        """Mirror the change and wait for the new version's load check, like TabPy."""
+        await self.context.catalog.refresh()
+        await self.context.catalog.wait_loaded(name)
+
+    def _reply(self, endpoint: Endpoint, status: int) -> Response:
+        body = json.dumps({endpoint.name: endpoint.info()}).encode()
+        return RawResponse(body, status, JSON_UTF8)

@@ -1,0 +1,54 @@
+"""``/query/<name>``: run a deployed endpoint in a worker."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tabpy.errors import HTTPError
+from tabpy.registry.errors import UnknownURI
+from tabpy.runtime.pool import Job
+from tabpy.runtime.protocol import JobKind
+from tabpy.server.body import check_declared_size, read_body
+from tabpy.server.context import ServerContext
+from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, error_response
+
+
+class Query:
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+
+    async def handle(self, request: Request) -> Response:
+        settings = self.context.settings
+        name = request.path_params["name"]
+        try:
+            self.context.auth.check(request)
+            check_declared_size(request, settings.max_request_size_bytes)
+        except HTTPError as error:
+            return error_response(error)
+        catalog = self.context.catalog
+        try:
+            endpoint = catalog.endpoints.get(name)
+            if endpoint is None:
+                raise UnknownURI(name)
+            chunks = await read_body(
+                request, settings.max_request_size_bytes, settings.gzip_enabled
+            )
+            meta = orjson.dumps({"name": name, "version": endpoint.version})
+            reply = await self.context.pool.submit(
+                Job(JobKind.QUERY, chunks, meta, catalog.revision),
+                settings.evaluate_timeout,
+                settings.evaluate_timeout_text,
+            )
+        except HTTPError as error:
+            return error_response(error, self.context.cors)
+        media_type = JSON_UTF8 if reply.status == 200 else JSON
+        return RawResponse(reply.body, reply.status, media_type, self.context.cors)
+
+    async def options(self, request: Request) -> Response:
+        try:
+            self.context.auth.check(request)
+        except HTTPError as error:
+            return error_response(error)
+        return RawResponse(b"{}", 200, JSON_UTF8, self.context.cors)
