@@ -20,12 +20,14 @@ from __future__ import annotations
 import decimal
 import json
 import math
+import re
 from typing import Any
 
 import orjson
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _stdlib_encoder = json.JSONEncoder()
+_SMALL_DECIMAL = re.compile(rb"(?<![0-9])0\.0000")
 
 
 class NotSerializable(TypeError):
@@ -47,13 +49,26 @@ def encode_result(value: Any) -> bytes:
 
 
 def _widen(raw: bytes) -> bytes:
-    if b'"' not in raw and b"e-" not in raw and b".0000" not in raw:
+    if b'"' not in raw and not _formats_differ(raw):
         # No strings and no object keys (keys are always strings), so the only
         # separators are commas; every float is formatted exactly like repr().
         return raw.replace(b",", b", ")
     # Round-tripping through orjson turns numpy values into plain Python ones
     # and NaN into None already, so the standard encoder sees plain JSON data.
     return _stdlib_encoder.encode(orjson.loads(raw)).encode("ascii")
+
+
+def _formats_differ(raw: bytes) -> bool:
+    """True if orjson wrote a float that ``repr`` writes differently.
+
+    That happens only below 1e-4 in magnitude: orjson writes ``0.00001`` and
+    ``1e-7`` where ``repr`` writes ``1e-05`` and ``1e-07``.  In compact output
+    such a number starts right after ``[``, ``,`` or ``-``.  The checks are
+    ordered so that a column of ordinary numbers costs two fast scans.
+    """
+    if b"e" in raw and b"e-" in raw:  # one-byte search first: it is memchr-fast
+        return True
+    return b"0.0000" in raw and _SMALL_DECIMAL.search(raw) is not None
 
 
 def _to_plain(value: Any) -> Any:
