@@ -30,6 +30,9 @@ class Endpoint:
     target: str | None
     creation_time: int
     last_modified_time: int
+    #: SHA-256 of the current version's object. Versions restart at 1 when a
+    #: name is deleted and deployed again, so caches key loaded objects by this.
+    artifact: str | None = None
 
     def info(self) -> dict[str, Any]:
         """The object ``GET /endpoints/<name>`` returns, keys in TabPy's order."""

@@ -105,10 +105,22 @@ class Registry:
 
     def snapshot(self) -> tuple[int, dict[str, Endpoint]]:
         """A consistent view: the revision and every endpoint, read in one transaction."""
+        query = (
+            sa.select(endpoints_table, versions_table.c.artifact)
+            .select_from(
+                endpoints_table.outerjoin(
+                    versions_table,
+                    sa.and_(
+                        versions_table.c.name == endpoints_table.c.name,
+                        versions_table.c.version == endpoints_table.c.version,
+                    ),
+                )
+            )
+            .order_by(endpoints_table.c.name)
+        )
         with self.engine.connect() as conn, conn.begin():
             revision = _revision(conn)
-            rows = conn.execute(sa.select(endpoints_table).order_by(endpoints_table.c.name))
-            return revision, {row.name: _endpoint(row) for row in rows}
+            return revision, {row.name: _endpoint(row) for row in conn.execute(query)}
 
     def get(self, name: str) -> Endpoint:
         with self.engine.connect() as conn:
@@ -404,4 +416,5 @@ def _endpoint(row: Any) -> Endpoint:
         target=row.target,
         creation_time=row.creation_time,
         last_modified_time=row.last_modified_time,
+        artifact=getattr(row, "artifact", None),
     )

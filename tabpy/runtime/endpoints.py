@@ -13,6 +13,7 @@ from typing import Any
 
 import cloudpickle
 
+from tabpy.registry.endpoint import Endpoint
 from tabpy.runtime.errors import describe
 
 
@@ -25,17 +26,16 @@ class EndpointCache:
         self._open_registry = open_registry
         self._registry: Any = None
         self._revision = -1
-        self._current: dict[str, tuple[int, str]] = {}  # name -> (version, type)
-        self._objects: dict[tuple[str, int], Any] = {}
+        self._current: dict[str, Endpoint] = {}
+        self._objects: dict[tuple[str, int, str | None], Any] = {}
 
     def sync(self, revision: int) -> None:
         """Refresh the name -> version map when the registry changed."""
         if revision == self._revision:
             return
-        _, endpoints = self.registry.snapshot()
-        self._current = {name: (e.version, e.type) for name, e in endpoints.items()}
+        _, self._current = self.registry.snapshot()
         self._revision = revision
-        live = {(name, version) for name, (version, _) in self._current.items()}
+        live = {(e.name, e.version, e.artifact) for e in self._current.values()}
         for key in [key for key in self._objects if key not in live]:
             del self._objects[key]
 
@@ -46,17 +46,18 @@ class EndpointCache:
         return self._registry
 
     def current_version(self, name: str) -> int | None:
-        entry = self._current.get(name)
-        return None if entry is None else entry[0]
+        endpoint = self._current.get(name)
+        return None if endpoint is None else endpoint.version
 
     def load(self, name: str, version: int) -> Any:
-        key = (name, version)
+        endpoint = self._current.get(name)
+        current = endpoint is not None and endpoint.version == version
+        key = (name, version, endpoint.artifact if current else None)
         loaded = self._objects.get(key)
         if loaded is not None:
             return loaded
-        endpoint_type = self._current.get(name, (version, "model"))[1]
-        if endpoint_type != "model":
-            raise LoadFailed(f"Load failed: Unknown object type: {endpoint_type}")
+        if endpoint is not None and current and endpoint.type != "model":
+            raise LoadFailed(f"Load failed: Unknown object type: {endpoint.type}")
         try:
             loaded = cloudpickle.loads(self.registry.artifact_of(name, version))
         except MemoryError:

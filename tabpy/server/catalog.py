@@ -36,6 +36,7 @@ class LoadState:
     type: str
     status: str
     last_error: str | None = None
+    artifact: str | None = None  # which object this state is about (see Endpoint.artifact)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -54,7 +55,7 @@ class Catalog:
         self.revision = -1
         self.endpoints: dict[str, Endpoint] = {}
         self.states: dict[str, LoadState] = {}
-        self._checks: dict[tuple[str, int], asyncio.Task[LoadState]] = {}
+        self._checks: dict[tuple[str, int, str | None], asyncio.Task[LoadState]] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,15 +77,14 @@ class Catalog:
         states: dict[str, LoadState] = {}
         for name, endpoint in endpoints.items():
             known = self.states.get(name)
-            if (
-                known is not None
-                and known.version == endpoint.version
-                and known.type == endpoint.type
-            ):
+            current = (endpoint.version, endpoint.type, endpoint.artifact)
+            if known is not None and (known.version, known.type, known.artifact) == current:
                 states[name] = known
             else:
-                states[name] = LoadState(endpoint.version, endpoint.type, LOAD_IN_PROGRESS)
-                self._check(name, endpoint.version)
+                states[name] = LoadState(
+                    endpoint.version, endpoint.type, LOAD_IN_PROGRESS, artifact=endpoint.artifact
+                )
+                self._check(endpoint)
         self.states = states
 
     async def wait_loaded(self, name: str) -> LoadState | None:
@@ -92,21 +92,21 @@ class Catalog:
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return None
-        task = self._checks.get((name, endpoint.version))
+        task = self._checks.get((name, endpoint.version, endpoint.artifact))
         if task is not None:
             await asyncio.shield(task)
         return self.states.get(name)
 
-    def _check(self, name: str, version: int) -> None:
-        key = (name, version)
+    def _check(self, endpoint: Endpoint) -> None:
+        key = (endpoint.name, endpoint.version, endpoint.artifact)
         if key in self._checks:
             return
-        task = asyncio.get_running_loop().create_task(self._load(name, version))
+        task = asyncio.get_running_loop().create_task(self._load(endpoint))
         self._checks[key] = task
         task.add_done_callback(lambda _: self._checks.pop(key, None))
 
-    async def _load(self, name: str, version: int) -> LoadState:
-        endpoint_type = self.endpoints[name].type if name in self.endpoints else "model"
+    async def _load(self, endpoint: Endpoint) -> LoadState:
+        name, version, endpoint_type = endpoint.name, endpoint.version, endpoint.type
         meta = orjson.dumps({"name": name, "version": version})
         try:
             reply = await self.pool.submit(
@@ -115,15 +115,16 @@ class Catalog:
                 str(self.load_timeout),
             )
         except Exception as exc:  # noqa: BLE001 - any failure is a failed load
-            state = LoadState(version, endpoint_type, LOAD_FAILED, f"Load failed: {exc}")
+            error: str | None = f"Load failed: {exc}"
         else:
-            if reply.status == 200:
-                state = LoadState(version, endpoint_type, LOAD_SUCCESSFUL)
-            else:
-                error = orjson.loads(bytes(reply.body))
-                state = LoadState(version, endpoint_type, LOAD_FAILED, str(error))
+            error = None if reply.status == 200 else str(orjson.loads(bytes(reply.body)))
+        status = LOAD_SUCCESSFUL if error is None else LOAD_FAILED
+        state = LoadState(version, endpoint_type, status, error, endpoint.artifact)
         current = self.states.get(name)
-        if current is not None and current.version == version:
+        if current is not None and (current.version, current.artifact) == (
+            version,
+            endpoint.artifact,
+        ):
             self.states[name] = state
             logger.info("Endpoint %s version %d: %s", name, version, state.status)
         return state

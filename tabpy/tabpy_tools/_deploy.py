@@ -6,12 +6,17 @@ without a server and without real time passing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
+import os
 import re
+import sys
+import sysconfig
 import time
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +57,42 @@ class Artifact:
 
 def pack(obj: Callable[..., Any], description: str) -> Artifact:
     wrapped = CustomQueryObject(query=obj, description=description)
-    data = cloudpickle.dumps(wrapped)
+    with _by_value(_user_module(obj)):
+        data = cloudpickle.dumps(wrapped)
     return Artifact(data, hashlib.sha256(data).hexdigest(), wrapped.get_docstring())
+
+
+def _user_module(obj: Any) -> types.ModuleType | None:
+    """The module ``obj`` was defined in, if it is the user's own code.
+
+    cloudpickle stores functions from importable modules by reference, so a
+    function from the user's ``models.py`` would fail to load on a server that
+    lacks that file.  Code outside the installed libraries and the standard
+    library is therefore sent by value; installed packages stay references.
+    """
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    if module is None or path is None or module.__name__ == "__main__":
+        return None
+    installed = {
+        sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib", "platstdlib")
+    }
+    resolved = os.path.realpath(path)
+    if any(resolved.startswith(os.path.realpath(root) + os.sep) for root in installed):
+        return None
+    return module
+
+
+@contextlib.contextmanager
+def _by_value(module: types.ModuleType | None) -> Iterator[None]:
+    if module is None:
+        yield
+        return
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 def endpoint_body(
