@@ -1,0 +1,69 @@
+"""A throwaway PostgreSQL cluster for tests, when the server binaries are installed.
+
+The cluster lives in a temporary folder, listens only on a Unix socket in that
+folder (no TCP port at all), and is owned by the ``postgres`` system user when
+the tests run as root, because ``initdb`` refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def _binaries() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _as_owner(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Start a cluster and yield a SQLAlchemy URL for a fresh ``tabpy`` database.
+
+    The cluster gets its own short folder under the system temp dir: pytest's
+    folders are private to root, and Unix socket paths must stay short.
+    """
+    binaries = _binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    directory = Path(tempfile.mkdtemp(prefix="tabpy-pg-"))
+    data, socket_dir = directory / "data", directory / "socket"
+    socket_dir.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+        shutil.chown(socket_dir, "postgres")
+
+    def run(program: str, *args: str) -> None:
+        command = _as_owner([str(binaries / program), *args])
+        subprocess.run(command, check=True, capture_output=True, text=True)
+
+    run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust")
+    options = f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}' -c fsync=off"
+    run("pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(directory / "log"), "start")
+    try:
+        run("createdb", "-h", str(socket_dir), "-U", "postgres", "tabpy")
+        yield f"postgresql+psycopg://postgres@/tabpy?host={socket_dir}"
+    finally:
+        run("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""``POST /evaluate``: results, validation errors and script isolation (SPEC 3.4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from live_server import (
+    CORS_HEADERS,
+    DEFAULT_WORKERS,
+    ServerProcess,
+    envelope,
+    module_server,
+    state_ini,
+)
+
+ERROR = "Error processing script"
+QUERY_FAILED = (
+    "The endpoint you're trying to query did not respond. Please make sure the endpoint "
+    "exists and the correct set of arguments are provided."
+)
+DISABLED = (
+    "Ad-hoc scripts have been disabled on this analytics extension, "
+    "please contact your administrator."
+)
+
+
+@pytest.mark.parametrize(
+    ("script", "data", "expected"),
+    [
+        ("return 42", {}, b"42"),
+        ("return [42, 3.1415926]", {}, b"[42, 3.1415926]"),
+        ('return [float(1), float("NaN"), float(2)]', {}, b"[1.0, null, 2.0]"),
+        ("return [1.0, float('nan'), float('inf'), -float('inf')]", {}, b"[1.0, null, null, null]"),
+        ("x = 1", {}, b"null"),
+        ("return None", {}, b"null"),
+        ('return "héllo"', {}, b'"h\\u00e9llo"'),
+        ("return (1, 2)", {}, b"[1, 2]"),
+        ("if True:\n\treturn 5", {}, b"5"),
+        (
+            "return pandas.DataFrame({'a': [1, 2], 'b': [None, 3.0]})",
+            {},
+            b'{"a": [1, 2], "b": [null, 3.0]}',
+        ),
+        # TabPy answers 500 "not JSON serializable" for these three.
+        ("import numpy\nreturn numpy.array([1.5, 2.0])", {}, b"[1.5, 2.0]"),
+        ("import numpy\nreturn numpy.int64(7)", {}, b"7"),
+        ("return pandas.Series([1.5, None])", {}, b"[1.5, null]"),
+        (
+            "return [x + y for x, y in zip(_arg1, _arg2)]",
+            {"_arg1": [1, 2, 3], "_arg2": [3, -1, 5]},
+            b"[4, 1, 8]",
+        ),
+        # Ten arguments: TabPy sorts the names as strings (_arg1, _arg10, _arg2, ...), which must
+        # not change which value each name gets.
+        (
+            "return [" + ", ".join(f"_arg{n}" for n in range(1, 11)) + "]",
+            {f"_arg{n}": n for n in range(10, 0, -1)},
+            b"[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]",
+        ),
+    ],
+)
+def test_result_bytes(
+    default_server: ServerProcess, script: str, data: dict, expected: bytes
+) -> None:
+    response = default_server.evaluate(script, data)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expected"),
+    [
+        (
+            {"script": "return 1", "data": [1, 2]},
+            400,
+            envelope("Script parameters need to be provided as a dictionary."),
+        ),
+        (
+            {"script": "return 1", "data": {"_arg2": [1]}},
+            400,
+            envelope("Variables names should follow the format _arg1, _arg2, _argN"),
+        ),
+        (
+            {"script": "return 1", "data": {"x": [1]}},
+            400,
+            envelope("Variables names should follow the format _arg1, _arg2, _argN"),
+        ),
+        ({"data": {}}, 400, envelope("Script is empty.")),
+        (
+            {"script": "raise ValueError('boom')", "data": {}},
+            500,
+            envelope(ERROR, "ValueError : boom"),
+        ),
+        (
+            {"script": "return tabpy.query('nope')['response']", "data": {}},
+            404,
+            envelope(ERROR, QUERY_FAILED),
+        ),
+    ],
+)
+def test_error_bytes(
+    default_server: ServerProcess, body: dict, status: int, expected: bytes
+) -> None:
+    response = default_server.http.post("/evaluate", json=body)
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "info_prefix"),
+    [
+        (b'{"script": "return 1", ', "JSONDecodeError"),
+        (b"", "JSONDecodeError"),
+        (b'{"script": "return (1", "data": {}}', "SyntaxError"),
+        (b'{"script": "", "data": {}}', "IndentationError"),
+        # TabPy answers 500 when "data" is missing (its tests pin the status); the info is ours.
+        (b'{"script": "return 1"}', "TypeError"),
+    ],
+)
+def test_error_info_starts_with_exception_class(
+    default_server: ServerProcess, content: bytes, info_prefix: str
+) -> None:
+    response = default_server.http.post("/evaluate", content=content)
+
+    assert response.status_code == 500
+    assert response.json()["message"] == ERROR
+    assert response.json()["info"].startswith(f"{info_prefix} : ")
+
+
+# Each script reports its worker's PID next to a value that would change if anything from an
+# earlier run of the same script (in the same worker) were still there.
+LEAK_PROBES = {
+    "global counter": (
+        "global counter\n"
+        "try:\n    counter += 1\nexcept NameError:\n    counter = 1\n"
+        "return [os.getpid(), counter]",
+        1,
+    ),
+    "clobbered import": (
+        "global json\nanswer = json.dumps([1])\njson = None\nreturn [os.getpid(), answer]",
+        "[1]",
+    ),
+}
+
+
+@pytest.mark.parametrize(("script", "expected"), LEAK_PROBES.values(), ids=LEAK_PROBES.keys())
+def test_scripts_cannot_leak_state(
+    default_server: ServerProcess, script: str, expected: object
+) -> None:
+    # One run more than there are workers, so at least one worker runs the script twice.
+    replies = [default_server.evaluate("import os\n" + script) for _ in range(DEFAULT_WORKERS + 1)]
+
+    assert [r.status_code for r in replies] == [200] * len(replies), replies[-1].text
+    pids, values = zip(*(r.json() for r in replies), strict=True)
+    assert len(set(pids)) < len(pids)
+    assert set(values) == {expected}
+
+
+def test_pandas_and_json_need_no_import(default_server: ServerProcess) -> None:
+    response = default_server.evaluate(
+        "return [json.loads('[1, 2]'), int(pandas.Series([1, 2, 3]).sum())]"
+    )
+
+    assert response.status_code == 200
+    assert response.content == b"[[1, 2], 6]"
+
+
+@pytest.fixture(scope="module")
+def disabled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Evaluate disabled; CORS configured, to show the 404 goes without CORS headers."""
+    yield from module_server(
+        tmp_path_factory,
+        {"TABPY_EVALUATE_ENABLE": "false"},
+        state_ini=state_ini(CORS_HEADERS),
+        warm=False,
+    )
+
+
+def test_disabled_evaluate_is_404(disabled_server: ServerProcess) -> None:
+    response = disabled_server.evaluate("return 1")
+
+    assert response.status_code == 404
+    assert response.content == envelope(DISABLED)
+    assert not set(CORS_HEADERS) & set(response.headers)
+
+
+def test_disabled_evaluate_shows_in_info(disabled_server: ServerProcess) -> None:
+    response = disabled_server.http.get("/info")
+
+    assert response.status_code == 200
+    assert response.json()["versions"]["v1"]["features"] == {
+        "evaluate_enabled": False,
+        "gzip_enabled": True,
+        "arrow_enabled": False,
+    }
