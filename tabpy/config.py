@@ -67,6 +67,8 @@ DEFAULT_OAUTH_QUERY_SCOPE = "tabpy:query"
 DEFAULT_OAUTH_EVALUATE_SCOPE = "tabpy:evaluate"
 DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Failed logins one client may make per minute before it gets 429 (0 turns the limit off).
+DEFAULT_AUTH_MAX_FAILURES = 10
 # Share of physical memory the worker pool may use by default; the rest is left to the server
 # process, the OS and whatever else runs on the machine.
 DEFAULT_MEMORY_SHARE = 0.75
@@ -127,6 +129,7 @@ class Settings:
     oauth_evaluate_scope: str
     oauth_deploy_scope: str
     oauth_log_user: bool
+    auth_max_failures: int
     workers: int
     worker_memory_limit_mb: int
     shutdown_timeout: float
@@ -316,6 +319,7 @@ def _default_worker_memory_limit(resolve: Resolve) -> int:
 _megabytes = _whole_number(1, "of megabytes greater than 0")
 _processes = _whole_number(1, "of processes, at least 1")
 _memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
+_failure_limit = _whole_number(0, "of failed logins per minute, or 0 for no limit")
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -367,6 +371,8 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_OAUTH_EVALUATE_SCOPE", "oauth_evaluate_scope", DEFAULT_OAUTH_EVALUATE_SCOPE, _text),
     _Key("TABPY_OAUTH_DEPLOY_SCOPE", "oauth_deploy_scope", DEFAULT_OAUTH_DEPLOY_SCOPE, _text),
     _Key("TABPY_OAUTH_LOG_USER", "oauth_log_user", False, _boolean),
+    _Key("TABPY_AUTH_MAX_FAILURES", "auth_max_failures", DEFAULT_AUTH_MAX_FAILURES,
+         _failure_limit),
     _Key("TABPY_BIND_ADDRESS", "bind_address", DEFAULT_BIND_ADDRESS, _text),
     _Key("TABPY_WORKERS", "workers", _default_workers, _processes),
     _Key("TABPY_WORKER_MEMORY_LIMIT_MB", "worker_memory_limit_mb", _default_worker_memory_limit,

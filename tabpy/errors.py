@@ -5,7 +5,10 @@ Hierarchy::
     TabPyError
     └── HTTPError                  an error answered with TabPy's JSON envelope
         ├── BadRequest             400
+        ├── Unauthorized           401  (missing or wrong credentials; same body for every reason)
+        ├── Forbidden              403  (OAuth token lacks the route's endpoint scope)
         ├── NotAcceptable          406  (credentials sent to a server without auth)
+        ├── TooManyRequests        429  (too many failed logins from one client)
         ├── ScriptsDisabled        404  (TABPY_EVALUATE_ENABLE = false)
         ├── ScriptTimeout          408  (TABPY_EVALUATE_TIMEOUT expired; worker replaced)
         ├── PayloadTooLarge        413  (TABPY_MAX_REQUEST_SIZE_MB)
@@ -54,6 +57,41 @@ class HTTPError(TabPyError):
 
 class BadRequest(HTTPError):
     status_code = 400
+
+
+class Unauthorized(HTTPError):
+    """401 with a challenge; the body never says which check failed."""
+
+    status_code = 401
+
+    def __init__(self, challenge: str) -> None:
+        super().__init__(
+            "Invalid credentials provided.",
+            "Unauthorized request.",
+            {"WWW-Authenticate": challenge},
+        )
+
+
+class Forbidden(HTTPError):
+    status_code = 403
+
+    def __init__(self, realm: str) -> None:
+        super().__init__(
+            "Token is missing a required endpoint scope.",
+            "Forbidden request.",
+            {"WWW-Authenticate": f'Bearer realm="{realm}", error="insufficient_scope"'},
+        )
+
+
+class TooManyRequests(HTTPError):
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Too many failed authentication attempts from this client.",
+            f"Try again in {retry_after} seconds, with valid credentials.",
+            {"Retry-After": str(retry_after)},
+        )
 
 
 class NotAcceptable(HTTPError):

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from tabpy.server.access_log import AccessLog
 from tabpy.server.artifacts import Artifacts
+from tabpy.server.auth_middleware import AuthMiddleware
 from tabpy.server.context import ServerContext
 from tabpy.server.endpoints import Endpoints
 from tabpy.server.evaluate import Evaluate
@@ -44,6 +45,7 @@ def create_app(context: ServerContext) -> Starlette:
         finally:
             await context.catalog.close()
             await context.pool.close()
+            context.auth.close()
 
     routes = api_routes(context)
     prefix = context.service_info.subdirectory.strip("/")
@@ -54,6 +56,8 @@ def create_app(context: ServerContext) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: _framework_error},
     )
+    # Added first so that it runs inside AccessLog: refused requests are logged too.
+    app.add_middleware(AuthMiddleware, context=context, routes=routes)
     app.add_middleware(AccessLog)
     return app
 

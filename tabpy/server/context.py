@@ -14,11 +14,23 @@ from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.pool import WorkerPool
 from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
+from tabpy.server.principal import Principal
 
 
 class Authenticator(Protocol):
+    """Decides who sent a request. ``AuthMiddleware`` calls it for every API route."""
+
+    async def authenticate(self, request: Request) -> Principal:
+        """Who sent ``request``; raise an ``HTTPError`` (401/403/406/429) to refuse it."""
+
     def check(self, request: Request) -> None:
-        """Return if the request may proceed; raise an ``HTTPError`` otherwise."""
+        """Raise unless ``AuthMiddleware`` has already authenticated ``request``."""
+
+    def reload(self) -> None:
+        """Re-read the credentials (SIGHUP)."""
+
+    def close(self) -> None:
+        """Release threads; called once at shutdown."""
 
 
 @dataclass

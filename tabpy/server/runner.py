@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType
 
 import sqlalchemy
@@ -16,8 +17,9 @@ from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry
 from tabpy.runtime.pool import WorkerPool
+from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
-from tabpy.server.auth import NoAuthentication
+from tabpy.server.auth import build_authenticator
 from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 
@@ -27,9 +29,14 @@ logger = logging.getLogger("tabpy.server")
 class TabPyServer(uvicorn.Server):
     """uvicorn's server, logging the lines admins know from TabPy."""
 
+    #: Called on SIGHUP (reloads the password file); uvicorn leaves that signal alone.
+    on_hangup: Callable[[], None] | None = None
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            if self.on_hangup is not None:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_hangup)
             logger.info("Web service listening on port %d", self.bound_port())
 
     def bound_port(self) -> int:
@@ -48,11 +55,8 @@ class TabPyServer(uvicorn.Server):
 def build_context(settings: Settings) -> ServerContext:
     service_info = load_service_info(settings.state_path)
     logger.info("State is stored in %s", settings.state_path)
-    if settings.pwd_file is not None or settings.oauth_enabled:
-        raise ConfigError(
-            "TABPY_PWD_FILE / TABPY_OAUTH_ENABLED: authentication is not available in this "
-            "build yet; remove these settings or use a release that supports them."
-        )
+    auth = build_authenticator(settings, service_info)
+    logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
     import_legacy_state(registry, settings.state_path)
     pool = WorkerPool(settings.workers, settings.worker_memory_limit_mb, settings.registry_url)
@@ -61,7 +65,7 @@ def build_context(settings: Settings) -> ServerContext:
         service_info=service_info,
         pool=pool,
         catalog=Catalog(registry, pool, settings.evaluate_timeout),
-        auth=NoAuthentication(service_info.name),
+        auth=auth,
     )
 
 
@@ -83,6 +87,7 @@ def _without_password(url: str) -> str:
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``."""
+    tls = server_context(settings)
     context = build_context(settings)
     config = uvicorn.Config(
         create_app(context),
@@ -95,10 +100,11 @@ def serve(settings: Settings) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
-        ssl_certfile=str(settings.certificate_file) if settings.certificate_file else None,
-        ssl_keyfile=str(settings.key_file) if settings.key_file else None,
+        # Our own context: checked at start-up with clear messages (tabpy.security.tls).
+        ssl_context_factory=(lambda config, default: tls) if tls is not None else None,
     )
     server = TabPyServer(config)
+    server.on_hangup = context.auth.reload
     # uvicorn re-raises the shutdown signal after a graceful stop; with these
     # handlers in place by then, the process still exits 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
