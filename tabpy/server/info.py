@@ -8,9 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy import __version__
-from tabpy.errors import HTTPError
 from tabpy.server.context import ServerContext
-from tabpy.server.responses import JSON, RawResponse, error_response
+from tabpy.server.responses import JSON, RawResponse
 
 
 def info_document(context: ServerContext) -> dict[str, object]:
@@ -65,8 +64,4 @@ class Info:
         self.body = json.dumps(info_document(context)).encode("ascii")
 
     async def handle(self, request: Request) -> Response:
-        try:
-            self.context.auth.check(request)
-        except HTTPError as error:
-            return error_response(error)
         return RawResponse(self.body, 200, JSON, self.context.cors)

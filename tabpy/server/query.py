@@ -23,7 +23,6 @@ class Query:
         settings = self.context.settings
         name = request.path_params["name"]
         try:
-            self.context.auth.check(request)
             check_declared_size(request, settings.max_request_size_bytes)
         except HTTPError as error:
             return error_response(error)
@@ -47,8 +46,4 @@ class Query:
         return RawResponse(reply.body, reply.status, media_type, self.context.cors)
 
     async def options(self, request: Request) -> Response:
-        try:
-            self.context.auth.check(request)
-        except HTTPError as error:
-            return error_response(error)
         return RawResponse(b"{}", 200, JSON_UTF8, self.context.cors)

@@ -7,9 +7,8 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import HTTPError
 from tabpy.server.context import ServerContext
-from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, error_response
+from tabpy.server.responses import JSON, JSON_UTF8, RawResponse
 
 
 class Status:
@@ -17,18 +16,10 @@ class Status:
         self.context = context
 
     async def status(self, request: Request) -> Response:
-        try:
-            self.context.auth.check(request)
-        except HTTPError as error:
-            return error_response(error)
         states = self.context.catalog.states
         body = {name: state.as_json() for name, state in states.items()}
         return RawResponse(json.dumps(body).encode(), 200, JSON, self.context.cors)
 
     async def upload_destination(self, request: Request) -> Response:
-        try:
-            self.context.auth.check(request)
-        except HTTPError as error:
-            return error_response(error)
         body = json.dumps({"path": str(self.context.staging_path)}).encode()
         return RawResponse(body, 200, JSON_UTF8)
