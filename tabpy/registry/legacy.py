@@ -38,6 +38,14 @@ def import_legacy_state(registry: Registry, state_path: Path) -> list[str]:
             artifacts: dict[int, str | None] = {}
             for version, data in versions.items():
                 if data is None:
+                    archive = state_path / "query_objects" / endpoint.name / str(version)
+                    logger.warning(
+                        "Endpoint %r version %d: %s not found; it stays LoadFailed until "
+                        "deployed again",
+                        endpoint.name,
+                        version,
+                        archive / "pickle_archive",
+                    )
                     artifacts[version] = None
                     continue
                 sha256 = hashlib.sha256(data).hexdigest()

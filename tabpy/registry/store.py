@@ -160,7 +160,15 @@ class Registry:
         if row is None:
             raise LookupError(f"endpoint {name} has no version {version}")
         if row.data is None:
-            raise LookupError(f"the object of {name} version {version} is missing")
+            # A null artifact comes from the legacy import: TabPy's pickle was not on disk.
+            cause = (
+                "its pickle_archive was not found when the TabPy state folder was imported"
+                if row.artifact is None
+                else f"artifact {row.artifact} is not in the registry"
+            )
+            raise LookupError(
+                f"the object of {name} version {version} is missing ({cause}); deploy {name} again"
+            )
         return bytes(row.data)
 
     def has_artifact(self, sha256: str) -> bool:
