@@ -21,20 +21,38 @@ class LoadFailed(Exception):
     """An endpoint version could not be turned into a callable object."""
 
 
+class RegistryUnavailable(Exception):
+    """The registry could not be read; the job cannot know which endpoints exist."""
+
+
 class EndpointCache:
+    """Which endpoints exist, and their loaded objects, as seen from one worker.
+
+    Every job tells the worker the registry revision the server has seen
+    (``observe``); the worker re-reads the registry only when an endpoint is
+    actually needed and that revision changed, so scripts that never call
+    ``tabpy.query`` never touch the database.
+    """
+
     def __init__(self, open_registry: Callable[[], Any]) -> None:
         self._open_registry = open_registry
         self._registry: Any = None
         self._revision = -1
+        self._wanted = 0
         self._current: dict[str, Endpoint] = {}
         self._objects: dict[tuple[str, int, str | None], Any] = {}
 
-    def sync(self, revision: int) -> None:
-        """Refresh the name -> version map when the registry changed."""
-        if revision == self._revision:
+    def observe(self, revision: int) -> None:
+        self._wanted = revision
+
+    def _refresh(self) -> None:
+        if self._wanted == self._revision:
             return
-        _, self._current = self.registry.snapshot()
-        self._revision = revision
+        try:
+            _, self._current = self.registry.snapshot()
+        except Exception as exc:  # noqa: BLE001 - any driver error means the same here
+            raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from None
+        self._revision = self._wanted
         live = {(e.name, e.version, e.artifact) for e in self._current.values()}
         for key in [key for key in self._objects if key not in live]:
             del self._objects[key]
@@ -46,10 +64,12 @@ class EndpointCache:
         return self._registry
 
     def current_version(self, name: str) -> int | None:
+        self._refresh()
         endpoint = self._current.get(name)
         return None if endpoint is None else endpoint.version
 
     def load(self, name: str, version: int) -> Any:
+        self._refresh()
         endpoint = self._current.get(name)
         current = endpoint is not None and endpoint.version == version
         key = (name, version, endpoint.artifact if current else None)

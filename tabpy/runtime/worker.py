@@ -25,8 +25,7 @@ import orjson
 
 from tabpy.errors import envelope
 from tabpy.registry.store import Registry
-from tabpy.runtime.endpoints import EndpointCache
-from tabpy.runtime.errors import describe
+from tabpy.runtime.endpoints import EndpointCache, RegistryUnavailable
 from tabpy.runtime.evaluate import ERROR_MESSAGE, Reply, handle_evaluate
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.protocol import (
@@ -69,17 +68,17 @@ def worker_main(
 
 
 def _run(job: Job, namespace: dict[str, Any], endpoints: EndpointCache, tabpy: ScriptAPI) -> Reply:
-    try:
-        endpoints.sync(job.revision)
-    except Exception as exc:  # noqa: BLE001 - the registry may be briefly unreachable
-        return Reply(503, envelope("Registry unavailable", describe(exc)))
+    endpoints.observe(job.revision)
     if job.kind == JobKind.EVALUATE:
         return handle_evaluate(job.body, namespace, tabpy)
     target = orjson.loads(job.meta)
-    if job.kind == JobKind.QUERY:
-        return handle_query(job.body, target["name"], target["version"], endpoints)
-    if job.kind == JobKind.LOAD:
-        return handle_load(target["name"], target["version"], endpoints)
+    try:
+        if job.kind == JobKind.QUERY:
+            return handle_query(job.body, target["name"], target["version"], endpoints)
+        if job.kind == JobKind.LOAD:
+            return handle_load(target["name"], target["version"], endpoints)
+    except RegistryUnavailable as exc:
+        return Reply(503, envelope("Registry unavailable", str(exc)))
     return Reply(500, envelope(ERROR_MESSAGE, f"unknown job kind {job.kind}"))
 
 

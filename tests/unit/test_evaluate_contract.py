@@ -14,7 +14,7 @@ from tests.unit.fakes import FakeRegistry
 
 NAMESPACE = build_namespace()
 CACHE = EndpointCache(lambda: FakeRegistry({"double": lambda x, factor=2: factor * x}))
-CACHE.sync(1)
+CACHE.observe(1)
 API = ScriptAPI(CACHE)
 
 
