@@ -42,10 +42,12 @@ __all__ = [
     "DEFAULT_ARROWFLIGHT_PORT",
     "DEFAULT_BIND_ADDRESS",
     "DEFAULT_EVALUATE_TIMEOUT",
+    "DEFAULT_LOG_FORMAT",
     "DEFAULT_MAX_REQUEST_SIZE_MB",
     "DEFAULT_MINIMUM_TLS_VERSION",
     "DEFAULT_PORT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
+    "LOG_FORMATS",
     "ConfigError",
     "Settings",
     "describe_settings",
@@ -69,6 +71,8 @@ DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 # Failed logins one client may make per minute before it gets 429 (0 turns the limit off).
 DEFAULT_AUTH_MAX_FAILURES = 10
+DEFAULT_LOG_FORMAT = "text"
+LOG_FORMATS = ("text", "json")
 # Share of physical memory the worker pool may use by default; the rest is left to the server
 # process, the OS and whatever else runs on the machine.
 DEFAULT_MEMORY_SHARE = 0.75
@@ -134,6 +138,8 @@ class Settings:
     worker_memory_limit_mb: int
     shutdown_timeout: float
     registry_url: str
+    log_format: str
+    health_checks_public: bool
     sources: Mapping[str, str]
 
     @property
@@ -229,6 +235,16 @@ def _tls_version(key: str, value: str) -> str:
         logger.warning("Unrecognized value for %s: %s", key, value)
         return DEFAULT_MINIMUM_TLS_VERSION
     return value
+
+
+def _log_format(key: str, value: str) -> str:
+    log_format = value.lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a log format: use text (one readable line per "
+            "message) or json (one JSON object per line, for log shippers)."
+        )
+    return log_format
 
 
 def _scopes(key: str, value: str) -> tuple[str, ...]:
@@ -379,6 +395,8 @@ _KEYS: tuple[_Key, ...] = (
          _memory_limit),
     _Key("TABPY_SHUTDOWN_TIMEOUT", "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, _seconds(True)),
     _Key("TABPY_REGISTRY_URL", "registry_url", _default_registry_url, _database_url),
+    _Key("TABPY_LOG_FORMAT", "log_format", DEFAULT_LOG_FORMAT, _log_format),
+    _Key("TABPY_HEALTH_CHECKS_PUBLIC", "health_checks_public", False, _boolean),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}
@@ -527,13 +545,17 @@ def _interpolate(
     return "".join(parts)
 
 
+#: Read by tabpy-deploy-models, not by the server; they may share an environment.
+_CLIENT_VARIABLES = frozenset({"TABPY_USERNAME", "TABPY_PASSWORD"})
+
+
 def _check_unknown(values: Mapping[str, str], where: str, referenced: set[str]) -> None:
     """Reject likely typos of known keys; warn about other unknown ``TABPY_*`` names.
 
     Keys used only as ``%(NAME)s`` helpers are intentional, so they pass silently.
     """
     for name in values:
-        if name in _BY_NAME or name in referenced:
+        if name in _BY_NAME or name in referenced or name in _CLIENT_VARIABLES:
             continue
         close = difflib.get_close_matches(name, _BY_NAME, n=1, cutoff=_TYPO_CUTOFF)
         if close:

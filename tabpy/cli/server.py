@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tabpy.config import ConfigError, Settings, describe_settings, load_settings
-from tabpy.logs import configure_logging
+from tabpy.logs import configure_logging, set_log_format
 
 logger = logging.getLogger("tabpy.server")
 
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"tabpy: {error}\n")
         return 1
+    set_log_format(settings.log_format)
     for line in describe_settings(settings):
         logger.debug(line)
     if not _confirm_without_authentication(settings, disable_warning):

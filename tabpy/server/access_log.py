@@ -1,50 +1,44 @@
-"""One access-log line per request, written after the response is sent.
+"""The access log: one line per request, TabPy's ``<status> <METHOD> <path> (<ip>) <ms>ms``.
 
-A plain ASGI middleware (no request object, no body buffering), so its cost is
-one clock read and one log call per request.
+Written by :class:`~tabpy.server.observe.Observe` after the response is sent, at INFO below
+400, WARNING for 4xx and ERROR for 5xx, as TabPy does. The same values are passed as
+``extra`` fields, which the JSON log format turns into ``status``, ``method``, ``path``,
+``client`` and ``duration_ms``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+from tabpy.server.auth import printable
 
 logger = logging.getLogger("tabpy.access")
 
 
-class AccessLog:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            client = scope.get("client")
-            level = (
-                logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-            )
-            logger.log(
-                level,
-                "%d %s %s (%s) %.2fms",
-                status,
-                scope["method"],
-                scope["path"],
-                client[0] if client else "-",
-                elapsed_ms,
-            )
+def log_access(scope: Scope, status: int, seconds: float) -> None:
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if not logger.isEnabledFor(level):
+        return
+    client = scope.get("client")
+    address = client[0] if client else "-"
+    milliseconds = seconds * 1000
+    # Both come from the client: escape control characters so one request stays one line.
+    method, path = printable(scope["method"]), printable(scope["path"])
+    logger.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        method,
+        path,
+        address,
+        milliseconds,
+        extra={
+            "status": status,
+            "method": method,
+            "path": path,
+            "client": address,
+            "duration_ms": round(milliseconds, 2),
+        },
+    )

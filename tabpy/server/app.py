@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,15 +18,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
-from tabpy.server.access_log import AccessLog
 from tabpy.server.artifacts import Artifacts
 from tabpy.server.auth_middleware import AuthMiddleware
 from tabpy.server.context import ServerContext
 from tabpy.server.endpoints import Endpoints
 from tabpy.server.evaluate import Evaluate
-from tabpy.server.index import Index
+from tabpy.server.health import Health
+from tabpy.server.index import (
+    ASSETS_DIRECTORY,
+    ASSETS_PATH,
+    DOCS_DIRECTORY,
+    DOCUMENTATION_FILES,
+    Index,
+)
 from tabpy.server.info import Info
+from tabpy.server.metrics import MetricsPage
+from tabpy.server.observe import Observe
 from tabpy.server.query import Query
 from tabpy.server.responses import JSON_UTF8, RawResponse, html_status_page
 from tabpy.server.status import Status
@@ -56,9 +66,9 @@ def create_app(context: ServerContext) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: _framework_error},
     )
-    # Added first so that it runs inside AccessLog: refused requests are logged too.
+    # Added first so that it runs inside Observe: refused requests are logged and counted too.
     app.add_middleware(AuthMiddleware, context=context, routes=routes)
-    app.add_middleware(AccessLog)
+    app.add_middleware(Observe, metrics=context.metrics)
     return app
 
 
@@ -67,6 +77,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
     endpoints = Endpoints(context)
     status = Status(context)
     query = Query(context)
+    health = Health(context)
     routes: list[BaseRoute] = [
         Route("/query/{name}", query.handle, methods=["POST", "GET"]),
         Route("/query/{name}", query.options, methods=["OPTIONS"]),
@@ -88,6 +99,9 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         ),
         Route("/artifacts/{sha256}", Artifacts(context).put, methods=["PUT"]),
         Route("/", Index(context).handle, methods=["GET"]),
+        Route("/health", health.live, methods=["GET"], name="health"),
+        Route("/ready", health.ready, methods=["GET"], name="ready"),
+        Route("/metrics", MetricsPage(context.metrics).handle, methods=["GET"]),
     ]
     for path in (
         "/status",
@@ -98,10 +112,29 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         "/configurations/endpoint_upload_destination",
     ):
         routes.append(Route(path, options, methods=["OPTIONS"]))
+    # The status page's own files: mounts, not routes, so public (see tabpy.server.index).
+    if (DOCS_DIRECTORY / "configuration.md").is_file():  # a source tree, not site-packages
+        routes.append(Mount(f"{ASSETS_PATH}/docs", _Documentation(directory=DOCS_DIRECTORY)))
+    routes.append(Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIRECTORY)))
     static_path = context.settings.static_path
     if static_path is not None:
         routes.append(Mount("/", StaticFiles(directory=static_path, html=True)))
     return routes
+
+
+class _Documentation(StaticFiles):
+    """The documentation's own files, shown as text in the browser; nothing else there."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path not in DOCUMENTATION_FILES:
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Content-Type"] = "text/plain; charset=utf-8"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 class _Options:

@@ -5,7 +5,13 @@ authenticated, with no call to remember in its handler. Not authenticated, as in
 
 * static files (a ``Mount`` of an app without routes) and unknown paths (404);
 * a known path with a method it does not implement (405 comes first);
-* ``OPTIONS``, except on ``/query/<name>``.
+* ``OPTIONS``, except on ``/query/<name>``;
+* ``/health`` and ``/ready`` (routes named in :data:`PROBES`), only when
+  ``TABPY_HEALTH_CHECKS_PUBLIC`` is on; by default they need credentials like every route.
+
+Refused requests are counted in the ``tabpy_auth_failures_total`` metric, and the route that
+refused them is recorded in the scope as Starlette's router would, so that request metrics
+label them by route.
 
 The OAuth endpoint scope a route needs is derived from its path and method
 (:func:`tabpy.security.oauth.endpoint_scope`), so new routes get the right scope too.
@@ -25,7 +31,10 @@ from tabpy.server.context import ServerContext
 from tabpy.server.principal import ANONYMOUS, STATE_KEY, Principal
 from tabpy.server.responses import error_response
 
-__all__ = ["AuthMiddleware", "is_api_request"]
+__all__ = ["PROBES", "AuthMiddleware", "api_route", "is_api_request"]
+
+#: Names of the routes ``TABPY_HEALTH_CHECKS_PUBLIC`` opens.
+PROBES = frozenset({"health", "ready"})
 
 
 class AuthMiddleware:
@@ -35,9 +44,11 @@ class AuthMiddleware:
         self.routes = routes
         subdirectory = context.service_info.subdirectory.strip("/")
         self.prefix = f"/{subdirectory}" if subdirectory else ""
+        self.public = PROBES if context.settings.health_checks_public else frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_api_request(self.routes, scope):
+        route = api_route(self.routes, scope) if scope["type"] == "http" else None
+        if route is None or route.name in self.public:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
@@ -49,6 +60,8 @@ class AuthMiddleware:
                 principal = await self.context.auth.authenticate(request)
             except HTTPError as error:
                 log_call(request, None, self.context.settings)
+                self.context.metrics.auth_failed(error.status_code)
+                scope["route"] = route
                 await error_response(error)(scope, receive, send)
                 return
         log_call(request, principal, self.context.settings)
@@ -60,14 +73,21 @@ class AuthMiddleware:
         return relative.startswith("/query/")
 
 
-def is_api_request(routes: Sequence[BaseRoute], scope: Scope) -> bool:
-    """True if ``scope`` fully matches a ``Route`` (path and method), looking inside mounts."""
+def api_route(routes: Sequence[BaseRoute], scope: Scope) -> Route | None:
+    """The ``Route`` that fully matches ``scope`` (path and method), looking inside mounts."""
     for route in routes:
         match, child = route.matches(scope)
         if match is not Match.FULL:
             continue
         if isinstance(route, Route):
-            return True
-        if isinstance(route, Mount) and is_api_request(route.routes, {**scope, **child}):
-            return True
-    return False
+            return route
+        if isinstance(route, Mount):
+            found = api_route(route.routes, {**scope, **child})
+            if found is not None:
+                return found
+    return None
+
+
+def is_api_request(routes: Sequence[BaseRoute], scope: Scope) -> bool:
+    """True if ``scope`` fully matches a ``Route`` (path and method), looking inside mounts."""
+    return api_route(routes, scope) is not None

@@ -2,13 +2,14 @@
 
 One INFO line per API request, once authentication is decided, in TabPy's format::
 
-    Call ID: <uuid4>, Caller: <ip>, Method: <METHOD>, URL: <url>[, Client: <TabPy-Client>]
+    Call ID: <request id>, Caller: <ip>, Method: <METHOD>, URL: <url>[, Client: <TabPy-Client>]
     [, Tableau user: <TabPy-User>][, TabPy user: <user>]
 
-``TabPy user`` is the Basic username as sent (also when it was refused), or the token's
-``sub`` when ``TABPY_OAUTH_LOG_USER`` is on. Passwords, tokens and the ``Authorization``
-header never appear. Values come from the client, so control characters are escaped to keep
-one request on one log line.
+The call ID is the request id (``X-Request-ID``), so the line can be matched with the access
+log and the client's reply. ``TabPy user`` is the Basic username as sent (also when it was
+refused), or the token's ``sub`` when ``TABPY_OAUTH_LOG_USER`` is on. Passwords, tokens and
+the ``Authorization`` header never appear. Values come from the client, so control
+characters are escaped to keep one request on one log line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from starlette.requests import Request
 
 from tabpy.config import Settings
+from tabpy.logs import current_request_id
 from tabpy.server.auth import parse_basic, printable
 from tabpy.server.principal import Principal
 
@@ -33,7 +35,7 @@ def log_call(request: Request, principal: Principal | None, settings: Settings) 
         return
     client = request.client.host if request.client else "-"
     parts = [
-        f"Call ID: {uuid.uuid4()}",
+        f"Call ID: {_call_id()}",
         f"Caller: {printable(client)}",
         f"Method: {printable(request.method)}",
         f"URL: {printable(str(request.url))}",
@@ -48,6 +50,11 @@ def log_call(request: Request, principal: Principal | None, settings: Settings) 
     if user:
         parts.append(f"TabPy user: {printable(user)}")
     logger.info(", ".join(parts))
+
+
+def _call_id() -> str:
+    request_id = current_request_id.get()
+    return str(uuid.uuid4()) if request_id == "-" else request_id
 
 
 def _tabpy_user(request: Request, principal: Principal | None, settings: Settings) -> str | None:

@@ -14,6 +14,7 @@ from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.pool import WorkerPool
 from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
+from tabpy.server.metrics import Metrics
 from tabpy.server.principal import Principal
 
 
@@ -42,9 +43,12 @@ class ServerContext:
     auth: Authenticator
     started_at: float = field(default_factory=time.time)
     cors: dict[str, str] = field(init=False)
+    metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.cors = cors_headers(self.service_info)
+        self.metrics = Metrics()
+        self.metrics.watch(lambda: self.pool, lambda: self.catalog)
 
     @property
     def staging_path(self) -> Path:

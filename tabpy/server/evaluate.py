@@ -10,6 +10,7 @@ from tabpy.runtime.pool import Job
 from tabpy.runtime.protocol import JobKind
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
+from tabpy.server.metrics import failure_cause
 from tabpy.server.responses import JSON, RawResponse, error_response
 
 
@@ -35,5 +36,10 @@ class Evaluate:
                 job, settings.evaluate_timeout, settings.evaluate_timeout_text
             )
         except HTTPError as error:
+            cause = failure_cause(error)
+            if cause is not None:
+                self.context.metrics.script_failed("evaluate", cause)
             return error_response(error, self.context.cors)
+        if reply.status >= 500:
+            self.context.metrics.script_failed("evaluate", "exception")
         return RawResponse(reply.body, reply.status, JSON, self.context.cors)

@@ -12,6 +12,8 @@ from tabpy.runtime.pool import Job
 from tabpy.runtime.protocol import JobKind
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
+from tabpy.server.metrics import failure_cause
+from tabpy.server.observe import ENDPOINT_KEY
 from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, error_response
 
 
@@ -31,6 +33,7 @@ class Query:
             endpoint = catalog.endpoints.get(name)
             if endpoint is None:
                 raise UnknownURI(name)
+            request.scope[ENDPOINT_KEY] = name  # per-endpoint latency, for real names only
             chunks = await read_body(
                 request, settings.max_request_size_bytes, settings.gzip_enabled
             )
@@ -41,7 +44,12 @@ class Query:
                 settings.evaluate_timeout_text,
             )
         except HTTPError as error:
+            cause = failure_cause(error)
+            if cause is not None:
+                self.context.metrics.script_failed("query", cause)
             return error_response(error, self.context.cors)
+        if reply.status >= 500:
+            self.context.metrics.script_failed("query", "exception")
         media_type = JSON_UTF8 if reply.status == 200 else JSON
         return RawResponse(reply.body, reply.status, media_type, self.context.cors)
 

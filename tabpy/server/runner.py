@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 from types import FrameType
 
+import prometheus_client
 import sqlalchemy
 import uvicorn
 
@@ -88,6 +89,9 @@ def _without_password(url: str) -> str:
 def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``."""
     tls = server_context(settings)
+    # Process-wide, hence here: *_created series double what Prometheus stores, for nothing
+    # that process_start_time_seconds does not already say.
+    prometheus_client.disable_created_metrics()
     context = build_context(settings)
     config = uvicorn.Config(
         create_app(context),
@@ -109,7 +113,8 @@ def serve(settings: Settings) -> int:
     # handlers in place by then, the process still exits 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _already_handled)
-    asyncio.run(server.serve())
+    # run() (not asyncio.run) so uvicorn installs the configured uvloop event loop.
+    server.run()
     if not server.started:
         return 1
     logger.info("Shutting down TabPy...")

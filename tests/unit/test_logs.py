@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tabpy.config import ConfigError
-from tabpy.logs import DEFAULT_FORMAT, configure_logging
+from tabpy.logs import (
+    DEFAULT_FORMAT,
+    JsonFormatter,
+    configure_logging,
+    current_request_id,
+    set_log_format,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -17,11 +25,14 @@ def restore_root_logger() -> Iterator[logging.Logger]:
     """configure_logging changes process-wide state; put it back for the other tests."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    formatters = [handler.formatter for handler in handlers]  # set_log_format changes them
     yield root
     for handler in root.handlers:
         if handler not in handlers:
             handler.close()
     root.handlers[:] = handlers
+    for handler, formatter in zip(handlers, formatters, strict=True):
+        handler.setFormatter(formatter)
     root.setLevel(level)
 
 
@@ -102,3 +113,96 @@ def test_broken_logging_sections(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith(f"Logging configuration in {path} is invalid")
     assert "\n" not in message
+
+
+# --- request ids and JSON lines ------------------------------------------------------------------
+
+
+def test_text_lines_name_the_request(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(None)
+    log = logging.getLogger("tabpy.sample")
+    token = current_request_id.set("abc123")
+    try:
+        log.info("during")
+    finally:
+        current_request_id.reset(token)
+    log.info("after")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("[INFO] tabpy.sample: during [request abc123]")
+    assert lines[1].endswith("[INFO] tabpy.sample: after")
+
+
+def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(None)
+    set_log_format("json")
+    log = logging.getLogger("tabpy.sample")
+    token = current_request_id.set("req-1")
+    try:
+        log.info("hello %s", "world", extra={"status": 200, "duration_ms": 1.5})
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        current_request_id.reset(token)
+    log.warning("outside")
+    first, second, third = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert first["message"] == "hello world"
+    assert (first["level"], first["logger"], first["request_id"]) == (
+        "INFO",
+        "tabpy.sample",
+        "req-1",
+    )
+    assert (first["status"], first["duration_ms"]) == (200, 1.5)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+    assert "ValueError: bad" in second["exception"]
+    assert "request_id" not in third and third["level"] == "WARNING"
+
+
+def test_request_id_is_stamped_when_the_record_is_made() -> None:
+    configure_logging(None)
+    token = current_request_id.set("made-here")
+    try:
+        record = logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "m", None, None)
+    finally:
+        current_request_id.reset(token)
+    assert record.request_id == "made-here"  # type: ignore[attr-defined]
+    assert JsonFormatter().format(record).count("made-here") == 1
+
+
+def test_json_format_applies_to_config_file_handlers(tmp_path: Path) -> None:
+    log_file = tmp_path / "out.log"
+    path = tmp_path / "tabpy.conf"
+    path.write_text(
+        "[loggers]\nkeys=root\n\n[handlers]\nkeys=file\n\n[formatters]\nkeys=plain\n\n"
+        "[logger_root]\nlevel=INFO\nhandlers=file\n\n"
+        f"[handler_file]\nclass=FileHandler\nformatter=plain\nargs=({str(log_file)!r},)\n\n"
+        "[formatter_plain]\nformat=%(request_id)s|%(message)s\n",
+        encoding="utf-8",
+    )
+    configure_logging(path)
+    logging.getLogger("tabpy.sample").info("plain")
+    set_log_format("json")
+    logging.getLogger("tabpy.sample").info("structured")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    plain, structured = log_file.read_text(encoding="utf-8").splitlines()
+    assert plain == "-|plain"
+    assert json.loads(structured)["message"] == "structured"
+
+
+def test_config_file_may_name_the_json_formatter(tmp_path: Path) -> None:
+    log_file = tmp_path / "out.jsonl"
+    path = tmp_path / "tabpy.conf"
+    path.write_text(
+        "[loggers]\nkeys=root\n\n[handlers]\nkeys=file\n\n[formatters]\nkeys=json\n\n"
+        "[logger_root]\nlevel=INFO\nhandlers=file\n\n"
+        f"[handler_file]\nclass=FileHandler\nformatter=json\nargs=({str(log_file)!r},)\n\n"
+        "[formatter_json]\nclass=tabpy.logs.JsonFormatter\n",
+        encoding="utf-8",
+    )
+    configure_logging(path)
+    logging.getLogger("tabpy.sample").info("from the file")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert json.loads(log_file.read_text(encoding="utf-8"))["message"] == "from the file"

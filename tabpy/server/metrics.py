@@ -1,0 +1,232 @@
+"""Prometheus metrics: what the server counts, and ``GET /metrics``.
+
+Each application owns its :class:`Metrics` and with it a private ``CollectorRegistry``, so two
+servers in one process (tests, embedders) never share counters. Request metrics are updated by
+:class:`~tabpy.server.observe.Observe`; state that lives elsewhere (worker restarts, workers
+ready, endpoint load status) is read when Prometheus scrapes, by :class:`RuntimeCollector`, so
+nothing is counted twice.
+
+Routes are labelled by their template (``/query/{name}``), never by the raw path, and methods
+outside the standard set become ``other``: a client cannot create new time series at will.
+Per-endpoint latency is only recorded for endpoints that exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tabpy import __version__
+from tabpy.errors import HTTPError, MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
+from tabpy.server.responses import RawResponse
+
+if TYPE_CHECKING:
+    from tabpy.runtime.pool import WorkerPool
+    from tabpy.server.catalog import Catalog
+
+__all__ = ["Metrics", "MetricsPage", "RuntimeCollector", "UNMATCHED"]
+
+#: Seconds. Fine steps for the API's own routes, coarse ones up to the longest script timeouts.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+)  # fmt: skip
+#: Bytes, from a small /evaluate to the 100 MB default size limit.
+SIZE_BUCKETS = tuple(float(2**power) for power in range(8, 29, 2))
+#: The ``route`` label of a request that matched no route (a 404).
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+#: Why a worker was replaced; always exported, so a rate() works before the first restart.
+RESTART_CAUSES = ("timeout", "memory", "crash", "cancelled")
+_LOAD_STATES = ("LoadSuccessful", "LoadFailed", "LoadInProgress")
+
+
+class Metrics:
+    """The instruments of one server, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "tabpy_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "tabpy_http_request_duration_seconds",
+            "Time from receiving a request to sending the end of its response, by route.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "tabpy_http_requests_in_flight",
+            "Requests being handled right now.",
+            registry=registry,
+        )
+        self.request_size = Histogram(
+            "tabpy_http_request_size_bytes",
+            "Request body sizes as sent (before gzip decompression), by route.",
+            ["route"],
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.endpoint_latency = Histogram(
+            "tabpy_endpoint_query_duration_seconds",
+            "Duration of /query/<name> requests, by deployed endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.script_errors = Counter(
+            "tabpy_script_errors",
+            "Scripts (/evaluate) and endpoint calls (/query) that failed, by cause: exception "
+            "(raised by user code or a failed load), timeout, memory (limit exceeded), crash.",
+            ["source", "cause"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "tabpy_auth_failures",
+            "Requests refused by authentication, by status: 401 bad or missing credentials, "
+            "403 missing scope, 406 credentials sent to a server without authentication, "
+            "429 client throttled after repeated failures.",
+            ["status"],
+            registry=registry,
+        )
+        Info("tabpy_build", "The running tabpy version.", registry=registry).info(
+            {"version": __version__}
+        )
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        # Label lookups cost more than the updates themselves; keep the children.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._size_children: dict[str, Histogram] = {}
+        self._endpoint_children: dict[str, Histogram] = {}
+
+    def watch(
+        self, pool: Callable[[], WorkerPool | None], catalog: Callable[[], Catalog | None]
+    ) -> None:
+        """Export the pool's and the catalog's state at every scrape; call once."""
+        self.registry.register(RuntimeCollector(pool, catalog))
+
+    # --- updates (the request path) -----------------------------------------------------------
+
+    def observe_request(
+        self, route: str, method: str, status: int, seconds: float, size: int | None
+    ) -> None:
+        if method not in _METHODS:
+            method = "other"
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if size is not None:
+            histogram = self._size_children.get(route)
+            if histogram is None:
+                histogram = self._size_children[route] = self.request_size.labels(route)
+            histogram.observe(size)
+
+    def observe_endpoint(self, name: str, seconds: float) -> None:
+        histogram = self._endpoint_children.get(name)
+        if histogram is None:
+            histogram = self._endpoint_children[name] = self.endpoint_latency.labels(name)
+        histogram.observe(seconds)
+
+    def script_failed(self, source: str, cause: str) -> None:
+        """``source``: evaluate or query; ``cause``: see :func:`failure_cause`."""
+        self.script_errors.labels(source, cause).inc()
+
+    def auth_failed(self, status: int) -> None:
+        self.auth_failures.labels(str(status)).inc()
+
+
+def failure_cause(error: HTTPError) -> str | None:
+    """The ``cause`` label of a script that ended with ``error``; None if it is not one."""
+    if isinstance(error, ScriptTimeout):
+        return "timeout"
+    if isinstance(error, MemoryLimitExceeded):
+        return "memory"
+    if isinstance(error, WorkerCrashed):
+        return "crash"
+    return None
+
+
+class RuntimeCollector:
+    """Reads the worker pool and the catalog at scrape time."""
+
+    def __init__(
+        self, pool: Callable[[], WorkerPool | None], catalog: Callable[[], Catalog | None]
+    ) -> None:
+        self.pool = pool
+        self.catalog = catalog
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.pool(), self.catalog())
+
+    def _families(
+        self, pool: WorkerPool | None = None, catalog: Catalog | None = None
+    ) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "tabpy_worker_restarts",
+            "Worker processes replaced, by cause: timeout (script exceeded "
+            "TABPY_EVALUATE_TIMEOUT), memory (exceeded TABPY_WORKER_MEMORY_LIMIT_MB), crash "
+            "(the process died), cancelled (the client went away mid-script).",
+            labels=["cause"],
+        )
+        ready = GaugeMetricFamily("tabpy_workers_ready", "Worker processes ready for work.")
+        size = GaugeMetricFamily("tabpy_workers_configured", "Worker processes configured.")
+        endpoints = GaugeMetricFamily(
+            "tabpy_endpoints", "Deployed endpoints, by load status.", labels=["status"]
+        )
+        revision = GaugeMetricFamily(
+            "tabpy_registry_revision", "Registry revision this server has loaded."
+        )
+        if pool is not None:
+            counts = pool.restarts
+            for cause in dict.fromkeys((*RESTART_CAUSES, *counts)):
+                restarts.add_metric([cause], counts.get(cause, 0))
+            ready.add_metric([], pool.ready_workers)
+            size.add_metric([], pool.size)
+        if catalog is not None:
+            by_status = dict.fromkeys(_LOAD_STATES, 0)
+            for state in list(catalog.states.values()):
+                by_status[state.status] = by_status.get(state.status, 0) + 1
+            for status, count in by_status.items():
+                endpoints.add_metric([status], count)
+            revision.add_metric([], max(catalog.revision, 0))
+        yield from (restarts, ready, size, endpoints, revision)
+
+
+class MetricsPage:
+    """``GET /metrics``: Prometheus text format, or OpenMetrics when the scraper asks."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def handle(self, request: Request) -> Response:
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return RawResponse(encode(self.metrics.registry), 200, content_type)

@@ -1,0 +1,87 @@
+"""The outermost middleware: request id, timing, the access log and request metrics.
+
+One plain ASGI middleware (no request object, no body buffering) does all four, so a request
+costs one clock read at each end, one header scan and a few dictionary lookups.
+
+The request id is the client's ``X-Request-ID`` when it looks sane (1 to 128 letters, digits
+and ``._:=+/-``; a proxy such as nginx can pass its own), otherwise 32 random hex digits. It is
+set in :data:`tabpy.logs.current_request_id` for every log line written during the request and
+sent back in the ``X-Request-ID`` response header.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tabpy.logs import current_request_id
+from tabpy.server.access_log import log_access
+from tabpy.server.metrics import UNMATCHED, Metrics
+
+__all__ = ["ENDPOINT_KEY", "REQUEST_ID_HEADER", "Observe"]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: Scope key a handler sets to the name of the endpoint it ran, for per-endpoint latency.
+ENDPOINT_KEY = "tabpy.endpoint"
+_HEADER = REQUEST_ID_HEADER.lower().encode("ascii")
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:=+/-]{1,128}")
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id: bytes | None = None
+        size: int | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                size = int(value) if value.isdigit() else None
+            elif name == _HEADER and _SANE_ID.fullmatch(value):
+                request_id = value
+        if request_id is None:
+            request_id = os.urandom(16).hex().encode("ascii")
+        id_header = (_HEADER, request_id)
+        status = 500  # what the client saw if the app failed before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        token = current_request_id.set(request_id.decode("ascii"))
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.in_flight.dec()
+            log_access(scope, status, seconds)
+            metrics.observe_request(_route_of(scope), scope["method"], status, seconds, size)
+            endpoint = scope.get(ENDPOINT_KEY)
+            if endpoint is not None:
+                metrics.observe_endpoint(endpoint, seconds)
+            current_request_id.reset(token)
+
+
+def _route_of(scope: Scope) -> str:
+    """The template of the route that handled the request (set by Starlette's router, or by
+    ``AuthMiddleware`` for a refused request)."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED
+    if isinstance(route, Mount):
+        return f"{route.path}/*"
+    return str(getattr(route, "path", UNMATCHED))

@@ -1,0 +1,153 @@
+"""Readiness decisions and the runtime metrics, with fake workers and a fake registry."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import types
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from tabpy.server import health
+from tabpy.server.catalog import LoadState
+from tabpy.server.health import Health
+from tabpy.server.metrics import Metrics
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.error: Exception | None = None
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def revision(self) -> int:
+        self.calls += 1
+        self.gate.wait(10)
+        if self.error is not None:
+            raise self.error
+        return 7
+
+
+def fake_context(ready: int = 2, public: bool = False) -> Any:
+    pool = types.SimpleNamespace(
+        ready_workers=ready, size=2, restarts=collections.Counter({"timeout": 3})
+    )
+    catalog = types.SimpleNamespace(
+        registry=FakeRegistry(),
+        revision=7,
+        states={
+            "a": LoadState(1, "model", "LoadSuccessful"),
+            "b": LoadState(2, "model", "LoadFailed", "Load failed: boom"),
+        },
+    )
+    settings = types.SimpleNamespace(health_checks_public=public)
+    return types.SimpleNamespace(pool=pool, catalog=catalog, settings=settings)
+
+
+def client_for(context: Any) -> TestClient:
+    probes = Health(context)
+    app = Starlette(routes=[Route("/health", probes.live), Route("/ready", probes.ready)])
+    return TestClient(app)
+
+
+@pytest.fixture(autouse=True)
+def no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "CACHE_SECONDS", 0.0)
+
+
+def test_ready_when_workers_and_registry_answer() -> None:
+    response = client_for(fake_context()).get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "workers": {"ready": 2, "configured": 2},
+        "registry": "ok",
+    }
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_not_ready_without_workers() -> None:
+    response = client_for(fake_context(ready=0)).get("/ready")
+    assert response.status_code == 503
+    assert response.json()["reasons"] == ["no worker process is ready (0 of 2 started)"]
+
+
+def test_not_ready_while_the_registry_fails_then_ready_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "tabpy.server.health")
+    context = fake_context()
+    client = client_for(context)
+    context.catalog.registry.error = OSError("disk I/O error")
+    for _ in range(2):
+        response = client.get("/ready")
+        assert response.status_code == 503
+        assert response.json()["reasons"] == [
+            "the registry cannot be read (OSError: disk I/O error)"
+        ]
+    context.catalog.registry.error = None
+    assert client.get("/ready").status_code == 200
+    messages = [r.getMessage() for r in caplog.records if r.name == "tabpy.server.health"]
+    assert messages == [
+        "Not ready: registry check failed (OSError: disk I/O error)",
+        "Ready again: the registry answers",
+    ]
+
+
+def test_public_reply_leaves_out_the_error_text() -> None:
+    context = fake_context(public=True)
+    context.catalog.registry.error = OSError("could not connect to db.internal:5432")
+    response = client_for(context).get("/ready")
+    assert response.status_code == 503
+    assert "db.internal" not in response.text
+
+
+def test_a_hanging_registry_times_out_and_is_not_queried_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(health, "REGISTRY_TIMEOUT", 0.2)
+    context = fake_context()
+    registry = context.catalog.registry
+    registry.gate.clear()
+    with client_for(context) as client:
+        for _ in range(3):
+            response = client.get("/ready")
+            assert response.status_code == 503
+            assert "no answer after" in response.json()["reasons"][0]
+        assert registry.calls == 1  # one thread waits on the database, not three
+        registry.gate.set()
+
+
+def test_health_touches_nothing() -> None:
+    context = fake_context(ready=0)
+    context.catalog.registry.error = OSError("down")
+    response = client_for(context).get("/health")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert context.catalog.registry.calls == 0
+
+
+def test_runtime_metrics_read_the_pool_and_catalog() -> None:
+    context = fake_context()
+    metrics = Metrics()
+    metrics.watch(lambda: context.pool, lambda: context.catalog)
+    value = metrics.registry.get_sample_value
+    assert value("tabpy_worker_restarts_total", {"cause": "timeout"}) == 3
+    assert value("tabpy_worker_restarts_total", {"cause": "crash"}) == 0
+    context.pool.restarts["memory"] += 1  # read at scrape time, not copied
+    assert value("tabpy_worker_restarts_total", {"cause": "memory"}) == 1
+    assert value("tabpy_workers_ready") == 2
+    assert value("tabpy_endpoints", {"status": "LoadFailed"}) == 1
+    assert value("tabpy_endpoints", {"status": "LoadInProgress"}) == 0
+    assert value("tabpy_registry_revision") == 7
+
+
+def test_runtime_metrics_before_the_pool_exists() -> None:
+    metrics = Metrics()
+    metrics.watch(lambda: None, lambda: None)
+    assert metrics.registry.get_sample_value("tabpy_workers_ready") is None
