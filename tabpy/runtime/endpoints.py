@@ -71,12 +71,13 @@ class EndpointCache:
     def load(self, name: str, version: int) -> Any:
         self._refresh()
         endpoint = self._current.get(name)
-        current = endpoint is not None and endpoint.version == version
-        key = (name, version, endpoint.artifact if current else None)
+        if endpoint is not None and endpoint.version != version:
+            endpoint = None  # an older or newer version than the one this worker knows
+        key = (name, version, endpoint.artifact if endpoint is not None else None)
         loaded = self._objects.get(key)
         if loaded is not None:
             return loaded
-        if endpoint is not None and current and endpoint.type != "model":
+        if endpoint is not None and endpoint.type != "model":
             raise LoadFailed(f"Load failed: Unknown object type: {endpoint.type}")
         try:
             loaded = cloudpickle.loads(self.registry.artifact_of(name, version))
