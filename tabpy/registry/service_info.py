@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import configparser
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tabpy._files import write_atomically
 from tabpy.config import ConfigError
 
 __all__ = ["STATE_FILE", "ServiceInfo", "load_service_info", "template_text"]
@@ -104,16 +103,7 @@ def load_service_info(state_path: Path) -> ServiceInfo:
 def _create_from_template(path: Path) -> None:
     """Write the template atomically, so a crash never leaves a half-written state file."""
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{STATE_FILE}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-                file.write(_TEMPLATE)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_atomically(path, _TEMPLATE)
     except OSError as err:
         raise ConfigError(
             f"Cannot create {path} ({err.strerror or err}): make TABPY_STATE_PATH a "

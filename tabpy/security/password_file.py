@@ -11,15 +11,13 @@ rename) and leaves it readable by its owner only.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tabpy._files import write_atomically
 from tabpy.errors import TabPyError
 from tabpy.security.passwords import InvalidHash, LegacyHash, StoredHash, parse_hash
 
@@ -152,27 +150,8 @@ def read_password_file(path: Path) -> PasswordFile:
 
 
 def write_password_file(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically; the result has mode 0600.
-
-    A crash leaves either the old or the new file, never a truncated one. A symlink is
-    followed, so the file it points to is the one replaced.
-    """
-    target = path.resolve()
-    descriptor, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        os.fchmod(descriptor, FILE_MODE)
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _sync_directory(target.parent)
+    """Replace ``path`` with ``text`` atomically; the result has mode 0600."""
+    write_atomically(path, text, mode=FILE_MODE)
 
 
 def _format_line(name: str, hash_text: str) -> str:
@@ -188,17 +167,3 @@ def _newline_style(lines: list[str]) -> str:
         if line.endswith("\n"):
             return "\n"
     return "\n"
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the rename durable; not every platform or file system allows it."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
