@@ -72,10 +72,6 @@ artifacts_table = sa.Table(
 )
 
 
-def sqlite_url(path: str) -> str:
-    return f"sqlite:///{path}"
-
-
 class Registry:
     """Synchronous access to the registry; the server calls it from a thread."""
 
@@ -170,11 +166,6 @@ class Registry:
                 f"the object of {name} version {version} is missing ({cause}); deploy {name} again"
             )
         return bytes(row.data)
-
-    def has_artifact(self, sha256: str) -> bool:
-        query = sa.select(artifacts_table.c.sha256).where(artifacts_table.c.sha256 == sha256)
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -75,10 +75,6 @@ class PasswordStore:
         self._try_reload()
 
     @property
-    def usernames(self) -> list[str]:
-        return list(self._entries)
-
-    @property
     def entries(self) -> Mapping[str, Entry]:
         return self._entries
 
