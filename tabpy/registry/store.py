@@ -72,6 +72,14 @@ artifacts_table = sa.Table(
 )
 
 
+def display_url(url: str) -> str:
+    """The registry URL as logs and the status page may show it: never with its password."""
+    try:
+        return str(sa.engine.make_url(url).render_as_string(hide_password=True))
+    except Exception:  # noqa: BLE001 - a URL we cannot parse may still hold a secret
+        return "(set)"
+
+
 class Registry:
     """Synchronous access to the registry; the server calls it from a thread."""
 

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy import __version__
 from tabpy.registry.endpoint import Endpoint
+from tabpy.registry.store import display_url
 from tabpy.server.catalog import LOAD_FAILED, LOAD_IN_PROGRESS, LOAD_SUCCESSFUL, LoadState
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
@@ -97,13 +97,6 @@ def _public_text(is_public: object) -> str:
     return f"is_public: {_e(json.dumps(is_public))}"  # stored as the client sent it
 
 
-def _without_password(url: str) -> str:
-    try:
-        return str(sqlalchemy.engine.make_url(url).render_as_string(hide_password=True))
-    except Exception:  # noqa: BLE001 - never show a URL we cannot parse: it may hold a secret
-        return "(set)"
-
-
 class Index:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
@@ -151,7 +144,7 @@ class Index:
             ("Maximum request size", f"{settings.max_request_size_mb} MB"),
             ("Gzip request bodies", "accepted" if settings.gzip_enabled else "refused"),
             ("State location", str(settings.state_path)),
-            ("Registry", _without_password(settings.registry_url)),
+            ("Registry", display_url(settings.registry_url)),
             ("Log format", settings.log_format),
             ("Call context logging", "on" if settings.log_details else "off"),
             (

@@ -11,13 +11,12 @@ from collections.abc import Callable
 from types import FrameType
 
 import prometheus_client
-import sqlalchemy
 import uvicorn
 
 from tabpy.config import ConfigError, Settings
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
-from tabpy.registry.store import Registry
+from tabpy.registry.store import Registry, display_url
 from tabpy.runtime.pool import WorkerPool
 from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
@@ -79,12 +78,8 @@ def open_registry(settings: Settings) -> Registry:
             f"TABPY_REGISTRY_URL: cannot open the registry database ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0]}); check the URL, the server and its credentials."
         ) from None
-    logger.info("Registry: %s", _without_password(settings.registry_url))
+    logger.info("Registry: %s", display_url(settings.registry_url))
     return registry
-
-
-def _without_password(url: str) -> str:
-    return str(sqlalchemy.engine.make_url(url).render_as_string(hide_password=True))
 
 
 def serve(settings: Settings) -> int:
