@@ -1,7 +1,9 @@
 """Closed-loop HTTP load: N keep-alive connections each sending the same POST back-to-back.
 
 Uses `wrk` (C, LuaJIT) when installed; otherwise an asyncio raw-socket client (uvloop if present).
-Both verify every response: status 200 and an exact expected body.
+Both verify every response: status 200 and an exact expected body (or, with
+``contains=True``, a body that contains the expected bytes, for replies that carry a per-request
+field such as /query's ``uuid``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ wrk.body = [==[@@BODY@@]==]
 wrk.headers["Content-Type"] = "application/json"
 @@HEADERS@@
 local expected = [==[@@EXPECTED@@]==]
+local contains = @@CONTAINS@@
 local threads = {}
 
 function setup(thread)
@@ -34,7 +37,13 @@ function init(args)
 end
 
 function response(status, headers, body)
-  if status == 200 and body == expected then
+  local good
+  if contains then
+    good = body ~= nil and string.find(body, expected, 1, true) ~= nil
+  else
+    good = body == expected
+  end
+  if status == 200 and good then
     ok = ok + 1
   else
     bad = bad + 1
@@ -94,11 +103,13 @@ def run_wrk(
     duration: float,
     threads: int = 1,
     headers: dict[str, str] | None = None,
+    contains: bool = False,
 ) -> dict:
     extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     script = (
         _LUA.replace("@@BODY@@", body.decode())
         .replace("@@EXPECTED@@", expected.decode())
+        .replace("@@CONTAINS@@", "true" if contains else "false")
         .replace("@@HEADERS@@\n", extra)
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -143,7 +154,13 @@ def run_wrk(
 
 # --- asyncio fallback --------------------------------------------------------------------------
 async def _worker(
-    port: int, req: bytes, expected: bytes, stop_at: float, lat: list[float], stats: dict
+    port: int,
+    req: bytes,
+    expected: bytes,
+    stop_at: float,
+    lat: list[float],
+    stats: dict,
+    contains: bool = False,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     perf = time.perf_counter
@@ -159,7 +176,7 @@ async def _worker(
             n = int(head[i + 15 : head.index(b"\r\n", i)])
             data = await reader.readexactly(n)
             lat.append(perf() - t0)
-            if status == 200 and data == expected:
+            if status == 200 and (expected in data if contains else data == expected):
                 stats["ok"] += 1
             else:
                 stats["bad"] += 1
@@ -171,7 +188,9 @@ async def _worker(
         writer.close()
 
 
-async def _run_async(port, path, body, expected, connections, duration, headers=None):
+async def _run_async(
+    port, path, body, expected, connections, duration, headers=None, contains=False
+):
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     req = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
@@ -183,7 +202,7 @@ async def _run_async(port, path, body, expected, connections, duration, headers=
     t0 = time.perf_counter()
     stop_at = t0 + duration
     await asyncio.gather(
-        *(_worker(port, req, expected, stop_at, lat, stats) for _ in range(connections))
+        *(_worker(port, req, expected, stop_at, lat, stats, contains) for _ in range(connections))
     )
     dur = time.perf_counter() - t0
     stats["loadgen_cores"] = (time.process_time() - c0) / dur
@@ -212,8 +231,9 @@ def run_asyncio(
     connections: int,
     duration: float,
     headers: dict[str, str] | None = None,
+    contains: bool = False,
 ) -> dict:
-    job = _run_async(port, path, body, expected, connections, duration, headers)
+    job = _run_async(port, path, body, expected, connections, duration, headers, contains)
     try:
         import uvloop  # noqa: PLC0415
 
@@ -231,8 +251,15 @@ def run(
     duration: float,
     tool: str = "auto",
     headers: dict[str, str] | None = None,
+    contains: bool = False,
 ) -> dict:
-    """``headers``: extra request headers (e.g. Authorization) sent with every request."""
+    """``headers``: extra request headers (e.g. Authorization) sent with every request.
+
+    ``contains``: a reply is good if it is 200 and its body contains ``expected`` (instead of
+    being equal to it).
+    """
     if tool == "wrk" or (tool == "auto" and have_wrk()):
-        return run_wrk(port, path, body, expected, connections, duration, headers=headers)
-    return run_asyncio(port, path, body, expected, connections, duration, headers)
+        return run_wrk(
+            port, path, body, expected, connections, duration, headers=headers, contains=contains
+        )
+    return run_asyncio(port, path, body, expected, connections, duration, headers, contains)
