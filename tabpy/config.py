@@ -40,6 +40,8 @@ from tabpy.errors import TabPyError
 
 __all__ = [
     "DEFAULT_ARROWFLIGHT_PORT",
+    "DEFAULT_ARROW_ENTRY_TTL_SECONDS",
+    "DEFAULT_ARROW_MAX_STORE_MB",
     "DEFAULT_BIND_ADDRESS",
     "DEFAULT_EVALUATE_TIMEOUT",
     "DEFAULT_LOG_FORMAT",
@@ -65,6 +67,9 @@ DEFAULT_MAX_REQUEST_SIZE_MB = 100
 # while a configured "30" reads "30.0". Clients have seen both.
 DEFAULT_EVALUATE_TIMEOUT = 30
 DEFAULT_ARROWFLIGHT_PORT = 13622
+# Arrow Flight store: TabPy's is unbounded and never forgets a table nobody fetches.
+DEFAULT_ARROW_MAX_STORE_MB = 1024
+DEFAULT_ARROW_ENTRY_TTL_SECONDS = 600
 DEFAULT_OAUTH_QUERY_SCOPE = "tabpy:query"
 DEFAULT_OAUTH_EVALUATE_SCOPE = "tabpy:evaluate"
 DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
@@ -122,6 +127,10 @@ class Settings:
     gzip_enabled: bool
     arrow_enabled: bool
     arrowflight_port: int
+    arrow_bind_address: str
+    arrow_max_store_mb: int
+    arrow_entry_ttl_seconds: float
+    arrow_admin_users: tuple[str, ...]
     oauth_enabled: bool
     oauth_issuer: str | None
     oauth_jwks_uri: str | None
@@ -318,6 +327,13 @@ def _database_url(key: str, value: str) -> str:
     return value
 
 
+def _default_arrow_bind_address(resolve: Resolve) -> str:
+    # Flight has the same authentication and TLS as HTTP, so it is no more exposed than HTTP;
+    # loopback by default would silently break Tableau Prep on another machine.
+    address: str = resolve("bind_address")
+    return address
+
+
 def _default_workers(resolve: Resolve) -> int:
     return os.cpu_count() or 1
 
@@ -397,6 +413,11 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_REGISTRY_URL", "registry_url", _default_registry_url, _database_url),
     _Key("TABPY_LOG_FORMAT", "log_format", DEFAULT_LOG_FORMAT, _log_format),
     _Key("TABPY_HEALTH_CHECKS_PUBLIC", "health_checks_public", False, _boolean),
+    _Key("TABPY_ARROW_BIND_ADDRESS", "arrow_bind_address", _default_arrow_bind_address, _text),
+    _Key("TABPY_ARROW_MAX_STORE_MB", "arrow_max_store_mb", DEFAULT_ARROW_MAX_STORE_MB, _megabytes),
+    _Key("TABPY_ARROW_ENTRY_TTL_SECONDS", "arrow_entry_ttl_seconds",
+         DEFAULT_ARROW_ENTRY_TTL_SECONDS, _seconds(False)),
+    _Key("TABPY_ARROW_ADMIN_USERS", "arrow_admin_users", (), _scopes),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}

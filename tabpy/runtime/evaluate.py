@@ -16,6 +16,7 @@ import orjson
 from tabpy.errors import BadRequest, HTTPError, envelope
 from tabpy.runtime.encoding import encode_result
 from tabpy.runtime.errors import describe
+from tabpy.runtime.protocol import ReplyFlag
 from tabpy.runtime.scripts import run_script, validate_arguments
 
 ERROR_MESSAGE = "Error processing script"
@@ -28,11 +29,12 @@ QUERY_FAILED_INFO = (
 class Reply:
     """What the worker sends back: an HTTP status and the exact body."""
 
-    __slots__ = ("status", "body")
+    __slots__ = ("status", "body", "flags")
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, flags: ReplyFlag = ReplyFlag.NONE) -> None:
         self.status = status
         self.body = body
+        self.flags = flags
 
     def __repr__(self) -> str:
         return f"Reply({self.status}, {self.body[:80]!r})"

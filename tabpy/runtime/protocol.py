@@ -37,6 +37,9 @@ class JobKind(enum.IntEnum):
     QUERY = 2
     #: Load an endpoint version and report whether that worked.
     LOAD = 3
+    #: ``/evaluate`` with ``dataPath``: the table is in shared memory named by the meta
+    #: (see ``tabpy.arrow.worker``); the body is empty.
+    EVALUATE_TABLE = 4
 
 
 class ReplyFlag(enum.IntFlag):
@@ -45,6 +48,8 @@ class ReplyFlag(enum.IntFlag):
     MEMORY_EXCEEDED = 1
     #: Sent once, before any job: the worker finished warming up.
     READY = 2
+    #: The script returned a table, now in one of the job's segments; the body says which.
+    TABLE = 4
 
 
 def pack_request_header(kind: JobKind, revision: int, meta_length: int, body_length: int) -> bytes:

@@ -64,13 +64,17 @@ def worker_main(
             )
             _send(sock, 500, ReplyFlag.MEMORY_EXCEEDED, envelope(ERROR_MESSAGE, detail))
             os._exit(0)
-        _send(sock, reply.status, ReplyFlag.NONE, reply.body)
+        _send(sock, reply.status, reply.flags, reply.body)
 
 
 def _run(job: Job, namespace: dict[str, Any], endpoints: EndpointCache, tabpy: ScriptAPI) -> Reply:
     endpoints.observe(job.revision)
     if job.kind == JobKind.EVALUATE:
         return handle_evaluate(job.body, namespace, tabpy)
+    if job.kind == JobKind.EVALUATE_TABLE:
+        from tabpy.arrow.worker import handle_evaluate_table  # pyarrow only when used
+
+        return handle_evaluate_table(job.meta, namespace, tabpy)
     target = orjson.loads(job.meta)
     try:
         if job.kind == JobKind.QUERY:

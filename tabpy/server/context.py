@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 
@@ -16,6 +16,9 @@ from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
 from tabpy.server.metrics import Metrics
 from tabpy.server.principal import Principal
+
+if TYPE_CHECKING:
+    from tabpy.arrow.service import ArrowService
 
 
 class Authenticator(Protocol):
@@ -41,6 +44,8 @@ class ServerContext:
     pool: WorkerPool
     catalog: Catalog
     auth: Authenticator
+    #: Arrow Flight, when ``TABPY_ARROW_ENABLE`` is true.
+    arrow: ArrowService | None = None
     started_at: float = field(default_factory=time.time)
     cors: dict[str, str] = field(init=False)
     metrics: Metrics = field(init=False)

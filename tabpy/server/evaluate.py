@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy.errors import HTTPError, ScriptsDisabled
-from tabpy.runtime.pool import Job
+from tabpy.runtime.evaluate import Reply
+from tabpy.runtime.pool import Job, RawReply
 from tabpy.runtime.protocol import JobKind
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
@@ -31,10 +32,16 @@ class Evaluate:
             chunks = await read_body(
                 request, settings.max_request_size_bytes, settings.gzip_enabled
             )
-            job = Job(JobKind.EVALUATE, chunks, revision=self.context.catalog.revision)
-            reply = await self.context.pool.submit(
-                job, settings.evaluate_timeout, settings.evaluate_timeout_text
-            )
+            revision = self.context.catalog.revision
+            arrow = self.context.arrow
+            reply: Reply | RawReply | None = None
+            if arrow is not None:
+                reply = await arrow.evaluate(chunks, revision)
+            if reply is None:
+                job = Job(JobKind.EVALUATE, chunks, revision=revision)
+                reply = await self.context.pool.submit(
+                    job, settings.evaluate_timeout, settings.evaluate_timeout_text
+                )
         except HTTPError as error:
             cause = failure_cause(error)
             if cause is not None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import signal
 import socket
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import prometheus_client
 import uvicorn
@@ -24,6 +26,9 @@ from tabpy.server.auth import build_authenticator
 from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 
+if TYPE_CHECKING:
+    from tabpy.arrow.service import ArrowService
+
 logger = logging.getLogger("tabpy.server")
 
 
@@ -32,6 +37,9 @@ class TabPyServer(uvicorn.Server):
 
     #: Called on SIGHUP (reloads the password file); uvicorn leaves that signal alone.
     on_hangup: Callable[[], None] | None = None
+    #: Arrow Flight, started after HTTP and stopped beside it.
+    arrow: ArrowService | None = None
+    failed = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -39,6 +47,24 @@ class TabPyServer(uvicorn.Server):
             if self.on_hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_hangup)
             logger.info("Web service listening on port %d", self.bound_port())
+            if self.arrow is not None:
+                try:
+                    self.arrow.start(asyncio.get_running_loop())
+                except ConfigError as error:
+                    logger.critical("%s", error)
+                    self.failed = self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.arrow is None:
+            await super().shutdown(sockets)
+            return
+        # Both listeners drain at once; the stored tables go only when neither needs them.
+        flight = asyncio.ensure_future(self.arrow.stop(self.config.timeout_graceful_shutdown or 0))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await flight
+            self.arrow.close()
 
     def bound_port(self) -> int:
         """The real port, which differs from the setting when that is 0."""
@@ -61,12 +87,18 @@ def build_context(settings: Settings) -> ServerContext:
     registry = open_registry(settings)
     import_legacy_state(registry, settings.state_path)
     pool = WorkerPool(settings.workers, settings.worker_memory_limit_mb, settings.registry_url)
+    arrow = None
+    if settings.arrow_enabled:
+        from tabpy.arrow import create_service  # pyarrow only when Arrow is on
+
+        arrow = create_service(settings, auth, pool)
     return ServerContext(
         settings=settings,
         service_info=service_info,
         pool=pool,
         catalog=Catalog(registry, pool, settings.evaluate_timeout),
         auth=auth,
+        arrow=arrow,
     )
 
 
@@ -105,16 +137,21 @@ def serve(settings: Settings) -> int:
     )
     server = TabPyServer(config)
     server.on_hangup = context.auth.reload
+    server.arrow = context.arrow
     # uvicorn re-raises the shutdown signal after a graceful stop; with these
     # handlers in place by then, the process still exits 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _already_handled)
     # run() (not asyncio.run) so uvicorn installs the configured uvloop event loop.
     server.run()
-    if not server.started:
-        return 1
-    logger.info("Shutting down TabPy...")
-    return 0
+    code = 1 if not server.started or server.failed else 0
+    if code == 0:
+        logger.info("Shutting down TabPy...")
+    if context.arrow is not None and not context.arrow.stopped:
+        # A Flight call that never ends would make pyarrow's exit-time cleanup wait forever.
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def _already_handled(signum: int, frame: FrameType | None) -> None:

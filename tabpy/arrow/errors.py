@@ -1,0 +1,51 @@
+"""Errors of the Arrow Flight feature.
+
+Hierarchy::
+
+    TabPyError
+    ├── StoreFull          a table does not fit in TABPY_ARROW_MAX_STORE_MB
+    └── HTTPError
+        └── TableNotFound  500: /evaluate named a dataPath the store does not hold
+
+Flight calls report these as ``FlightServerError`` with the same text; ``/evaluate`` answers
+with TabPy's error envelope.
+"""
+
+from __future__ import annotations
+
+from tabpy.errors import HTTPError, TabPyError
+
+__all__ = ["NOT_FOUND", "StoreFull", "TableNotFound", "megabytes"]
+
+#: TabPy's words for a missing table; clients may look for them.
+NOT_FOUND = "Flight not found."
+
+_MB = 1024 * 1024
+
+
+def megabytes(nbytes: int) -> str:
+    return f"{nbytes / _MB:.1f} MB"
+
+
+class StoreFull(TabPyError):
+    """Storing a table would take the store over ``TABPY_ARROW_MAX_STORE_MB``."""
+
+    def __init__(self, needed: int, available: int, limit: int) -> None:
+        super().__init__(
+            f"The Arrow Flight store is full: this table needs {megabytes(needed)} more, and "
+            f"only {megabytes(max(available, 0))} of TABPY_ARROW_MAX_STORE_MB = "
+            f"{limit // _MB} MB are free. Fetch (DoGet) or clear the stored tables, or raise "
+            "TABPY_ARROW_MAX_STORE_MB."
+        )
+
+
+class TableNotFound(HTTPError):
+    status_code = 500
+
+    def __init__(self, path: str, ttl_text: str) -> None:
+        super().__init__(
+            "Error processing script",
+            f"KeyError : '{NOT_FOUND}' No table is stored under dataPath {path!r}: put it with "
+            "DoPut first. A table is removed once it is fetched or used by /evaluate, and after "
+            f"{ttl_text} s if nobody fetches it (TABPY_ARROW_ENTRY_TTL_SECONDS).",
+        )

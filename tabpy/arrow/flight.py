@@ -1,0 +1,236 @@
+"""The Arrow Flight server: TabPy 2.16's RPCs and actions over the bounded store.
+
+* ``DoPut(descriptor)`` stores the uploaded table under the descriptor, replacing any table
+  already there. Batches go straight into a shared-memory segment as they arrive.
+* ``GetFlightInfo(descriptor)`` describes a stored table: schema, rows, bytes and one endpoint
+  whose ticket redeems it. ``ListFlights`` describes them all.
+* ``DoGet(ticket)`` streams the table and removes it: each table can be fetched once.
+* Actions: ``getUniquePath`` (a new UUID to put a table under), ``clear`` (drop every stored
+  table), ``healthcheck`` (no result) and ``shutdown`` (stop the Flight listener; HTTP keeps
+  running). Unlike TabPy, ``shutdown`` is refused unless the caller is an authenticated user
+  listed in ``TABPY_ARROW_ADMIN_USERS``.
+
+Keys and tickets follow TabPy: a table's key is ``(descriptor type, command, path)`` and its
+ticket is that key's Python ``repr``, e.g. ``(1, None, (b'<uuid>',))``.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import uuid
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
+from tabpy.arrow.errors import NOT_FOUND, StoreFull
+from tabpy.arrow.memory import release_memory
+from tabpy.arrow.segments import Segment
+from tabpy.arrow.store import StoredTable, TableStore
+from tabpy.server.principal import Principal
+
+__all__ = ["ACTIONS", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = (
+    ("getUniquePath", "Return a new unique path to put a table under."),
+    ("clear", "Remove every stored table."),
+    ("healthcheck", "Answer if the Flight server is up."),
+    ("shutdown", "Stop this Flight server (administrators only; HTTP keeps running)."),
+)
+_MAX_TICKET = 4096
+
+Key = tuple[int, bytes | None, tuple[bytes, ...]]
+
+
+def key_of(descriptor: flight.FlightDescriptor) -> Key:
+    return (descriptor.descriptor_type.value, descriptor.command, tuple(descriptor.path or ()))
+
+
+def path_key(path: str) -> Key:
+    """The key of ``FlightDescriptor.for_path(path)``, as ``/evaluate``'s dataPath names it."""
+    return (flight.DescriptorType.PATH.value, None, (path.encode("utf-8"),))
+
+
+def ticket_of(key: Hashable) -> bytes:
+    return repr(key).encode("utf-8")
+
+
+def _key_of_ticket(ticket: bytes) -> Hashable | None:
+    if len(ticket) > _MAX_TICKET:
+        return None
+    try:
+        key = ast.literal_eval(ticket.decode("utf-8"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        return None
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key  # type: ignore[no-any-return]
+
+
+def _descriptor_of(key: Any) -> flight.FlightDescriptor:
+    kind, command, path = key
+    if command is not None:
+        return flight.FlightDescriptor.for_command(command)
+    return flight.FlightDescriptor.for_path(*path)
+
+
+class FlightService(flight.FlightServerBase):
+    def __init__(
+        self,
+        location: str,
+        store: TableStore,
+        authentication: FlightAuthentication,
+        *,
+        tls_certificates: list[tuple[bytes, bytes]] | None,
+        may_shut_down: Callable[[Principal], str | None],
+        on_shutdown: Callable[[], None],
+    ) -> None:
+        """``may_shut_down(principal)`` returns why the caller may not shut down, or None."""
+        super().__init__(
+            location,
+            auth_handler=_Handshake(),
+            tls_certificates=tls_certificates,
+            middleware={"auth": authentication},
+        )
+        self.store = store
+        self.advertised = flight.Location(location.rsplit(":", 1)[0] + f":{self.port}")
+        self.may_shut_down = may_shut_down
+        self.on_shutdown = on_shutdown
+
+    # --- RPCs ------------------------------------------------------------------------------------
+
+    def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        for table in self.store.tables():
+            yield self._info(table)
+
+    def get_flight_info(
+        self, context: Any, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        table = self.store.get(key_of(descriptor))
+        if table is None:
+            raise _not_found(key_of(descriptor))
+        return self._info(table)
+
+    def do_put(
+        self,
+        context: Any,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        key = key_of(descriptor)
+        try:
+            table = receive(reader, self.store, key)
+        except StoreFull as full:
+            logger.warning("Arrow Flight: refused a table for %r: %s", key, full)
+            raise flight.FlightServerError(str(full)) from None
+        finally:
+            release_memory()  # gRPC's receive buffers: the table is in its segment now
+        logger.debug("Arrow Flight: stored %d rows (%d bytes) as %r", table.rows, table.size, key)
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+        key = _key_of_ticket(ticket.ticket)
+        table = self.store.take(key) if key is not None else None
+        if table is None:
+            raise _not_found(key)
+        return flight.GeneratorStream(table.schema, _stream(self.store, table))
+
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return list(ACTIONS)
+
+    def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
+        kind = action.type
+        if kind == "getUniquePath":
+            yield str(uuid.uuid4()).encode("ascii")
+        elif kind == "clear":
+            count = self.store.clear()
+            logger.info("Arrow Flight: cleared %d stored table(s)", count)
+        elif kind == "healthcheck":
+            return
+        elif kind == "shutdown":
+            caller: CallerMiddleware = context.get_middleware("auth")
+            refusal = self.may_shut_down(caller.caller.principal)
+            if refusal is not None:
+                logger.warning("Arrow Flight: shutdown refused: %s", refusal)
+                raise flight.FlightUnauthorizedError(refusal)
+            logger.info("Arrow Flight: shutdown requested by %s", caller.caller.principal.user)
+            self.store.clear()
+            yield b"Shutdown!"
+            self.on_shutdown()
+        else:
+            names = ", ".join(name for name, _ in ACTIONS)
+            raise flight.FlightServerError(f"Unknown action {kind!r}: use one of {names}")
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _info(self, table: StoredTable) -> flight.FlightInfo:
+        endpoint = flight.FlightEndpoint(ticket_of(table.key), [self.advertised])
+        return flight.FlightInfo(
+            table.schema, _descriptor_of(table.key), [endpoint], table.rows, table.size
+        )
+
+
+def receive(reader: flight.MetadataRecordBatchReader, store: TableStore, key: Key) -> StoredTable:
+    """Write an upload into a new segment, counting its bytes as they arrive, and store it."""
+    segment = Segment()
+    counted = rows = 0
+    try:
+        with pa.OSFile(segment.path, "wb") as sink, pa.ipc.new_stream(sink, reader.schema) as out:
+            for chunk in reader:
+                batch = chunk.data
+                if batch is None:
+                    continue
+                store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+                counted += batch.nbytes
+                out.write_batch(batch)
+                rows += batch.num_rows
+                written = sink.tell()
+                store.adjust(written - counted)
+                counted = written
+        size = segment.size()
+        store.adjust(size - counted)
+        counted = size
+    except BaseException:
+        store.adjust(-counted)
+        segment.close()
+        raise
+    table = StoredTable(key, segment, size, rows, reader.schema)
+    store.add(table)
+    return table
+
+
+def _stream(store: TableStore, table: StoredTable) -> Iterator[pa.RecordBatchReader]:
+    """Hand gRPC a zero-copy reader over the segment; free the table when it is done."""
+    try:
+        with pa.memory_map(table.segment.path) as source:
+            yield pa.ipc.open_stream(source)
+    finally:
+        store.discard(table)
+
+
+def _not_found(key: Hashable | None) -> flight.FlightServerError:
+    return flight.FlightServerError(
+        f"{NOT_FOUND} No table is stored under {key!r}: tables are removed once fetched (DoGet) "
+        "or used by /evaluate, and expire if nobody fetches them."
+    )
+
+
+class _Handshake(flight.ServerAuthHandler):
+    """Lets ``Handshake`` succeed; the middleware does the real checking on every call.
+
+    Clients such as ``FlightClient.authenticate_basic_token`` log in with a Handshake carrying
+    ``authorization: Basic ...`` and read the session token from its response headers.
+    """
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        pass
+
+    def is_valid(self, token: bytes) -> bytes:
+        return b""

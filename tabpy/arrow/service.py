@@ -1,0 +1,250 @@
+"""The Arrow Flight feature as the server runs it: listener, store, expiry and ``/evaluate``.
+
+Built at start-up when ``TABPY_ARROW_ENABLE`` is true (``tabpy.arrow.create_service``),
+started once the event loop runs (the Flight middleware checks credentials on it), stopped
+together with the HTTP server: the listener first lets its calls finish, then the store frees
+every segment.
+
+``/evaluate`` with ``"dataPath"`` moves no rows through the server: the stored table's segment
+and an empty one for the result are named in the job meta, the worker maps the first, writes
+the second (:mod:`tabpy.arrow.worker`), and the server stores the result under a new path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+
+import orjson
+import pyarrow as pa
+
+from tabpy.arrow.credentials import FlightAuthentication, FlightCredentials
+from tabpy.arrow.errors import StoreFull, TableNotFound
+from tabpy.arrow.flight import FlightService, Key, path_key
+from tabpy.arrow.segments import Segment
+from tabpy.arrow.store import StoredTable, TableStore
+from tabpy.config import ConfigError, Settings
+from tabpy.errors import BadRequest, HTTPError
+from tabpy.runtime.evaluate import ERROR_MESSAGE, Reply
+from tabpy.runtime.pool import Job, WorkerPool
+from tabpy.runtime.protocol import JobKind, ReplyFlag
+from tabpy.server.principal import Principal
+
+__all__ = ["ArrowService", "mentions_data_path"]
+
+logger = logging.getLogger(__name__)
+
+_MB = 1024 * 1024
+_MARKER = b"dataPath"
+#: How often expired tables are looked for, at most (a shorter time to live checks sooner).
+_SWEEP_SECONDS = 30.0
+
+
+def mentions_data_path(chunks: Sequence[bytes]) -> bool:
+    """True if the body may hold a ``dataPath`` key; a cheap scan, no parsing."""
+    previous = b""
+    for chunk in chunks:
+        if _MARKER in chunk or (previous and _MARKER in previous[-7:] + chunk[:7]):
+            return True
+        previous = chunk
+    return False
+
+
+class ArrowService:
+    def __init__(self, settings: Settings, auth: object, pool: WorkerPool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.store = TableStore(settings.arrow_max_store_mb * _MB, settings.arrow_entry_ttl_seconds)
+        self.credentials = FlightCredentials(auth)
+        self.server: FlightService | None = None
+        self._closed = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Bind the Flight listener and return its port; raises ``ConfigError``."""
+        settings = self.settings
+        tls = _tls_certificates(settings)
+        host = settings.arrow_bind_address
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        location = f"grpc+{'tls' if tls else 'tcp'}://{host}:{settings.arrowflight_port}"
+        try:
+            self.server = FlightService(
+                location,
+                self.store,
+                FlightAuthentication(self.credentials, loop),
+                tls_certificates=tls,
+                may_shut_down=self._refuse_shutdown,
+                on_shutdown=self._stop_in_background,
+            )
+        except (pa.ArrowException, OSError) as err:
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(
+                f"Cannot start Arrow Flight on {location} ({detail}): set TABPY_ARROWFLIGHT_PORT "
+                "to a free port (0 picks one) and TABPY_ARROW_BIND_ADDRESS to an address of this "
+                "machine."
+            ) from None
+        threading.Thread(target=self._sweep, name="tabpy-arrow-expiry", daemon=True).start()
+        port = int(self.server.port)
+        where = self.server.advertised.uri.decode()
+        logger.info("Arrow Flight listening on port %d (%s)", port, where)
+        return port
+
+    async def stop(self, timeout: float) -> None:
+        """Stop the listener, letting calls in flight finish for up to ``timeout`` seconds."""
+        if self.server is None:
+            return
+        self._stop_in_background()
+        loop = asyncio.get_running_loop()
+        # The listener stops on a daemon thread: one stuck in a call that never ends must not
+        # keep the process alive; this wait is bounded.
+        stopped = await loop.run_in_executor(None, self._stopped.wait, max(timeout, 1.0))
+        if not stopped:
+            logger.error("Arrow Flight calls still running after %.0f s; exiting anyway", timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self.server is None or self._stopped.is_set()
+
+    def close(self) -> None:
+        """Free every stored table (after ``stop``)."""
+        self._closed.set()
+        self.store.clear()
+
+    def _stop_in_background(self) -> None:
+        with self._stop_lock:
+            if self._stopping or self.server is None:
+                return
+            self._stopping = True
+        # gRPC's shutdown waits for the calls in flight, including the one asking for it.
+        threading.Thread(target=self._stop_listener, name="tabpy-arrow-stop", daemon=True).start()
+
+    def _stop_listener(self) -> None:
+        assert self.server is not None
+        try:
+            self.server.shutdown()
+            logger.info("Arrow Flight stopped")
+        finally:
+            self._stopped.set()
+
+    def _refuse_shutdown(self, principal: Principal) -> str | None:
+        """Why ``principal`` may not stop the Flight listener, or None if they may."""
+        admins = self.settings.arrow_admin_users
+        if principal.scheme == "none":
+            return (
+                "shutdown needs an authenticated administrator, and this server has no "
+                "authentication: set TABPY_PWD_FILE (or OAuth) and list the administrator in "
+                "TABPY_ARROW_ADMIN_USERS. To stop the whole server, send it SIGTERM."
+            )
+        allowed = {name.lower() for name in admins} if principal.scheme == "basic" else set(admins)
+        if principal.user is None or principal.user not in allowed:
+            return (
+                f"user {principal.user!r} may not shut down Arrow Flight: only the users listed "
+                "in TABPY_ARROW_ADMIN_USERS may."
+            )
+        return None
+
+    def _sweep(self) -> None:
+        interval = min(_SWEEP_SECONDS, max(self.store.ttl / 4, 0.05))
+        while not self._closed.wait(interval):
+            self.store.expire()
+
+    # --- /evaluate -------------------------------------------------------------------------------
+
+    async def evaluate(self, chunks: Sequence[bytes], revision: int) -> Reply | None:
+        """Run a ``dataPath`` request; None if the body is not one (the JSON path takes it)."""
+        if not mentions_data_path(chunks):
+            return None
+        try:
+            request = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            return None  # the worker reports the parse error exactly as for any body
+        if not isinstance(request, dict) or "dataPath" not in request:
+            return None
+        script, path = _table_request(request)
+        table = self.store.take(path_key(path))
+        if table is None:
+            raise TableNotFound(path, f"{self.store.ttl:g}")
+        spare = Segment()  # for the result, if it cannot go over the input
+        written: Segment | None = None
+        try:
+            meta = {
+                "script": script,
+                "input": table.segment.path,
+                "input_name": table.segment.name,
+                "output": spare.path,
+                "available": self.store.available,
+                "limit": self.store.max_bytes,
+            }
+            job = Job(JobKind.EVALUATE_TABLE, (), orjson.dumps(meta), revision)
+            settings = self.settings
+            reply = await self.pool.submit(
+                job, settings.evaluate_timeout, settings.evaluate_timeout_text
+            )
+            if not reply.flags & ReplyFlag.TABLE:
+                return Reply(reply.status, bytes(reply.body))
+            result = orjson.loads(reply.body)
+            if result["in_input"]:  # the worker wrote over the input (tabpy.arrow.worker)
+                written, table.segment = table.segment, spare
+                self.store.adjust(-table.size)  # counted again by _adopt, at the result's size
+                table.size = 0
+            else:
+                written = spare
+            output_path = str(uuid.uuid4())
+            self._adopt(written, path_key(output_path), result["rows"])
+        finally:
+            self.store.discard(table)  # the input, or the spare if the input holds the result
+            if written is None:
+                spare.close()
+        logger.info("outputDataPath=%s", output_path)
+        return Reply(200, json.dumps({"outputDataPath": output_path}).encode("ascii"))
+
+    def _adopt(self, segment: Segment, key: Key, rows: int) -> None:
+        """Store a worker's result; the segment is the store's (or closed) from here on."""
+        size = segment.size()
+        try:
+            self.store.reserve(size)
+        except StoreFull as full:
+            segment.close()
+            raise HTTPError(ERROR_MESSAGE, f"StoreFull : {full}") from None
+        try:
+            with pa.memory_map(segment.path) as source:
+                schema = pa.ipc.open_stream(source).schema
+        except BaseException:
+            segment.close()
+            self.store.adjust(-size)
+            raise
+        self.store.add(StoredTable(key, segment, size, rows, schema))
+
+
+def _table_request(request: dict[str, object]) -> tuple[str, str]:
+    """Check a dataPath request in TabPy's order: the script first, then the path."""
+    if "script" not in request:
+        raise BadRequest("Script is empty.")
+    script = request["script"]
+    if not isinstance(script, str):
+        raise HTTPError(
+            ERROR_MESSAGE, f'TypeError : "script" must be a string, not {type(script).__name__}'
+        )
+    path = request["dataPath"]
+    if not isinstance(path, str):
+        raise BadRequest(
+            '"dataPath" must be a string: the path a table was stored under with DoPut.'
+        )
+    return script, path
+
+
+def _tls_certificates(settings: Settings) -> list[tuple[bytes, bytes]] | None:
+    """The HTTPS certificate and key for ``grpc+tls`` (``tabpy.security.tls`` checked them)."""
+    if settings.transfer_protocol != "https":
+        return None
+    assert settings.certificate_file is not None and settings.key_file is not None
+    return [(settings.certificate_file.read_bytes(), settings.key_file.read_bytes())]

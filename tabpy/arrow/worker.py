@@ -1,0 +1,112 @@
+"""Running a Tableau Prep script in a worker: the table comes and goes in shared memory.
+
+The job meta names two segments (:mod:`tabpy.arrow.segments`): the stored input table and an
+empty one for the result. The input is mapped, not read: Arrow reads the IPC stream in place
+and only the conversion to the pandas DataFrame passed as ``_arg1`` copies it. A result that is
+a table is written as an Arrow IPC stream, and the reply says so (``ReplyFlag.TABLE``) and
+where; the server stores that segment.
+
+The result goes over the input when the DataFrame no longer maps it (the usual case: a table
+put in several batches is copied by the conversion): its memory pages are already there, so
+writing costs a copy and no page allocation, and no second table-sized segment is needed.
+Otherwise (some columns are zero-copy views of the mapping) the input is left alone and the
+result goes to the empty segment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from tabpy.arrow.errors import StoreFull
+from tabpy.arrow.memory import release_memory
+from tabpy.arrow.segments import is_mapped
+from tabpy.errors import envelope
+from tabpy.runtime.errors import describe
+from tabpy.runtime.evaluate import ERROR_MESSAGE, QUERY_FAILED_INFO, Reply
+from tabpy.runtime.protocol import ReplyFlag
+from tabpy.runtime.scripts import run_script
+
+__all__ = ["handle_evaluate_table"]
+
+#: Size of the record batches a result is cut into: DoGet sends one gRPC message per batch,
+#: and a few megabytes each stream faster than one huge message.
+BATCH_BYTES = 4 * 1024 * 1024
+
+
+def handle_evaluate_table(
+    meta: bytes | bytearray, namespace: dict[str, Any], tabpy: object
+) -> Reply:
+    reply = _evaluate_table(orjson.loads(meta), namespace, tabpy)
+    release_memory()  # the job's DataFrames are gone
+    return reply
+
+
+def _evaluate_table(job: dict[str, Any], namespace: dict[str, Any], tabpy: object) -> Reply:
+    try:
+        frame = read_frame(job["input"])
+        # Whether the DataFrame still maps the input decides where the result may go.
+        reuse_input = not is_mapped(job["input_name"])
+        result = run_script(job["script"], {"_arg1": frame}, namespace, tabpy)
+        del frame
+        if result is None:
+            return Reply(200, b"null")
+        table = as_table(result)
+        del result
+        target = job["input"] if reuse_input else job["output"]
+        size = write_table(table, target, job["available"], job["limit"])
+    except MemoryError:
+        raise
+    except KeyError as exc:
+        if exc.args == ("response",):
+            # What `tabpy.query(...)['response']` raises when the query failed.
+            return Reply(404, envelope(ERROR_MESSAGE, QUERY_FAILED_INFO))
+        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
+    except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
+        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
+    described = {"rows": table.num_rows, "bytes": size, "in_input": reuse_input}
+    return Reply(200, orjson.dumps(described), ReplyFlag.TABLE)
+
+
+def read_frame(path: str) -> Any:
+    """The table in segment ``path`` as a pandas DataFrame.
+
+    Some columns (strings, numbers sent in a single batch) may stay zero-copy views of the
+    mapping, which then lives as long as they do.
+    """
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_stream(source).read_all().to_pandas()
+
+
+def as_table(result: Any) -> pa.Table:
+    if isinstance(result, pa.Table):
+        return result
+    if isinstance(result, pa.RecordBatch):
+        return pa.Table.from_batches([result])
+    if isinstance(result, dict) or (hasattr(result, "columns") and hasattr(result, "to_dict")):
+        return pa.table(result)
+    raise TypeError(
+        "a script called with dataPath must return a table (a pandas DataFrame or a dict of "
+        f"columns), or None for no output; it returned {type(result).__name__}"
+    )
+
+
+def write_table(table: pa.Table, path: str, available: int, limit: int) -> int:
+    """Write ``table`` to segment ``path`` as an IPC stream of moderate batches; its size."""
+    row_bytes = table.nbytes / table.num_rows if table.num_rows else 1
+    rows_per_batch = max(1024, int(BATCH_BYTES / max(row_bytes, 1)))
+    measured = pa.MockOutputStream()
+    with pa.ipc.new_stream(measured, table.schema) as stream:
+        stream.write_table(table, max_chunksize=rows_per_batch)
+    size = int(measured.size())
+    if size > available:  # refused before it takes memory; the server checks again
+        raise StoreFull(size, available, limit)
+    # Overwrite, then cut: truncating first would free the pages this write can reuse.
+    with open(path, "r+b", buffering=0) as file:
+        sink = pa.PythonFile(file, mode="w")
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table, max_chunksize=rows_per_batch)
+        file.truncate(size)
+    return size

@@ -1,0 +1,195 @@
+"""Arrow Flight logic without a server: settings, the store, session tokens, the worker side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tabpy.config import ConfigError, load_settings
+
+pa = pytest.importorskip("pyarrow")
+
+from tabpy.arrow.errors import StoreFull  # noqa: E402
+from tabpy.arrow.segments import Segment, is_mapped  # noqa: E402
+from tabpy.arrow.service import mentions_data_path  # noqa: E402
+from tabpy.arrow.sessions import SessionTokens  # noqa: E402
+from tabpy.arrow.store import StoredTable, TableStore  # noqa: E402
+from tabpy.arrow.worker import as_table, read_frame, write_table  # noqa: E402
+
+MB = 1024 * 1024
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_arrow_settings(tmp_path: Path) -> None:
+    settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path)})
+    assert settings.arrow_bind_address == "0.0.0.0"
+    assert settings.arrow_max_store_mb == 1024
+    assert settings.arrow_entry_ttl_seconds == 600
+    assert settings.arrow_admin_users == ()
+    settings = load_settings(
+        None,
+        {
+            "TABPY_STATE_PATH": str(tmp_path),
+            "TABPY_BIND_ADDRESS": "127.0.0.1",
+            "TABPY_ARROW_MAX_STORE_MB": "64",
+            "TABPY_ARROW_ENTRY_TTL_SECONDS": "0.5",
+            "TABPY_ARROW_ADMIN_USERS": "alice, ops@example.com",
+        },
+    )
+    assert settings.arrow_bind_address == "127.0.0.1"  # follows the HTTP address by default
+    assert settings.arrow_max_store_mb == 64
+    assert settings.arrow_entry_ttl_seconds == 0.5
+    assert settings.arrow_admin_users == ("alice", "ops@example.com")
+    with pytest.raises(ConfigError, match="TABPY_ARROW_MAX_STORE_MB"):
+        load_settings(None, {"TABPY_STATE_PATH": str(tmp_path), "TABPY_ARROW_MAX_STORE_MB": "0"})
+
+
+# --- store ---------------------------------------------------------------------------------------
+
+
+def stored(store: TableStore, key: str, size: int) -> StoredTable:
+    store.reserve(size)
+    table = StoredTable(key, Segment(), size, 1, None)
+    store.add(table)
+    return table
+
+
+def test_store_counts_bytes_and_refuses_over_the_limit() -> None:
+    store = TableStore(10 * MB, 60)
+    stored(store, "a", 6 * MB)
+    with pytest.raises(StoreFull) as refused:
+        store.reserve(5 * MB)
+    message = str(refused.value)
+    assert "TABPY_ARROW_MAX_STORE_MB = 10 MB" in message
+    assert "needs 5.0 MB more" in message and "only 4.0 MB" in message
+    assert store.used == 6 * MB
+
+    stored(store, "a", 3 * MB)  # replacing frees the old table
+    assert store.used == 3 * MB and len(store) == 1
+    taken = store.take("a")
+    assert taken is not None and store.take("a") is None
+    assert store.used == 3 * MB  # still being read
+    store.discard(taken)
+    assert store.used == 0 and taken.segment.fd == -1
+
+
+def test_store_expires_unfetched_tables() -> None:
+    clock = Clock()
+    store = TableStore(10 * MB, 60, clock=clock)
+    stored(store, "old", MB)
+    clock.now += 30
+    stored(store, "new", MB)
+    clock.now += 31
+    assert [table.key for table in store.tables()] == ["new"]
+    assert store.get("old") is None and store.used == MB
+    clock.now += 30
+    assert store.expire() == 1 and store.used == 0
+    stored(store, "x", MB)
+    assert store.clear() == 1 and store.used == 0
+
+
+# --- session tokens ------------------------------------------------------------------------------
+
+
+def test_session_tokens_are_reused_rotated_and_bounded() -> None:
+    clock = Clock()
+    tokens = SessionTokens(clock=clock)
+    stamps = {"bob": "hash-1"}
+    first = tokens.issue("bob", "hash-1")
+    assert len(first) == 43
+    assert tokens.issue("bob", "hash-1") == first
+    assert tokens.user_of(first, stamps.get) == "bob"
+
+    clock.now += 3600 - 299  # fewer than 300 s left: a new token
+    second = tokens.issue("bob", "hash-1")
+    assert second != first and tokens.user_of(first, stamps.get) == "bob"
+    clock.now += 3600 - 299
+    third = tokens.issue("bob", "hash-1")
+    assert tokens.user_of(first, stamps.get) is None  # at most two per user
+    assert tokens.user_of(second, stamps.get) == "bob"
+    clock.now += 300
+    assert tokens.user_of(second, stamps.get) is None  # expired
+    assert tokens.user_of("made-up", stamps.get) is None
+
+    stamps["bob"] = "hash-2"  # the password changed
+    assert tokens.user_of(third, stamps.get) is None
+    del stamps["bob"]
+    assert tokens.user_of(tokens.issue("bob", "hash-2"), stamps.get) is None  # user removed
+
+
+def test_session_tokens_total_is_bounded() -> None:
+    tokens = SessionTokens(max_tokens=3)
+    issued = [tokens.issue(f"user{i}", "h") for i in range(5)]
+    assert len(tokens) == 3
+    assert tokens.user_of(issued[0], lambda user: "h") is None
+    assert tokens.user_of(issued[4], lambda user: "h") == "user4"
+
+
+# --- /evaluate on the server side ----------------------------------------------------------------
+
+
+def test_data_path_detection_needs_no_parsing() -> None:
+    assert mentions_data_path([b'{"script": "return 1", "dataPath": "x"}'])
+    assert mentions_data_path([b'{"script": "", "data', b'Path": "x"}'])  # split between chunks
+    assert not mentions_data_path([b'{"script": "return 1", "data": {}}'])
+    assert not mentions_data_path([])
+
+
+# --- worker side ---------------------------------------------------------------------------------
+
+
+def write(segment: Segment, table: pa.Table, batch_rows: int | None) -> None:
+    with pa.OSFile(segment.path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as out:
+        out.write_table(table, max_chunksize=batch_rows)
+
+
+def read(segment: Segment) -> pa.Table:
+    with pa.memory_map(segment.path) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+def test_frames_copied_out_of_a_segment_release_it() -> None:
+    segment = Segment()
+    write(segment, pa.table({"x": [1.0, 2.0, 3.0, 4.0]}), 2)
+    frame = read_frame(segment.path)
+    assert not is_mapped(segment.name)  # two batches: the DataFrame is a copy
+    frame.loc[0, "x"] = 10.0  # and writable
+    # The result may then go over the input, which shrinks to fit.
+    size = write_table(pa.table({"y": [1]}), segment.path, 10 * MB, 10 * MB)
+    assert segment.size() == size
+    assert read(segment).column("y").to_pylist() == [1]
+    segment.close()
+
+
+def test_zero_copy_frames_keep_their_segment_mapped() -> None:
+    segment = Segment()
+    write(segment, pa.table({"s": ["a", "b"]}), None)
+    frame = read_frame(segment.path)
+    assert is_mapped(segment.name)
+    del frame
+    assert not is_mapped(segment.name)
+    segment.close()
+
+
+def test_results_must_be_tables_within_the_space_left() -> None:
+    assert as_table({"a": [1, 2]}).num_rows == 2
+    assert as_table(pa.record_batch({"a": [1]})).num_rows == 1
+    with pytest.raises(TypeError, match="must return a table .* it returned list"):
+        as_table([1, 2])
+    segment = Segment()
+    with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 1 MB"):
+        write_table(pa.table({"a": list(range(300_000))}), segment.path, MB // 2, MB)
+    assert os.fstat(segment.fd).st_size == 0  # refused before writing
+    segment.close()
