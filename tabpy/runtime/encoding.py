@@ -20,14 +20,13 @@ from __future__ import annotations
 import decimal
 import json
 import math
-import re
 from typing import Any
 
 import orjson
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _stdlib_encoder = json.JSONEncoder()
-_SMALL_DECIMAL = re.compile(rb"(?<![0-9])0\.0000")
+_NUMBER_STARTS = b"[,-"
 
 
 class NotSerializable(TypeError):
@@ -68,7 +67,14 @@ def _formats_differ(raw: bytes) -> bool:
     """
     if b"e" in raw and b"e-" in raw:  # one-byte search first: it is memchr-fast
         return True
-    return b"0.0000" in raw and _SMALL_DECIMAL.search(raw) is not None
+    # "0.0000" also occurs inside larger numbers (30.00001); look only at its few
+    # occurrences instead of running a regular expression over the whole output.
+    start = raw.find(b"0.0000")
+    while start != -1:
+        if start == 0 or raw[start - 1] in _NUMBER_STARTS:
+            return True
+        start = raw.find(b"0.0000", start + 1)
+    return False
 
 
 def _to_plain(value: Any) -> Any:

@@ -33,6 +33,8 @@ def test_matches_tabpy_bytes(value: object, expected: bytes) -> None:
     "value",
     [
         [1e-05, 1e-07, 0.0001, 1e16, 1e22, 1.5e300, 5e-324, 123456789.125],
+        [30.00001, -1230.00004, 5e-05],  # "0.0000" inside a larger number, then a small one
+        [30.00001, -1230.00004, 2.5],
         [0.1 * i for i in range(50)],
         ["a, b: c", {"k,": "v:"}],
         {"nested": {"x": [1.0, "\u2603", None]}},
