@@ -23,9 +23,7 @@ import pyarrow as pa
 from tabpy.arrow.errors import StoreFull
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import is_mapped
-from tabpy.errors import envelope
-from tabpy.runtime.errors import describe
-from tabpy.runtime.evaluate import ERROR_MESSAGE, QUERY_FAILED_INFO, Reply
+from tabpy.runtime.evaluate import Reply, script_failure
 from tabpy.runtime.protocol import ReplyFlag
 from tabpy.runtime.scripts import run_script
 
@@ -59,13 +57,8 @@ def _evaluate_table(job: dict[str, Any], namespace: dict[str, Any], tabpy: objec
         size = write_table(table, target, job["available"], job["limit"])
     except MemoryError:
         raise
-    except KeyError as exc:
-        if exc.args == ("response",):
-            # What `tabpy.query(...)['response']` raises when the query failed.
-            return Reply(404, envelope(ERROR_MESSAGE, QUERY_FAILED_INFO))
-        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
     except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
-        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
+        return script_failure(exc)
     described = {"rows": table.num_rows, "bytes": size, "in_input": reuse_input}
     return Reply(200, orjson.dumps(described), ReplyFlag.TABLE)
 

@@ -68,13 +68,16 @@ def handle_evaluate(
         return Reply(200, encode_result(result))
     except MemoryError:
         raise
-    except KeyError as exc:
-        if exc.args == ("response",):
-            # What `tabpy.query(...)['response']` raises when the query failed.
-            return Reply(404, envelope(ERROR_MESSAGE, QUERY_FAILED_INFO))
-        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
     except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
-        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
+        return script_failure(exc)
+
+
+def script_failure(exc: BaseException) -> Reply:
+    """The reply for an exception raised by a script (or by encoding its result)."""
+    if isinstance(exc, KeyError) and exc.args == ("response",):
+        # What `tabpy.query(...)['response']` raises when the query failed.
+        return Reply(404, envelope(ERROR_MESSAGE, QUERY_FAILED_INFO))
+    return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
 
 
 def _parse_request(request: Any) -> tuple[str, dict[str, Any]]:
