@@ -21,6 +21,8 @@ import pytest
 from live_server import ServerProcess, module_server, wait_for
 from security_support import Authority, write_pair
 
+from tabpy.config import DEFAULT_PORT
+
 SITE = Path(__file__).resolve().parents[2] / "docs" / "nginx-tabpy.conf"
 
 
@@ -54,7 +56,7 @@ def nginx(tabpy: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Ite
     https_port, http_port = free_port(), free_port()
     site = SITE.read_text(encoding="utf-8")
     replacements = {
-        "server 127.0.0.1:9004;": f"server 127.0.0.1:{tabpy.port};",
+        f"server 127.0.0.1:{DEFAULT_PORT};": f"server 127.0.0.1:{tabpy.port};",
         "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
         "listen 80;": f"listen 127.0.0.1:{http_port};",
         "/etc/nginx/tls/tabpy.example.com.crt": str(cert),

@@ -80,7 +80,7 @@ class FakeServer:
         self.objects: dict[str, QueryObject] = {}
         self._pending: dict[str, int] = {}
 
-    def client(self, endpoint: str = "http://tabpy.test:9004/", **kwargs: Any) -> Client:
+    def client(self, endpoint: str = "http://tabpy.test:9400/", **kwargs: Any) -> Client:
         return Client(endpoint, transport=httpx.MockTransport(self), **kwargs)
 
     def add(self, name: str, version: int = 1, **info: Any) -> None:
@@ -229,15 +229,15 @@ def server() -> FakeServer:
 @pytest.mark.parametrize(
     ("endpoint", "base"),
     [
-        ("http://localhost:9004/", "http://localhost:9004/"),
-        ("http://localhost:9004", "http://localhost:9004/"),
+        ("http://localhost:9400/", "http://localhost:9400/"),
+        ("http://localhost:9400", "http://localhost:9400/"),
         ("http://localhost", "http://localhost/"),
         ("https://tabpy.example.com:443", "https://tabpy.example.com:443/"),
-        ("http://h:9004/tabpy", "http://h:9004/tabpy/"),
-        ("http://h:9004/tabpy/", "http://h:9004/tabpy/"),
+        ("http://h:9400/tabpy", "http://h:9400/tabpy/"),
+        ("http://h:9400/tabpy/", "http://h:9400/tabpy/"),
         ("http://h/a/b.v1", "http://h/a/b.v1/"),
         ("http://my_host-1.local:80", "http://my_host-1.local:80/"),
-        ("http://[::1]:9004", "http://[::1]:9004/"),
+        ("http://[::1]:9400", "http://[::1]:9400/"),
     ],
 )
 def test_base_url_adds_one_trailing_slash_and_keeps_the_path(endpoint: str, base: str) -> None:
@@ -247,14 +247,14 @@ def test_base_url_adds_one_trailing_slash_and_keeps_the_path(endpoint: str, base
 @pytest.mark.parametrize(
     "endpoint",
     [
-        "localhost:9004",
-        "ftp://localhost:9004",
+        "localhost:9400",
+        "ftp://localhost:9400",
         "http://",
         "http://host:port/",
         "http://host:99999",
-        "http://host name:9004",
-        "http://host:9004/?x=1",
-        "http://host:9004/#top",
+        "http://host name:9400",
+        "http://host:9400/?x=1",
+        "http://host:9400/#top",
     ],
 )
 def test_malformed_urls_are_value_errors(endpoint: str) -> None:
@@ -264,14 +264,14 @@ def test_malformed_urls_are_value_errors(endpoint: str) -> None:
 
 def test_url_type_and_emptiness() -> None:
     with pytest.raises(TypeError, match="^Endpoint name must be a string$"):
-        Client(9004)  # type: ignore[arg-type]
+        Client(9400)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^Endpoint name cannot be empty$"):
         Client("")
 
 
 def test_url_with_credentials_is_refused_without_echoing_them() -> None:
     with pytest.raises(InvalidArgumentError) as caught:
-        Client(f"http://alice:{PASSWORD}@h:9004/")
+        Client(f"http://alice:{PASSWORD}@h:9400/")
     assert PASSWORD not in str(caught.value)
     assert "set_credentials" in str(caught.value)
 
@@ -279,10 +279,10 @@ def test_url_with_credentials_is_refused_without_echoing_them() -> None:
 @pytest.mark.parametrize(
     ("endpoint", "url"),
     [
-        ("http://h:9004", "http://h:9004/status"),
-        ("http://h:9004/", "http://h:9004/status"),
-        ("http://h:9004/tabpy", "http://h:9004/tabpy/status"),
-        ("http://h:9004/tabpy/", "http://h:9004/tabpy/status"),
+        ("http://h:9400", "http://h:9400/status"),
+        ("http://h:9400/", "http://h:9400/status"),
+        ("http://h:9400/tabpy", "http://h:9400/tabpy/status"),
+        ("http://h:9400/tabpy/", "http://h:9400/tabpy/status"),
     ],
 )
 def test_requests_go_under_the_base_url(endpoint: str, url: str) -> None:
@@ -301,9 +301,9 @@ def test_names_are_percent_encoded_as_one_segment(server: FakeServer) -> None:
 
 
 def test_repr_shows_the_endpoint_as_given() -> None:
-    client = Client("http://h:9004")
+    client = Client("http://h:9400")
     assert repr(client).startswith("<Client object at 0x")
-    assert repr(client).endswith("connected to 'http://h:9004'>")
+    assert repr(client).endswith("connected to 'http://h:9400'>")
     client.close()
 
 
@@ -319,9 +319,9 @@ def test_tls_verification_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> N
         return real(**kwargs)
 
     monkeypatch.setattr(httpx, "Client", capture)
-    Client("https://h:9004/").close()
-    Client("https://h:9004/", verify=False).close()
-    Client("https://h:9004/", verify=certifi.where()).close()
+    Client("https://h:9400/").close()
+    Client("https://h:9400/", verify=False).close()
+    Client("https://h:9400/", verify=certifi.where()).close()
     assert seen[0] is True
     assert seen[1] is False
     assert isinstance(seen[2], ssl.SSLContext)
@@ -330,7 +330,7 @@ def test_tls_verification_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_verify_path_must_exist(tmp_path: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="neither a CA bundle"):
-        Client("https://h:9004/", verify=str(tmp_path / "missing.pem"))
+        Client("https://h:9400/", verify=str(tmp_path / "missing.pem"))
 
 
 def test_query_timeout_is_seconds_and_setter_ignores_bad_values(server: FakeServer) -> None:
@@ -351,7 +351,7 @@ def test_constructor_replaces_a_bad_query_timeout_with_the_default(
     bad: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        client = Client("http://h:9004/", query_timeout=bad)
+        client = Client("http://h:9400/", query_timeout=bad)
     assert client.query_timeout == 1000
     assert "not a positive number of seconds" in caplog.text
 
@@ -364,10 +364,10 @@ def test_timeout_and_connection_errors_are_typed() -> None:
         raise httpx.ConnectError("connection refused", request=request)
 
     with pytest.raises(RequestTimeoutError) as timeout:
-        Client("http://h:9004/", transport=httpx.MockTransport(slow)).query("add", 1)
+        Client("http://h:9400/", transport=httpx.MockTransport(slow)).query("add", 1)
     assert isinstance(timeout.value, TimeoutError)
     with pytest.raises(ServerUnreachableError, match="connection refused") as refusal:
-        Client("http://h:9004/", transport=httpx.MockTransport(refused)).get_status()
+        Client("http://h:9400/", transport=httpx.MockTransport(refused)).get_status()
     assert isinstance(refusal.value, ConnectionError)
 
 
@@ -535,7 +535,7 @@ def test_remove_other_failures() -> None:
     def failing(request: httpx.Request) -> httpx.Response:
         return envelope(500, "AttributeError : 'ValueError' object has no attribute 'message'")
 
-    client = Client("http://h:9004/", transport=httpx.MockTransport(failing))
+    client = Client("http://h:9400/", transport=httpx.MockTransport(failing))
     with pytest.raises(ServerError, match=r"^\(500\) AttributeError"):
         client.remove("x")
 

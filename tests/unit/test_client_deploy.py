@@ -218,7 +218,7 @@ def test_remote_server_uses_the_upload_flow_and_leaks_nothing(
     server: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
-        client = server.client(remote_server=True, localhost_endpoint="http://localhost:9004/")
+        client = server.client(remote_server=True, localhost_endpoint="http://localhost:9400/")
         client.set_credentials("alice", PASSWORD)
         client.deploy("add", add)
     assert not any("evaluate" in route for route in server.routes())

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tabpy.cli import deploy_models as cli
-from tabpy.config import load_settings
+from tabpy.config import DEFAULT_PORT, load_settings
 from tabpy.models import MODELS, select
 from tabpy.models.catalog import UnknownModelError
 from tabpy.models.deploy import (
@@ -68,11 +68,11 @@ def settings_for(tmp_path: Path, **values: str) -> Any:
 @pytest.mark.parametrize(
     ("values", "url"),
     [
-        ({}, "http://localhost:9004/"),
+        ({}, f"http://localhost:{DEFAULT_PORT}/"),
         ({"TABPY_PORT": "9100"}, "http://localhost:9100/"),
-        ({"TABPY_BIND_ADDRESS": "127.0.0.1"}, "http://127.0.0.1:9004/"),
-        ({"TABPY_BIND_ADDRESS": "::"}, "http://localhost:9004/"),
-        ({"TABPY_BIND_ADDRESS": "::1"}, "http://[::1]:9004/"),
+        ({"TABPY_BIND_ADDRESS": "127.0.0.1"}, f"http://127.0.0.1:{DEFAULT_PORT}/"),
+        ({"TABPY_BIND_ADDRESS": "::"}, f"http://localhost:{DEFAULT_PORT}/"),
+        ({"TABPY_BIND_ADDRESS": "::1"}, f"http://[::1]:{DEFAULT_PORT}/"),
     ],
 )
 def test_server_url_from_settings(tmp_path: Path, values: dict[str, str], url: str) -> None:
@@ -196,12 +196,12 @@ def test_tls_verify_choices(tmp_path: Path) -> None:
         TABPY_KEY_FILE=str(key),
     )
     url = server_url(https)
-    assert url == "https://localhost:9004/"
+    assert url == f"https://localhost:{DEFAULT_PORT}/"
     assert isinstance(tls_verify(https, url), ssl.SSLContext)
     assert tls_verify(https, url, insecure=True) is False
     assert tls_verify(https, url, ca_file=cert) == str(cert)
     assert tls_verify(settings_for(tmp_path), "https://example.org/") is True
-    assert tls_verify(https, "http://localhost:9004/") is True
+    assert tls_verify(https, f"http://localhost:{DEFAULT_PORT}/") is True
 
 
 # --- failure reasons -----------------------------------------------------------------------------
