@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import httpc
-import loadgen
 import servers
 from registry import workload
-from workloads import SIDES, TRIVIAL, TRIVIAL_REPLY, _ratio
+from workloads import SIDES, TRIVIAL, TRIVIAL_REPLY, measure_throughput, report_throughput
 
 USER, PASSWORD = "bench", "bench-P@ssw0rd"
 AUTHORIZATION = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -69,8 +68,6 @@ def _wait_ready(srv: servers.Server, timeout: float) -> None:
 @workload("trivial-basic-auth", order=15, profile={"TABPY_LOG_DETAILS": "false"})
 def trivial_basic_auth(ctx):
     """Throughput of a tiny /evaluate with Basic auth on, 16 keep-alive connections."""
-    duration = 3.0 if ctx.quick else 10.0
-    warm = 1.0 if ctx.quick else 2.0
     headers = {"Authorization": AUTHORIZATION}
     started = []
     try:
@@ -84,51 +81,15 @@ def trivial_basic_auth(ctx):
             started.append(srv)
             _wait_ready(srv, 120)
             ctx.servers[side] = srv
-        res = {}
         for side in SIDES:
             srv = ctx.servers[side]
             unauthorized = httpc.request(srv.port, "POST", "/evaluate", TRIVIAL, timeout=10)
             if unauthorized.status != 401:
                 raise AssertionError(f"{side}: no credentials answered {unauthorized.status}")
-            loadgen.run(
-                srv.port, "/evaluate", TRIVIAL, TRIVIAL_REPLY, 16, warm, ctx.loadgen, headers
-            )
-            pids = srv.tree()
-            c0 = servers.tree_cpu_seconds(pids)
-            res[side] = r = loadgen.run(
-                srv.port, "/evaluate", TRIVIAL, TRIVIAL_REPLY, 16, duration, ctx.loadgen, headers
-            )
-            cores = (servers.tree_cpu_seconds(pids) - c0) / r["duration_s"]
-            ctx.note(
-                f"trivial-basic-auth {side}: {r['requests']} requests in {r['duration_s']:.2f}s "
-                f"({r['tool']}), ok={r['ok']} bad={r['bad']}; server tree {cores:.2f} cores; "
-                f"p90 {r['p90_ms']:.1f} ms" + (f"; first bad: {r['first_bad']}" if r["bad"] else "")
-            )
+        res = measure_throughput(
+            ctx, "trivial-basic-auth", "/evaluate", TRIVIAL, TRIVIAL_REPLY, headers
+        )
     finally:
         for srv in started:
             srv.stop()
-    o, f = res["ours"], res["reference"]
-    ratio = _ratio(o["rps"], f["rps"])
-    ctx.row(
-        "requests/s (Basic auth)",
-        f"{o['rps']:.0f}",
-        f"{f['rps']:.0f}",
-        ratio,
-        ">= 10x",
-        ratio is not None and ratio >= 10 and o["bad"] == 0,
-    )
-    ctx.row(
-        "p50 latency (Basic auth)",
-        f"{o['p50_ms']:.2f} ms",
-        f"{f['p50_ms']:.2f} ms",
-        _ratio(o["p50_ms"], f["p50_ms"]),
-        "info",
-    )
-    ctx.row(
-        "bad responses",
-        f"{o['bad']}/{o['ok'] + o['bad']}",
-        f"{f['bad']}/{f['ok'] + f['bad']}",
-        None,
-        "0 (200 [4, 1, 8])",
-        o["bad"] == 0 and o["ok"] > 0,
-    )
+    report_throughput(ctx, res, 10, "0 (200 [4, 1, 8])", " (Basic auth)", p99=False)

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import httpc
-import loadgen
 import servers
 from registry import workload
-from workloads import SIDES, _ms, _ratio
+from workloads import SIDES, _ms, _ratio, measure_throughput, report_throughput
 
 ADD = "add"
 QUERY_BODY = b'{"data": {"x": [1, 2, 3], "y": [4, 5, 6]}}'
@@ -211,58 +210,10 @@ def _pct(xs: list[float], p: float) -> float:
 @workload("query", order=50)
 def query(ctx):
     """Throughput of POST /query/add (3-element lists), 16 keep-alive connections."""
-    duration = 3.0 if ctx.quick else 10.0
-    warm = 1.0 if ctx.quick else 2.0
     marker = _ensure_add(ctx)
-    res = {}
-    for side in SIDES:
-        srv = ctx.servers[side]
-        path = f"/query/{ADD}"
-        loadgen.run(srv.port, path, QUERY_BODY, marker[side], 16, warm, ctx.loadgen, contains=True)
-        pids = srv.tree()
-        c0 = servers.tree_cpu_seconds(pids)
-        res[side] = r = loadgen.run(
-            srv.port, path, QUERY_BODY, marker[side], 16, duration, ctx.loadgen, contains=True
-        )
-        cores = (servers.tree_cpu_seconds(pids) - c0) / r["duration_s"]
-        ctx.note(
-            f"query {side}: {r['requests']} requests in {r['duration_s']:.2f}s ({r['tool']}), "
-            f"ok={r['ok']} bad={r['bad']}; CPU: server tree {cores:.2f} cores, load generator "
-            f"{r['loadgen_cores']:.2f} cores; p90 {r['p90_ms']:.1f} ms, max {r['max_ms']:.1f} ms"
-            + (f"; first bad: {r['first_bad']}" if r["bad"] else "")
-        )
-    o, f = res["ours"], res["reference"]
-    ratio = _ratio(o["rps"], f["rps"])
-    ctx.row(
-        "requests/s",
-        f"{o['rps']:.0f}",
-        f"{f['rps']:.0f}",
-        ratio,
-        ">= 4x",
-        ratio is not None and ratio >= 4 and o["bad"] == 0,
-    )
-    ctx.row(
-        "p50 latency",
-        f"{o['p50_ms']:.2f} ms",
-        f"{f['p50_ms']:.2f} ms",
-        _ratio(o["p50_ms"], f["p50_ms"]),
-        "info",
-    )
-    ctx.row(
-        "p99 latency",
-        f"{o['p99_ms']:.2f} ms",
-        f"{f['p99_ms']:.2f} ms",
-        _ratio(o["p99_ms"], f["p99_ms"]),
-        "info",
-    )
-    ctx.row(
-        "bad responses",
-        f"{o['bad']}/{o['ok'] + o['bad']}",
-        f"{f['bad']}/{f['ok'] + f['bad']}",
-        None,
-        "0 (200, response [5, 7, 9])",
-        o["bad"] == 0 and o["ok"] > 0,
-    )
+    path = f"/query/{ADD}"
+    res = measure_throughput(ctx, "query", path, QUERY_BODY, marker, contains=True)
+    report_throughput(ctx, res, 4, "0 (200, response [5, 7, 9])")
 
 
 # --- tabpy.query latency -----------------------------------------------------------------------
