@@ -12,6 +12,7 @@ from starlette.responses import Response
 from tabpy.errors import BadRequest, HTTPError
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.errors import EndpointExists, EndpointNotFound, UnknownEndpoint
+from tabpy.registry.store import Registry
 from tabpy.server.context import ServerContext
 from tabpy.server.deployments import (
     Source,
@@ -34,7 +35,7 @@ class Endpoints:
         self._lock = asyncio.Lock()
 
     @property
-    def registry(self):  # type: ignore[no-untyped-def]
+    def registry(self) -> Registry:
         return self.context.catalog.registry
 
     async def list(self, request: Request) -> Response:
@@ -142,9 +143,9 @@ class Endpoints:
         )
 
     async def _store(self, source: Source | None) -> str | None:
-        if source is None or source.artifact is not None:
+        """The SHA-256 of the new version's object, copying a staged pickle in if needed."""
+        if source is None or source.src_path is None:
             return None if source is None else source.artifact
-        assert source.src_path is not None
         sha256, data = await asyncio.to_thread(read_staged, source.src_path)
         await asyncio.to_thread(self.registry.put_artifact, sha256, data)
         return sha256
