@@ -1,23 +1,29 @@
-"""Every error a client can see, as a type with a status code and a message.
+"""Every error a caller can see, as a type with a message; no transport details.
+
+The core raises these; each transport maps them to its wire bytes in one place
+(HTTP: :mod:`tabpy.server.http_errors`; Arrow Flight: :mod:`tabpy.arrow.flight_errors`).
+``message`` and ``info`` are the words a caller is shown, so they say what to change.
 
 Hierarchy::
 
     TabPyError
-    └── HTTPError                  an error answered with TabPy's JSON envelope
-        ├── BadRequest             400
-        ├── Unauthorized           401  (missing or wrong credentials; same body for every reason)
-        ├── Forbidden              403  (OAuth token lacks the route's endpoint scope)
-        ├── NotAcceptable          406  (credentials sent to a server without auth)
-        ├── TooManyRequests        429  (too many failed logins from one client)
-        ├── ScriptsDisabled        404  (TABPY_EVALUATE_ENABLE = false)
-        ├── ScriptTimeout          408  (TABPY_EVALUATE_TIMEOUT expired; worker replaced)
-        ├── PayloadTooLarge        413  (TABPY_MAX_REQUEST_SIZE_MB)
-        └── ExecutionFailed        500  (worker crashed or hit its memory limit; replaced)
-            ├── WorkerCrashed
-            └── MemoryLimitExceeded
+    ├── InvalidRequest             the request breaks a rule of the API
+    ├── NotAuthenticated           missing or wrong credentials (same words for every reason)
+    ├── InsufficientScope          a bearer token lacks the route's endpoint scope
+    ├── CredentialsNotExpected     credentials sent to a server without authentication
+    ├── TooManyFailures            too many failed logins from one client
+    ├── NotFound                   the thing named does not exist (or is switched off)
+    │   └── ScriptsDisabled        TABPY_EVALUATE_ENABLE = false
+    ├── PayloadTooLarge            TABPY_MAX_REQUEST_SIZE_MB
+    ├── ServiceUnavailable         a dependency (the registry) cannot be reached right now
+    ├── ScriptTimeout              TABPY_EVALUATE_TIMEOUT expired; the worker was replaced
+    └── ExecutionFailed            the script could not produce an answer
+        ├── WorkerCrashed          its worker died; replaced
+        └── MemoryLimitExceeded    its worker hit TABPY_WORKER_MEMORY_LIMIT_MB; replaced
 
-Configuration mistakes are ``tabpy.config.ConfigError``: they stop start-up
-instead of reaching a client.
+Feature packages extend these (``tabpy.registry.registry_errors``, ``tabpy.arrow.arrow_errors``,
+``tabpy.models.errors``). Configuration mistakes are ``tabpy.config.ConfigError``: they stop
+start-up instead of reaching a caller.
 """
 
 from __future__ import annotations
@@ -25,89 +31,95 @@ from __future__ import annotations
 import json
 from typing import Any
 
-#: TabPy's error envelope uses Python's default separators (", " and ": ") and
-#: ASCII escaping; clients and TabPy's own tests compare these bytes.
+__all__ = [
+    "CredentialsNotExpected",
+    "ExecutionFailed",
+    "InsufficientScope",
+    "InvalidRequest",
+    "MemoryLimitExceeded",
+    "NotAuthenticated",
+    "NotFound",
+    "PayloadTooLarge",
+    "SCRIPT_ERROR",
+    "ScriptTimeout",
+    "ScriptsDisabled",
+    "ServiceUnavailable",
+    "TabPyError",
+    "TooManyFailures",
+    "WorkerCrashed",
+    "envelope",
+]
+
+#: TabPy's message for every failure of a script or of the worker running it.
+SCRIPT_ERROR = "Error processing script"
+
+#: TabPy's envelope uses Python's default separators (", " and ": ") and ASCII escaping;
+#: clients and TabPy's own tests compare these bytes.
 _envelope_encoder = json.JSONEncoder()
 
 
 def envelope(message: str, info: Any = None) -> bytes:
-    """Encode ``{"message": ..., "info": ...}``; no info is written as ``{}``."""
+    """TabPy's error body, ``{"message": ..., "info": ...}``; no info is written as ``{}``.
+
+    Shared by the HTTP edge and the workers, which answer script failures in these bytes.
+    """
     body = {"message": message, "info": {} if info is None else info}
     return _envelope_encoder.encode(body).encode("ascii")
 
 
 class TabPyError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
 
+    ``info`` is extra detail for the caller (a string or a JSON-able object); None when
+    there is nothing to add.
+    """
 
-class HTTPError(TabPyError):
-    status_code = 500
-
-    def __init__(
-        self, message: str, info: Any = None, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, info: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.info = info
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        return envelope(self.message, self.info)
 
 
-class BadRequest(HTTPError):
-    status_code = 400
+class InvalidRequest(TabPyError):
+    """The request is malformed or breaks a rule; the message says which."""
 
 
-class Unauthorized(HTTPError):
-    """401 with a challenge; the body never says which check failed."""
+class NotAuthenticated(TabPyError):
+    """No valid credentials. ``scheme`` ("basic" or "bearer") is the one to ask for."""
 
-    status_code = 401
+    def __init__(self, scheme: str) -> None:
+        super().__init__("Invalid credentials provided.", "Unauthorized request.")
+        self.scheme = scheme
 
-    def __init__(self, challenge: str) -> None:
+
+class InsufficientScope(TabPyError):
+    def __init__(self) -> None:
+        super().__init__("Token is missing a required endpoint scope.", "Forbidden request.")
+
+
+class CredentialsNotExpected(TabPyError):
+    """Credentials were sent to a server that has no authentication (the client is confused)."""
+
+    def __init__(self) -> None:
         super().__init__(
-            "Invalid credentials provided.",
-            "Unauthorized request.",
-            {"WWW-Authenticate": challenge},
+            "Username or password provided when authentication not available.", "Not Acceptable"
         )
 
 
-class Forbidden(HTTPError):
-    status_code = 403
-
-    def __init__(self, realm: str) -> None:
-        super().__init__(
-            "Token is missing a required endpoint scope.",
-            "Forbidden request.",
-            {"WWW-Authenticate": f'Bearer realm="{realm}", error="insufficient_scope"'},
-        )
-
-
-class TooManyRequests(HTTPError):
-    status_code = 429
-
+class TooManyFailures(TabPyError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(
             "Too many failed authentication attempts from this client.",
             f"Try again in {retry_after} seconds, with valid credentials.",
-            {"Retry-After": str(retry_after)},
         )
+        self.retry_after = retry_after
 
 
-class NotAcceptable(HTTPError):
-    status_code = 406
-
-    def __init__(self, realm: str) -> None:
-        super().__init__(
-            "Username or password provided when authentication not available.",
-            "Not Acceptable",
-            {"WWW-Authenticate": f'Basic realm="{realm}"'},
-        )
+class NotFound(TabPyError):
+    """What the request names does not exist."""
 
 
-class ScriptsDisabled(HTTPError):
-    status_code = 404
-
+class ScriptsDisabled(NotFound):
     def __init__(self) -> None:
         super().__init__(
             "Ad-hoc scripts have been disabled on this analytics extension, "
@@ -115,27 +127,31 @@ class ScriptsDisabled(HTTPError):
         )
 
 
-class ScriptTimeout(HTTPError):
-    status_code = 408
+class PayloadTooLarge(TabPyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "Request Entity Too Large")
+
+
+class ServiceUnavailable(TabPyError):
+    """Temporarily impossible; ``retry_after`` (seconds) says when to try again, if known."""
+
+    def __init__(self, message: str, info: Any = None, retry_after: int | None = None) -> None:
+        super().__init__(message, info)
+        self.retry_after = retry_after
+
+
+class ScriptTimeout(TabPyError):
+    """``timeout_text`` is the configured timeout as TabPy shows it (``30``, or ``3.0``)."""
 
     def __init__(self, timeout_text: str) -> None:
         super().__init__(f"User defined script timed out. Timeout is set to {timeout_text} s.")
 
 
-class PayloadTooLarge(HTTPError):
-    status_code = 413
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "Request Entity Too Large")
-
-
-class ExecutionFailed(HTTPError):
-    """The worker could not produce an answer; it has been replaced."""
-
-    status_code = 500
+class ExecutionFailed(TabPyError):
+    """The script, or the worker running it, could not produce an answer."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__("Error processing script", detail)
+        super().__init__(SCRIPT_ERROR, detail)
 
 
 class WorkerCrashed(ExecutionFailed):

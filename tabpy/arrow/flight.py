@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from tabpy.arrow.arrow_errors import NOT_FOUND, StoreFull
 from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
-from tabpy.arrow.errors import NOT_FOUND, StoreFull
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore

@@ -22,14 +22,14 @@ from collections.abc import Sequence
 import orjson
 import pyarrow as pa
 
+from tabpy.arrow.arrow_errors import StoreFull, TableNotFound
 from tabpy.arrow.credentials import FlightAuthentication, FlightCredentials
-from tabpy.arrow.errors import StoreFull, TableNotFound
 from tabpy.arrow.flight import FlightService, Key, path_key
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.config import ConfigError, Settings
-from tabpy.errors import BadRequest, HTTPError
-from tabpy.runtime.evaluate import ERROR_MESSAGE, Reply
+from tabpy.errors import ExecutionFailed, InvalidRequest
+from tabpy.runtime.evaluate import Reply
 from tabpy.runtime.pool import Job, WorkerPool
 from tabpy.runtime.protocol import JobKind, ReplyFlag
 from tabpy.server.principal import Principal
@@ -214,7 +214,7 @@ class ArrowService:
             self.store.reserve(size)
         except StoreFull as full:
             segment.close()
-            raise HTTPError(ERROR_MESSAGE, f"StoreFull : {full}") from None
+            raise ExecutionFailed(f"StoreFull : {full}") from None
         try:
             with pa.memory_map(segment.path) as source:
                 schema = pa.ipc.open_stream(source).schema
@@ -228,15 +228,13 @@ class ArrowService:
 def _table_request(request: dict[str, object]) -> tuple[str, str]:
     """Check a dataPath request in TabPy's order: the script first, then the path."""
     if "script" not in request:
-        raise BadRequest("Script is empty.")
+        raise InvalidRequest("Script is empty.")
     script = request["script"]
     if not isinstance(script, str):
-        raise HTTPError(
-            ERROR_MESSAGE, f'TypeError : "script" must be a string, not {type(script).__name__}'
-        )
+        raise ExecutionFailed(f'TypeError : "script" must be a string, not {type(script).__name__}')
     path = request["dataPath"]
     if not isinstance(path, str):
-        raise BadRequest(
+        raise InvalidRequest(
             '"dataPath" must be a string: the path a table was stored under with DoPut.'
         )
     return script, path

@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tabpy.arrow.errors import StoreFull
+from tabpy.arrow.arrow_errors import StoreFull
 from tabpy.arrow.segments import Segment
 
 __all__ = ["StoredTable", "TableStore"]

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from tabpy.arrow.errors import StoreFull
+from tabpy.arrow.arrow_errors import StoreFull
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import is_mapped
 from tabpy.runtime.evaluate import Reply, script_failure

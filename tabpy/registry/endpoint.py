@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tabpy.errors import BadRequest
+from tabpy.errors import InvalidRequest
 
 DEFAULT_DOCSTRING = "-- no docstring found in query function --"
 _NAME = re.compile(r"^[a-zA-Z0-9-_\s]+$")
@@ -63,9 +63,9 @@ class Version:
 
 def check_name(name: Any) -> str:
     if not isinstance(name, str):
-        raise BadRequest("endpoint name must be a string.")
+        raise InvalidRequest("endpoint name must be a string.")
     if not _NAME.match(name):
-        raise BadRequest(
+        raise InvalidRequest(
             "endpoint name can only contain: a-z, A-Z, 0-9, underscore, hyphens and spaces."
         )
     return name
@@ -73,7 +73,7 @@ def check_name(name: Any) -> str:
 
 def check_sha256(value: Any) -> str:
     if not isinstance(value, str) or not _SHA256.match(value):
-        raise BadRequest(
+        raise InvalidRequest(
             "artifact must be the SHA-256 of an uploaded object: 64 lowercase hex digits."
         )
     return value

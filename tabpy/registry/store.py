@@ -23,7 +23,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tabpy.registry.endpoint import Endpoint, Version
-from tabpy.registry.errors import EndpointExists, UnknownArtifact, UnknownEndpoint, UnknownVersion
+from tabpy.registry.registry_errors import (
+    EndpointExists,
+    UnknownArtifact,
+    UnknownEndpoint,
+    UnknownVersion,
+)
 
 #: Unreferenced uploads younger than this are kept: a deploy may be about to use them.
 ORPHAN_GRACE_SECONDS = 3600

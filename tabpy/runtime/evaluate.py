@@ -13,13 +13,13 @@ from typing import Any
 
 import orjson
 
-from tabpy.errors import BadRequest, HTTPError, envelope
+from tabpy.errors import SCRIPT_ERROR, ExecutionFailed, InvalidRequest, envelope
 from tabpy.runtime.encoding import encode_result
 from tabpy.runtime.errors import describe
 from tabpy.runtime.protocol import ReplyFlag
 from tabpy.runtime.scripts import run_script, validate_arguments
 
-ERROR_MESSAGE = "Error processing script"
+ERROR_MESSAGE = SCRIPT_ERROR
 QUERY_FAILED_INFO = (
     "The endpoint you're trying to query did not respond. Please make sure the endpoint "
     "exists and the correct set of arguments are provided."
@@ -61,8 +61,10 @@ def handle_evaluate(
         return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
     try:
         script, arguments = _parse_request(request)
-    except HTTPError as exc:
-        return Reply(exc.status_code, exc.body())
+    except InvalidRequest as exc:
+        return Reply(400, envelope(exc.message, exc.info))
+    except ExecutionFailed as exc:
+        return Reply(500, envelope(exc.message, exc.info))
     try:
         result = run_script(script, arguments, namespace, tabpy)
         return Reply(200, encode_result(result))
@@ -82,23 +84,20 @@ def script_failure(exc: BaseException) -> Reply:
 
 def _parse_request(request: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(request, list) or (isinstance(request, dict) and "script" not in request):
-        raise BadRequest("Script is empty.")
+        raise InvalidRequest("Script is empty.")
     if not isinstance(request, dict):
-        raise HTTPError(
-            ERROR_MESSAGE,
+        raise ExecutionFailed(
             f"TypeError : the request body must be a JSON object, not {type(request).__name__}",
         )
     script = request["script"]
     if not isinstance(script, str):
-        raise HTTPError(
-            ERROR_MESSAGE,
+        raise ExecutionFailed(
             f'TypeError : "script" must be a string, not {type(script).__name__}',
         )
     if "data" not in request:
         # TabPy answers 500 here and its tests pin that status; we keep the
         # status but say what to send.
-        raise HTTPError(
-            ERROR_MESSAGE,
+        raise ExecutionFailed(
             'TypeError : the request has no "data" object; send the arguments as '
             '{"_arg1": [...], ...}, or {} for a script without arguments',
         )

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from types import CodeType
 from typing import Any
 
-from tabpy.errors import BadRequest
+from tabpy.errors import InvalidRequest
 
 FUNCTION_NAME = "_user_script"
 _ARG_NAME = re.compile(r"_arg([1-9][0-9]*)\Z")
@@ -29,12 +29,12 @@ _ARG_NAME = re.compile(r"_arg([1-9][0-9]*)\Z")
 def validate_arguments(data: Any) -> dict[str, Any]:
     """Check ``data`` is ``{"_arg1": ..., ..., "_argN": ...}`` with no gaps."""
     if not isinstance(data, dict):
-        raise BadRequest("Script parameters need to be provided as a dictionary.")
+        raise InvalidRequest("Script parameters need to be provided as a dictionary.")
     count = len(data)
     for name in data:
         match = _ARG_NAME.match(name)
         if match is None or int(match.group(1)) > count:
-            raise BadRequest("Variables names should follow the format _arg1, _arg2, _argN")
+            raise InvalidRequest("Variables names should follow the format _arg1, _arg2, _argN")
     return data
 
 

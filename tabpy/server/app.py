@@ -14,15 +14,19 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from tabpy.errors import TabPyError
+from tabpy.server import http_errors
 from tabpy.server.artifacts import Artifacts
 from tabpy.server.auth_middleware import AuthMiddleware
 from tabpy.server.context import ServerContext
+from tabpy.server.cors import CORSPolicy
 from tabpy.server.endpoints import Endpoints
 from tabpy.server.evaluate import Evaluate
 from tabpy.server.health import Health
@@ -64,7 +68,11 @@ def create_app(context: ServerContext) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _framework_error},
+        exception_handlers={
+            HTTPException: _framework_error,
+            TabPyError: http_errors.handler(context.service_info.name),
+            Exception: http_errors.unexpected_error,
+        },
     )
     # Added first so that it runs inside Observe: refused requests are logged and counted too.
     app.add_middleware(AuthMiddleware, context=context, routes=routes)
@@ -73,37 +81,44 @@ def create_app(context: ServerContext) -> Starlette:
 
 
 def api_routes(context: ServerContext) -> list[BaseRoute]:
-    options = _Options(context).handle
+    options = _Options().handle
     endpoints = Endpoints(context)
     status = Status(context)
     query = Query(context)
     health = Health(context)
+    # TabPy's CORS headers go on these routes only (tabpy.server.cors).
+    cors = [Middleware(CORSPolicy, headers=context.cors)] if context.cors else None
+
+    def route(
+        path: str, endpoint: Any, method: str, *, with_cors: bool = False, name: str | None = None
+    ) -> Route:
+        return Route(
+            path, endpoint, methods=[method], name=name, middleware=cors if with_cors else None
+        )
+
     routes: list[BaseRoute] = [
-        Route("/query/{name}", query.handle, methods=["POST", "GET"]),
-        Route("/query/{name}", query.options, methods=["OPTIONS"]),
-        Route("/status", status.status, methods=["GET"]),
-        Route("/info", Info(context).handle, methods=["GET"]),
-        Route("/endpoints", endpoints.list, methods=["GET"]),
-        Route("/endpoints", endpoints.create, methods=["POST"]),
-        Route("/endpoints/", endpoints.list, methods=["GET"]),
-        Route("/endpoints/{name}", endpoints.get, methods=["GET"]),
-        Route("/endpoints/{name}", endpoints.update, methods=["PUT"]),
-        Route("/endpoints/{name}", endpoints.delete, methods=["DELETE"]),
-        Route("/endpoints/{name}/versions", endpoints.versions, methods=["GET"]),
-        Route("/endpoints/{name}/rollback", endpoints.rollback, methods=["POST"]),
-        Route("/evaluate", Evaluate(context).handle, methods=["POST"]),
-        Route(
-            "/configurations/endpoint_upload_destination",
-            status.upload_destination,
-            methods=["GET"],
-        ),
-        Route("/artifacts/{sha256}", Artifacts(context).put, methods=["PUT"]),
-        Route("/", Index(context).handle, methods=["GET"]),
-        Route("/health", health.live, methods=["GET"], name="health"),
-        Route("/ready", health.ready, methods=["GET"], name="ready"),
-        Route("/metrics", MetricsPage(context.metrics).handle, methods=["GET"]),
+        route("/query/{name}", query.handle, "POST", with_cors=True),
+        route("/query/{name}", query.handle, "GET", with_cors=True),
+        route("/status", status.status, "GET", with_cors=True),
+        route("/info", Info(context).handle, "GET", with_cors=True),
+        route("/endpoints", endpoints.list, "GET", with_cors=True),
+        route("/endpoints", endpoints.create, "POST"),
+        route("/endpoints/", endpoints.list, "GET", with_cors=True),
+        route("/endpoints/{name}", endpoints.get, "GET", with_cors=True),
+        route("/endpoints/{name}", endpoints.update, "PUT"),
+        route("/endpoints/{name}", endpoints.delete, "DELETE"),
+        route("/endpoints/{name}/versions", endpoints.versions, "GET"),
+        route("/endpoints/{name}/rollback", endpoints.rollback, "POST"),
+        route("/evaluate", Evaluate(context).handle, "POST", with_cors=True),
+        route("/configurations/endpoint_upload_destination", status.upload_destination, "GET"),
+        route("/artifacts/{sha256}", Artifacts(context).put, "PUT"),
+        route("/", Index(context).handle, "GET"),
+        route("/health", health.live, "GET", name="health"),
+        route("/ready", health.ready, "GET", name="ready"),
+        route("/metrics", MetricsPage(context.metrics).handle, "GET"),
     ]
     for path in (
+        "/query/{name}",
         "/status",
         "/info",
         "/endpoints",
@@ -111,7 +126,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         "/evaluate",
         "/configurations/endpoint_upload_destination",
     ):
-        routes.append(Route(path, options, methods=["OPTIONS"]))
+        routes.append(route(path, options, "OPTIONS", with_cors=True))
     # The status page's own files: mounts, not routes, so public (see tabpy.server.index).
     if (DOCS_DIRECTORY / "configuration.md").is_file():  # a source tree, not site-packages
         routes.append(Mount(f"{ASSETS_PATH}/docs", _Documentation(directory=DOCS_DIRECTORY)))
@@ -138,13 +153,10 @@ class _Documentation(StaticFiles):
 
 
 class _Options:
-    """``OPTIONS`` on API routes: an empty object plus the CORS headers."""
-
-    def __init__(self, context: ServerContext) -> None:
-        self.context = context
+    """``OPTIONS`` on API routes: an empty object (the route adds the CORS headers)."""
 
     async def handle(self, request: Request) -> Response:
-        return RawResponse(b"{}", 200, JSON_UTF8, self.context.cors)
+        return RawResponse(b"{}", 200, JSON_UTF8)
 
 
 async def _framework_error(request: Request, exc: Exception) -> Response:

@@ -16,11 +16,11 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import BadRequest, HTTPError
+from tabpy.errors import InvalidRequest
 from tabpy.registry.endpoint import check_sha256
 from tabpy.server.body import read_body
 from tabpy.server.context import ServerContext
-from tabpy.server.responses import JSON_UTF8, RawResponse, error_response
+from tabpy.server.responses import JSON_UTF8, RawResponse
 
 
 class Artifacts:
@@ -29,26 +29,19 @@ class Artifacts:
 
     async def put(self, request: Request) -> Response:
         settings = self.context.settings
-        try:
-            expected = check_sha256(request.path_params["sha256"])
-            chunks = await read_body(
-                request, settings.max_request_size_bytes, settings.gzip_enabled
+        expected = check_sha256(request.path_params["sha256"])
+        chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise InvalidRequest(
+                "Upload integrity check failed",
+                f"The body's SHA-256 is {actual} but the URL names {expected}; "
+                "upload the complete object again.",
             )
-            digest = hashlib.sha256()
-            for chunk in chunks:
-                digest.update(chunk)
-            actual = digest.hexdigest()
-            if actual != expected:
-                raise BadRequest(
-                    "Upload integrity check failed",
-                    f"The body's SHA-256 is {actual} but the URL names {expected}; "
-                    "upload the complete object again.",
-                )
-            data = b"".join(chunks)
-            created = await asyncio.to_thread(
-                self.context.catalog.registry.put_artifact, actual, data
-            )
-        except HTTPError as error:
-            return error_response(error)
+        data = b"".join(chunks)
+        created = await asyncio.to_thread(self.context.catalog.registry.put_artifact, actual, data)
         body = json.dumps({"sha256": actual, "size": len(data)}).encode()
         return RawResponse(body, 201 if created else 200, JSON_UTF8)

@@ -29,7 +29,12 @@ import logging
 from starlette.requests import Request
 
 from tabpy.config import Settings
-from tabpy.errors import Forbidden, NotAcceptable, TooManyRequests, Unauthorized
+from tabpy.errors import (
+    CredentialsNotExpected,
+    InsufficientScope,
+    NotAuthenticated,
+    TooManyFailures,
+)
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.security.basic import BasicVerifier, Outcome
 from tabpy.security.oauth import BearerVerifier, endpoint_scope
@@ -100,7 +105,7 @@ class NoAuthentication(_Authenticator):
         header = request.headers.get("authorization")
         if header is not None and parse_basic(header) is not None:
             logger.warning("Failing with 406 for Not Acceptable")
-            raise NotAcceptable(self.realm)
+            raise CredentialsNotExpected()
         return ANONYMOUS
 
 
@@ -146,10 +151,10 @@ class CredentialAuthentication(_Authenticator):
 
     async def _basic(self, header: str | None, client: str) -> Principal:
         assert self.basic is not None
-        challenge = f'Basic realm="{self.realm}"'
+        challenge = "basic"
         if header is None:
             logger.debug("Authorization header not found")
-            raise Unauthorized(challenge)
+            raise NotAuthenticated(challenge)
         credentials = parse_basic(header)
         if credentials is None:
             logger.warning("Invalid string in encoded credentials from %s", client)
@@ -160,7 +165,7 @@ class CredentialAuthentication(_Authenticator):
         retry_after = self.throttle.retry_after(client)
         if retry_after is not None:
             # Blocked: the expensive check is exactly what a password guesser needs.
-            raise TooManyRequests(retry_after)
+            raise TooManyFailures(retry_after)
         outcome = await self.basic.verify(username, password)
         if outcome is Outcome.ACCEPTED:
             return Principal("basic", username)
@@ -174,10 +179,10 @@ class CredentialAuthentication(_Authenticator):
 
     async def _bearer(self, request: Request, header: str | None, client: str) -> Principal:
         assert self.bearer is not None
-        challenge = f'Bearer realm="{self.realm}"'
+        challenge = "bearer"
         if header is None:
             logger.debug("Authorization header not found")
-            raise Unauthorized(challenge)
+            raise NotAuthenticated(challenge)
         token = parse_bearer(header)
         if token is None:
             logger.warning("Authorization header from %s is not a Bearer token", client)
@@ -188,18 +193,18 @@ class CredentialAuthentication(_Authenticator):
             logger.error("%s", reason)
             retry_after = self.throttle.retry_after(client)
             if retry_after is not None:
-                raise TooManyRequests(retry_after) from None
+                raise TooManyFailures(retry_after) from None
             raise self._failure(client, challenge) from None
         if self.settings.oauth_enforce_endpoint_scopes:
             scope = endpoint_scope(self._relative_path(request), request.method, self.settings)
             if scope is not None and scope not in identity.scopes:
                 logger.error("Failing with 403 for insufficient scope: %s is required", scope)
-                raise Forbidden(self.realm)
+                raise InsufficientScope()
         return Principal("bearer", identity.subject, identity.scopes)
 
     # --- shared ----------------------------------------------------------------------------------
 
-    def _failure(self, client: str, challenge: str) -> Unauthorized:
+    def _failure(self, client: str, challenge: str) -> NotAuthenticated:
         self.throttle.record_failure(client)
         retry_after = self.throttle.retry_after(client)
         if retry_after is not None:
@@ -212,7 +217,7 @@ class CredentialAuthentication(_Authenticator):
                 retry_after,
             )
         logger.warning("Failing with 401 for unauthorized request")
-        return Unauthorized(challenge)
+        return NotAuthenticated(challenge)
 
     def _relative_path(self, request: Request) -> str:
         path = request.url.path

@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tabpy.errors import HTTPError
+from tabpy.errors import TabPyError
 from tabpy.server.call_log import log_call
 from tabpy.server.context import ServerContext
+from tabpy.server.http_errors import error_response, status_of
 from tabpy.server.principal import ANONYMOUS, STATE_KEY, Principal
-from tabpy.server.responses import error_response
 
 __all__ = ["PROBES", "AuthMiddleware", "api_route", "is_api_request"]
 
@@ -44,6 +44,7 @@ class AuthMiddleware:
         self.routes = routes
         subdirectory = context.service_info.subdirectory.strip("/")
         self.prefix = f"/{subdirectory}" if subdirectory else ""
+        self.realm = context.service_info.name
         self.public = PROBES if context.settings.health_checks_public else frozenset()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -58,11 +59,11 @@ class AuthMiddleware:
         else:
             try:
                 principal = await self.context.auth.authenticate(request)
-            except HTTPError as error:
+            except TabPyError as error:
                 log_call(request, None, self.context.settings)
-                self.context.metrics.auth_failed(error.status_code)
+                self.context.metrics.auth_failed(status_of(error))
                 scope["route"] = route
-                await error_response(error)(scope, receive, send)
+                await error_response(error, self.realm)(scope, receive, send)
                 return
         log_call(request, principal, self.context.settings)
         scope.setdefault("state", {})[STATE_KEY] = principal

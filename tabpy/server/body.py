@@ -12,7 +12,7 @@ import zlib
 
 from starlette.requests import Request
 
-from tabpy.errors import BadRequest, PayloadTooLarge
+from tabpy.errors import InvalidRequest, PayloadTooLarge
 
 
 def check_declared_size(request: Request, limit: int) -> None:
@@ -39,7 +39,7 @@ async def read_body(request: Request, limit: int, gzip_enabled: bool) -> list[by
             raise _too_large(limit, gzipped)
         chunks.append(chunk)
     if inflater is not None and not inflater.eof:
-        raise BadRequest(
+        raise InvalidRequest(
             "Request body is not valid gzip data.",
             "The body ended before the end of the gzip stream; "
             "send complete gzip data or drop the Content-Encoding header.",
@@ -52,7 +52,7 @@ def _inflate(inflater: zlib._Decompress, chunk: bytes, room: int) -> bytes:
     try:
         data = inflater.decompress(inflater.unconsumed_tail + chunk, max(room, 0) + 1)
     except zlib.error as exc:
-        raise BadRequest(
+        raise InvalidRequest(
             "Request body is not valid gzip data.",
             f"{exc}; send gzip data or drop the Content-Encoding header.",
         ) from None

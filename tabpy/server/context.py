@@ -25,7 +25,7 @@ class Authenticator(Protocol):
     """Decides who sent a request. ``AuthMiddleware`` calls it for every API route."""
 
     async def authenticate(self, request: Request) -> Principal:
-        """Who sent ``request``; raise an ``HTTPError`` (401/403/406/429) to refuse it."""
+        """Who sent ``request``; raise a ``tabpy.errors`` refusal to turn it away."""
 
     def check(self, request: Request) -> None:
         """Raise unless ``AuthMiddleware`` has already authenticated ``request``."""

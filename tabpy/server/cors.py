@@ -1,8 +1,21 @@
-"""CORS headers, configured in ``state.ini`` as TabPy does."""
+"""CORS headers, configured in ``state.ini`` as TabPy does, declared per route.
+
+TabPy sends its CORS headers on the routes that list :data:`CORS_ROUTES`-style behaviour, on
+every reply of those routes except the refusals that come before the route's own work
+(authentication, size, evaluation switched off: see ``http_errors.GATE_ERRORS``). A route
+opts in by carrying :class:`CORSPolicy` as route middleware, so no handler adds them by hand.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from tabpy.registry.service_info import ServiceInfo
+
+#: Scope key set by the error handler for a refusal that must go without CORS headers.
+CORS_EXEMPT = "tabpy.cors_exempt"
 
 
 def cors_headers(info: ServiceInfo) -> dict[str, str]:
@@ -13,3 +26,19 @@ def cors_headers(info: ServiceInfo) -> dict[str, str]:
         "Access-Control-Allow-Methods": info.cors_allow_methods,
     }
     return {name: value for name, value in values.items() if value}
+
+
+class CORSPolicy:
+    """Route middleware adding the configured CORS headers to the route's replies."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str]) -> None:
+        self.app = app
+        self.raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start" and not scope.get(CORS_EXEMPT):
+                message["headers"] = [*message.get("headers", ()), *self.raw]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tabpy.errors import BadRequest
+from tabpy.errors import InvalidRequest
 from tabpy.registry.endpoint import DEFAULT_DOCSTRING, Endpoint, check_name, check_sha256
 
 PICKLE_FILE = "pickle_archive"
@@ -30,17 +30,17 @@ class Source:
 def check_fields(body: dict[str, Any]) -> None:
     """Type rules shared by create and update (TabPy's "state validation")."""
     if "docstring" in body and not isinstance(body["docstring"], str):
-        raise BadRequest("docstring must be a string.")
+        raise InvalidRequest("docstring must be a string.")
     if "description" in body and not isinstance(body["description"], str):
-        raise BadRequest("Error when changing TabPy state: description must be a string.")
+        raise InvalidRequest("Error when changing TabPy state: description must be a string.")
     if "type" in body and (not isinstance(body["type"], str) or not body["type"]):
-        raise BadRequest("Error when changing TabPy state: endpoint type must be a string.")
+        raise InvalidRequest("Error when changing TabPy state: endpoint type must be a string.")
     if "dependencies" in body and not isinstance(body["dependencies"], list):
-        raise BadRequest("Error when changing TabPy state: dependencies must be a list.")
+        raise InvalidRequest("Error when changing TabPy state: dependencies must be a list.")
     if body.get("target") is not None and not isinstance(body["target"], str):
-        raise BadRequest("Error when changing TabPy state: target must be a string.")
+        raise InvalidRequest("Error when changing TabPy state: target must be a string.")
     if "is_public" in body and not isinstance(body["is_public"], bool):
-        raise BadRequest("is_public must be true or false.")
+        raise InvalidRequest("is_public must be true or false.")
 
 
 def source_of(body: dict[str, Any], name: str, staging: Path) -> Source | None:
@@ -51,13 +51,13 @@ def source_of(body: dict[str, Any], name: str, staging: Path) -> Source | None:
         return None
     src_path = body["src_path"]
     if not isinstance(src_path, str):
-        raise BadRequest("src_path must be a string.")
+        raise InvalidRequest("src_path must be a string.")
     # TabPy copies any server-local folder it is pointed at; we only read the
     # staging area its client writes to.
     resolved = Path(os.path.realpath(src_path))
     root = Path(os.path.realpath(staging))
     if not resolved.is_relative_to(root):
-        raise BadRequest(
+        raise InvalidRequest(
             f"Invalid source path for endpoint {name}",
             f"src_path must be inside the upload destination {root} "
             "(GET /configurations/endpoint_upload_destination), or upload the object "
@@ -71,7 +71,7 @@ def read_staged(src_path: Path) -> tuple[str, bytes]:
     try:
         data = (src_path / PICKLE_FILE).read_bytes()
     except OSError as exc:
-        raise BadRequest("error adding endpoint", f"{type(exc).__name__} : {exc}") from None
+        raise InvalidRequest("error adding endpoint", f"{type(exc).__name__} : {exc}") from None
     return hashlib.sha256(data).hexdigest(), data
 
 
@@ -79,7 +79,7 @@ def new_endpoint(body: dict[str, Any], name: str) -> Endpoint:
     now = int(time.time())
     endpoint_type = body.get("type", "model")
     if endpoint_type == "alias" and not body.get("target"):
-        raise BadRequest("Target is required for alias endpoint.")
+        raise InvalidRequest("Target is required for alias endpoint.")
     return Endpoint(
         name=name,
         type=endpoint_type,
@@ -109,5 +109,5 @@ def changed_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 def require_name(body: dict[str, Any]) -> str:
     if "name" not in body:
-        raise BadRequest("name is required to add an endpoint.")
+        raise InvalidRequest("name is required to add an endpoint.")
     return check_name(body["name"])

@@ -9,9 +9,9 @@ import shutil
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import BadRequest, HTTPError
+from tabpy.errors import InvalidRequest
 from tabpy.registry.endpoint import Endpoint
-from tabpy.registry.errors import EndpointExists, EndpointNotFound, UnknownEndpoint
+from tabpy.registry.registry_errors import EndpointExists, EndpointNotFound, UnknownEndpoint
 from tabpy.registry.store import Registry
 from tabpy.server.context import ServerContext
 from tabpy.server.deployments import (
@@ -24,7 +24,7 @@ from tabpy.server.deployments import (
     source_of,
 )
 from tabpy.server.json_body import read_json_object
-from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, error_response
+from tabpy.server.responses import JSON, JSON_UTF8, RawResponse
 
 
 class Endpoints:
@@ -40,7 +40,7 @@ class Endpoints:
 
     async def list(self, request: Request) -> Response:
         body = {name: e.info() for name, e in self.context.catalog.endpoints.items()}
-        return RawResponse(json.dumps(body).encode(), 200, JSON, self.context.cors)
+        return RawResponse(json.dumps(body).encode(), 200, JSON)
 
     async def get(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -48,83 +48,68 @@ class Endpoints:
             return await self.list(request)
         endpoint = self.context.catalog.endpoints.get(name)
         if endpoint is None:
-            return error_response(EndpointNotFound(name), self.context.cors)
-        return RawResponse(json.dumps(endpoint.info()).encode(), 200, JSON, self.context.cors)
+            raise EndpointNotFound(name)
+        return RawResponse(json.dumps(endpoint.info()).encode(), 200, JSON)
 
     async def create(self, request: Request) -> Response:
-        try:
-            body = await self._body(request)
-            name = require_name(body)
-            if name in self.context.catalog.endpoints:
-                raise EndpointExists(name)
-            check_fields(body)
-            source = source_of(body, name, self.context.staging_path)
-            if source is None and body.get("type", "model") != "alias":
-                raise BadRequest("src_path is required to add/update an endpoint.")
-            endpoint = new_endpoint(body, name)
-            async with self._lock:
-                artifact = await self._store(source)
-                created = await asyncio.to_thread(self.registry.create, endpoint, artifact)
-                await self._settle(name)
-        except HTTPError as error:
-            return error_response(error)
+        body = await self._body(request)
+        name = require_name(body)
+        if name in self.context.catalog.endpoints:
+            raise EndpointExists(name)
+        check_fields(body)
+        source = source_of(body, name, self.context.staging_path)
+        if source is None and body.get("type", "model") != "alias":
+            raise InvalidRequest("src_path is required to add/update an endpoint.")
+        endpoint = new_endpoint(body, name)
+        async with self._lock:
+            artifact = await self._store(source)
+            created = await asyncio.to_thread(self.registry.create, endpoint, artifact)
+            await self._settle(name)
         return self._reply(created, 201)
 
     async def update(self, request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            body = await self._body(request)
-            if name not in self.context.catalog.endpoints:
-                raise UnknownEndpoint(name)
-            check_fields(body)
-            new_version = bool(body.get("should_update_version"))
-            source = source_of(body, name, self.context.staging_path) if new_version else None
-            if new_version and source is None:
-                raise BadRequest("src_path is required to add/update an endpoint.")
-            async with self._lock:
-                artifact = await self._store(source)
-                updated = await asyncio.to_thread(
-                    self.registry.update, name, changed_fields(body), artifact, new_version
-                )
-                await self._settle(name)
-        except HTTPError as error:
-            return error_response(error)
+        body = await self._body(request)
+        if name not in self.context.catalog.endpoints:
+            raise UnknownEndpoint(name)
+        check_fields(body)
+        new_version = bool(body.get("should_update_version"))
+        source = source_of(body, name, self.context.staging_path) if new_version else None
+        if new_version and source is None:
+            raise InvalidRequest("src_path is required to add/update an endpoint.")
+        async with self._lock:
+            artifact = await self._store(source)
+            updated = await asyncio.to_thread(
+                self.registry.update, name, changed_fields(body), artifact, new_version
+            )
+            await self._settle(name)
         return self._reply(updated, 200)
 
     async def delete(self, request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            if not name:
-                raise BadRequest("endpoint name is required: DELETE /endpoints/<name>")
-            async with self._lock:
-                await asyncio.to_thread(self.registry.delete, name)
-                await self.context.catalog.refresh()
-        except HTTPError as error:
-            return error_response(error)
+        if not name:
+            raise InvalidRequest("endpoint name is required: DELETE /endpoints/<name>")
+        async with self._lock:
+            await asyncio.to_thread(self.registry.delete, name)
+            await self.context.catalog.refresh()
         staged = self.context.staging_path / "endpoints" / name
         await asyncio.to_thread(shutil.rmtree, staged, True)
         return Response(status_code=204)
 
     async def rollback(self, request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            body = await self._body(request)
-            version = body.get("version")
-            if not isinstance(version, int) or isinstance(version, bool):
-                raise BadRequest('Send {"version": <number>} with the version to restore.')
-            async with self._lock:
-                restored = await asyncio.to_thread(self.registry.rollback, name, version)
-                await self._settle(name)
-        except HTTPError as error:
-            return error_response(error)
+        body = await self._body(request)
+        version = body.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise InvalidRequest('Send {"version": <number>} with the version to restore.')
+        async with self._lock:
+            restored = await asyncio.to_thread(self.registry.rollback, name, version)
+            await self._settle(name)
         return self._reply(restored, 200)
 
     async def versions(self, request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            history = await asyncio.to_thread(self.registry.versions, name)
-        except HTTPError as error:
-            return error_response(error)
+        history = await asyncio.to_thread(self.registry.versions, name)
         body = [
             {
                 "version": v.version,

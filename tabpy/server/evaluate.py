@@ -5,14 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import HTTPError, ScriptsDisabled
+from tabpy.errors import ScriptsDisabled
 from tabpy.runtime.evaluate import Reply
 from tabpy.runtime.pool import Job, RawReply
 from tabpy.runtime.protocol import JobKind
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
-from tabpy.server.metrics import failure_cause
-from tabpy.server.responses import JSON, RawResponse, error_response
+from tabpy.server.metrics import counting_failures
+from tabpy.server.responses import JSON, RawResponse
 
 
 class Evaluate:
@@ -21,19 +21,13 @@ class Evaluate:
 
     async def handle(self, request: Request) -> Response:
         settings = self.context.settings
-        try:
-            if not settings.evaluate_enabled:
-                check_declared_size(request, settings.max_request_size_bytes)
-                raise ScriptsDisabled()
-        except HTTPError as error:
-            return error_response(error)
-        # From here on TabPy adds CORS headers, error replies included.
-        try:
-            chunks = await read_body(
-                request, settings.max_request_size_bytes, settings.gzip_enabled
-            )
-            revision = self.context.catalog.revision
-            arrow = self.context.arrow
+        if not settings.evaluate_enabled:
+            check_declared_size(request, settings.max_request_size_bytes)
+            raise ScriptsDisabled()
+        chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
+        revision = self.context.catalog.revision
+        arrow = self.context.arrow
+        with counting_failures(self.context.metrics, "evaluate"):
             reply: Reply | RawReply | None = None
             if arrow is not None:
                 reply = await arrow.evaluate(chunks, revision)
@@ -42,11 +36,6 @@ class Evaluate:
                 reply = await self.context.pool.submit(
                     job, settings.evaluate_timeout, settings.evaluate_timeout_text
                 )
-        except HTTPError as error:
-            cause = failure_cause(error)
-            if cause is not None:
-                self.context.metrics.script_failed("evaluate", cause)
-            return error_response(error, self.context.cors)
         if reply.status >= 500:
             self.context.metrics.script_failed("evaluate", "exception")
-        return RawResponse(reply.body, reply.status, JSON, self.context.cors)
+        return RawResponse(reply.body, reply.status, JSON)

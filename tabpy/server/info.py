@@ -64,4 +64,4 @@ class Info:
         self.body = json.dumps(info_document(context)).encode("ascii")
 
     async def handle(self, request: Request) -> Response:
-        return RawResponse(self.body, 200, JSON, self.context.cors)
+        return RawResponse(self.body, 200, JSON)

@@ -7,18 +7,18 @@ from typing import Any
 
 from starlette.requests import Request
 
-from tabpy.errors import BadRequest
+from tabpy.errors import InvalidRequest
 from tabpy.server.body import read_body
 
 
 async def read_json_object(request: Request, limit: int, gzip_enabled: bool) -> dict[str, Any]:
     raw = b"".join(await read_body(request, limit, gzip_enabled))
     if not raw:
-        raise BadRequest("Input body cannot be empty")
+        raise InvalidRequest("Input body cannot be empty")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("Failed to decode input body", str(exc)) from None
+        raise InvalidRequest("Failed to decode input body", str(exc)) from None
     if not isinstance(body, dict):
-        raise BadRequest("Input body must be a JSON object")
+        raise InvalidRequest("Input body must be a JSON object")
     return body

@@ -13,6 +13,7 @@ Per-endpoint latency is only recorded for endpoints that exist.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy import __version__
-from tabpy.errors import HTTPError, MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
+from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, TabPyError, WorkerCrashed
 from tabpy.server.responses import RawResponse
 
 if TYPE_CHECKING:
@@ -161,7 +162,19 @@ class Metrics:
         self.auth_failures.labels(str(status)).inc()
 
 
-def failure_cause(error: HTTPError) -> str | None:
+@contextlib.contextmanager
+def counting_failures(metrics: Metrics, source: str) -> Iterator[None]:
+    """Count a script that times out, crashes or runs out of memory, then let the error go on."""
+    try:
+        yield
+    except TabPyError as error:
+        cause = failure_cause(error)
+        if cause is not None:
+            metrics.script_failed(source, cause)
+        raise
+
+
+def failure_cause(error: TabPyError) -> str | None:
     """The ``cause`` label of a script that ended with ``error``; None if it is not one."""
     if isinstance(error, ScriptTimeout):
         return "timeout"

@@ -6,15 +6,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import HTTPError
-from tabpy.registry.errors import UnknownURI
+from tabpy.registry.registry_errors import UnknownURI
 from tabpy.runtime.pool import Job
 from tabpy.runtime.protocol import JobKind
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
-from tabpy.server.metrics import failure_cause
+from tabpy.server.metrics import counting_failures
 from tabpy.server.observe import ENDPOINT_KEY
-from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, error_response
+from tabpy.server.responses import JSON, JSON_UTF8, RawResponse
 
 
 class Query:
@@ -24,34 +23,21 @@ class Query:
     async def handle(self, request: Request) -> Response:
         settings = self.context.settings
         name = request.path_params["name"]
-        try:
-            check_declared_size(request, settings.max_request_size_bytes)
-        except HTTPError as error:
-            return error_response(error)
+        check_declared_size(request, settings.max_request_size_bytes)
         catalog = self.context.catalog
-        try:
-            endpoint = catalog.endpoints.get(name)
-            if endpoint is None:
-                raise UnknownURI(name)
-            request.scope[ENDPOINT_KEY] = name  # per-endpoint latency, for real names only
-            chunks = await read_body(
-                request, settings.max_request_size_bytes, settings.gzip_enabled
-            )
-            meta = orjson.dumps({"name": name, "version": endpoint.version})
+        endpoint = catalog.endpoints.get(name)
+        if endpoint is None:
+            raise UnknownURI(name)
+        request.scope[ENDPOINT_KEY] = name  # per-endpoint latency, for real names only
+        chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
+        meta = orjson.dumps({"name": name, "version": endpoint.version})
+        with counting_failures(self.context.metrics, "query"):
             reply = await self.context.pool.submit(
                 Job(JobKind.QUERY, chunks, meta, catalog.revision),
                 settings.evaluate_timeout,
                 settings.evaluate_timeout_text,
             )
-        except HTTPError as error:
-            cause = failure_cause(error)
-            if cause is not None:
-                self.context.metrics.script_failed("query", cause)
-            return error_response(error, self.context.cors)
         if reply.status >= 500:
             self.context.metrics.script_failed("query", "exception")
         media_type = JSON_UTF8 if reply.status == 200 else JSON
-        return RawResponse(reply.body, reply.status, media_type, self.context.cors)
-
-    async def options(self, request: Request) -> Response:
-        return RawResponse(b"{}", 200, JSON_UTF8, self.context.cors)
+        return RawResponse(reply.body, reply.status, media_type)

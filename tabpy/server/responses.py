@@ -6,8 +6,6 @@ from collections.abc import Mapping
 
 from starlette.responses import Response
 
-from tabpy.errors import HTTPError
-
 JSON = "application/json"
 JSON_UTF8 = "application/json; charset=UTF-8"
 
@@ -31,10 +29,6 @@ class RawResponse(Response):
         self.background = None
         self.body = body  # type: ignore[assignment]
         self.init_headers(headers)
-
-
-def error_response(error: HTTPError, headers: Mapping[str, str] | None = None) -> RawResponse:
-    return RawResponse(error.body(), error.status_code, JSON, {**error.headers, **(headers or {})})
 
 
 def html_status_page(status: int, phrase: str) -> RawResponse:

@@ -18,7 +18,7 @@ class Status:
     async def status(self, request: Request) -> Response:
         states = self.context.catalog.states
         body = {name: state.as_json() for name, state in states.items()}
-        return RawResponse(json.dumps(body).encode(), 200, JSON, self.context.cors)
+        return RawResponse(json.dumps(body).encode(), 200, JSON)
 
     async def upload_destination(self, request: Request) -> Response:
         body = json.dumps({"path": str(self.context.staging_path)}).encode()

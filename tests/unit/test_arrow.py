@@ -11,7 +11,7 @@ from tabpy.config import ConfigError, load_settings
 
 pa = pytest.importorskip("pyarrow")
 
-from tabpy.arrow.errors import StoreFull  # noqa: E402
+from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
 from tabpy.arrow.segments import Segment, is_mapped  # noqa: E402
 from tabpy.arrow.service import mentions_data_path  # noqa: E402
 from tabpy.arrow.sessions import SessionTokens  # noqa: E402

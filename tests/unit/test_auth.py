@@ -10,7 +10,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tabpy.config import load_settings
-from tabpy.errors import Unauthorized
+from tabpy.errors import NotAuthenticated
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.server.app import api_routes, create_app
 from tabpy.server.auth import parse_basic, parse_bearer
@@ -53,7 +53,7 @@ class DenyAll:
 
     async def authenticate(self, request: Request) -> Principal:
         self.seen.append((request.method, request.url.path))
-        raise Unauthorized('Basic realm="test"')
+        raise NotAuthenticated("basic")
 
     def check(self, request: Request) -> None:
         raise AssertionError("a handler ran for a refused request")
@@ -98,7 +98,7 @@ def test_every_api_route_authenticates_before_its_handler(
             assert response.status_code == 200, (method, path)
         else:
             assert response.status_code == 401, (method, path, response.text)
-            assert response.headers["WWW-Authenticate"] == 'Basic realm="test"'
+            assert response.headers["WWW-Authenticate"] == 'Basic realm="TabPy Server"'
     assert len(auth.seen) == sum(
         1 for m, p in requests if m != "OPTIONS" or p.startswith("/query/")
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tabpy.errors import BadRequest
+from tabpy.errors import InvalidRequest
 from tabpy.runtime.scripts import run_script, validate_arguments, wrap_script
 
 
@@ -27,13 +27,15 @@ def test_valid_arguments(data: dict[str, int]) -> None:
     "data", [{"_arg2": 1}, {"x": 1}, {"_arg1": 1, "_arg3": 3}, {"_arg0": 1}, {"_arg01": 1}]
 )
 def test_misnamed_arguments(data: dict[str, int]) -> None:
-    with pytest.raises(BadRequest, match="Variables names should follow the format"):
+    with pytest.raises(InvalidRequest, match="Variables names should follow the format"):
         validate_arguments(data)
 
 
 @pytest.mark.parametrize("data", [[1, 2], "x", 3, None])
 def test_arguments_must_be_an_object(data: object) -> None:
-    with pytest.raises(BadRequest, match="Script parameters need to be provided as a dictionary."):
+    with pytest.raises(
+        InvalidRequest, match="Script parameters need to be provided as a dictionary."
+    ):
         validate_arguments(data)
 
 

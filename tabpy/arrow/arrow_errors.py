@@ -1,19 +1,19 @@
 """Errors of the Arrow Flight feature.
 
-Hierarchy::
+Hierarchy (under :mod:`tabpy.errors`)::
 
     TabPyError
-    ├── StoreFull          a table does not fit in TABPY_ARROW_MAX_STORE_MB
-    └── HTTPError
-        └── TableNotFound  500: /evaluate named a dataPath the store does not hold
+    └── StoreFull          a table does not fit in TABPY_ARROW_MAX_STORE_MB
+    ExecutionFailed
+    └── TableNotFound      /evaluate named a dataPath the store does not hold
 
 Flight calls report these as ``FlightServerError`` with the same text; ``/evaluate`` answers
-with TabPy's error envelope.
+with TabPy's error envelope (TabPy reports a missing table as a failed script).
 """
 
 from __future__ import annotations
 
-from tabpy.errors import HTTPError, TabPyError
+from tabpy.errors import ExecutionFailed, TabPyError
 
 __all__ = ["NOT_FOUND", "StoreFull", "TableNotFound", "megabytes"]
 
@@ -39,12 +39,9 @@ class StoreFull(TabPyError):
         )
 
 
-class TableNotFound(HTTPError):
-    status_code = 500
-
+class TableNotFound(ExecutionFailed):
     def __init__(self, path: str, ttl_text: str) -> None:
         super().__init__(
-            "Error processing script",
             f"KeyError : '{NOT_FOUND}' No table is stored under dataPath {path!r}: put it with "
             "DoPut first. A table is removed once it is fetched or used by /evaluate, and after "
             f"{ttl_text} s if nobody fetches it (TABPY_ARROW_ENTRY_TTL_SECONDS).",
