@@ -128,7 +128,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
     ):
         routes.append(route(path, options, "OPTIONS", with_cors=True))
     # The status page's own files: mounts, not routes, so public (see tabpy.server.index).
-    if (DOCS_DIRECTORY / "configuration.md").is_file():  # a source tree, not site-packages
+    if DOCS_DIRECTORY is not None:
         routes.append(Mount(f"{ASSETS_PATH}/docs", _Documentation(directory=DOCS_DIRECTORY)))
     routes.append(Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIRECTORY)))
     static_path = context.settings.static_path

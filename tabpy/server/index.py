@@ -1,13 +1,17 @@
 """``GET /``: the status page for admins and analysts.
 
-The page is rendered here, complete, so it reads fine without JavaScript; ``index.js`` only
-adds the endpoint search, the theme switch and local times. Its stylesheet, script and icon
-are package files served under ``/_tabpy/`` (:data:`ASSETS_PATH`), so it works offline, and the
-Content-Security-Policy allows nothing else: no inline script or style, no other origin.
+The page is rendered from the package's ``templates/index.html`` with Jinja2's autoescaping, so
+every name, description, docstring and error is text, never markup. It reads fine without
+JavaScript; the script only adds the endpoint search, the theme switch and local times.
 
-The page needs credentials like every route. The assets do not: they are the same bytes in
-every installation and contain no data, as TabPy's static files are public too. A browser
-that has just been asked for the page's password would otherwise fetch them with it anyway.
+The stylesheet and the script are inline ``<style>`` and ``<script>`` elements without
+attributes (TabPy's own page tests look for exactly those tags), and the Content-Security-Policy
+allows them by their SHA-256, computed once at start from the very text the page carries. So
+nothing inline runs unless it is ours, ``'unsafe-inline'`` is never needed, and nothing from
+another origin loads. Only the icon is a separate file, under ``/_tabpy/`` (:data:`ASSETS_PATH`).
+
+The page needs credentials like every route. The icon and the documentation do not: they are
+the same bytes in every installation and contain no data, as TabPy's static files are public too.
 
 Secrets never appear: the page says which authentication is on, not with what, and the
 registry URL is shown without its password.
@@ -15,17 +19,23 @@ registry URL is shown without its password.
 
 from __future__ import annotations
 
+import base64
 import datetime
-import html
+import hashlib
 import json
 import time
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy import __version__
+from tabpy.config import Settings
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
 from tabpy.server.catalog import LOAD_FAILED, LOAD_IN_PROGRESS, LOAD_SUCCESSFUL, LoadState
@@ -35,29 +45,40 @@ from tabpy.server.responses import RawResponse
 __all__ = [
     "ASSETS_DIRECTORY",
     "ASSETS_PATH",
-    "CSP",
     "DOCS_DIRECTORY",
     "DOCUMENTATION_FILES",
     "Index",
+    "PageAssets",
+    "authentication_text",
+    "health_checks_text",
 ]
 
-#: Where the page's own files are served, below the server's Subdirectory.
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+#: Where the page's icon is served, below the server's Subdirectory.
 ASSETS_PATH = "/_tabpy"
-ASSETS_DIRECTORY = Path(__file__).resolve().parent.parent / "static"
-#: The documentation, when tabpy runs from a source tree (served under ``/_tabpy/docs``).
-DOCS_DIRECTORY = Path(__file__).resolve().parents[2] / "docs"
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-_STATUS_CLASS = {LOAD_SUCCESSFUL: "ok", LOAD_FAILED: "failed", LOAD_IN_PROGRESS: "loading"}
-_STATUS_TEXT = {LOAD_SUCCESSFUL: "loaded", LOAD_FAILED: "load failed", LOAD_IN_PROGRESS: "loading"}
+ASSETS_DIRECTORY = _PACKAGE / "static"
+
+
+def _documentation_directory() -> Path | None:
+    """The documentation: shipped in the package (a wheel), else a source checkout's ``docs/``.
+
+    The build copies the repository's ``docs/`` into the wheel as ``tabpy/docs`` (``setup.py``),
+    so an installed server serves the same pages as a checkout. ``tabpy/docs`` does not exist in
+    a checkout or an editable install; there the repository's own folder is used, recognised by
+    the ``pyproject.toml`` beside it, so an unrelated ``site-packages/docs`` is never served.
+    """
+    if (_PACKAGE / "docs" / "configuration.md").is_file():
+        return _PACKAGE / "docs"
+    checkout = _PACKAGE.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "docs/configuration.md").is_file():
+        return checkout / "docs"
+    return None
+
+
+#: Served under ``/_tabpy/docs``; None if this installation has no documentation.
+DOCS_DIRECTORY = _documentation_directory()
+
 _DOCS = (
     ("configuration.md", "Configuration reference"),
     ("service.md", "Running as a service"),
@@ -67,14 +88,92 @@ _DOCS = (
     ("migrating.md", "Migrating from TabPy"),
     ("troubleshooting.md", "Troubleshooting"),
 )
-
-
 #: What ``/_tabpy/docs/`` may serve: the pages above and the files they link.
 DOCUMENTATION_FILES = frozenset([*(name for name, _ in _DOCS), "tabpy.service", "nginx-tabpy.conf"])
 
+#: The page's links to the API: (href, label, what it is).
+_LINKS = (
+    ("info", "/info", "server and feature information (Tableau's connection test)"),
+    ("status", "/status", "load status of each endpoint"),
+    ("endpoints", "/endpoints", "deployed endpoints as JSON"),
+    ("metrics", "/metrics", "Prometheus metrics"),
+    ("health", "/health", "liveness"),
+    ("ready", "/ready", "readiness"),
+)
+_STATUS_CLASS = {LOAD_SUCCESSFUL: "ok", LOAD_FAILED: "failed", LOAD_IN_PROGRESS: "loading"}
+_STATUS_TEXT = {LOAD_SUCCESSFUL: "loaded", LOAD_FAILED: "load failed", LOAD_IN_PROGRESS: "loading"}
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+
+def _csp_hash(text: str) -> str:
+    """A CSP source matching an inline element whose content is exactly ``text``."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+@dataclass(frozen=True)
+class PageAssets:
+    """The compiled template and the inline style and script, with the policy that allows them.
+
+    Built once at start (:meth:`load`); every request only renders.
+    """
+
+    template: jinja2.Template
+    style: str
+    script: str
+
+    @classmethod
+    def load(cls) -> PageAssets:
+        environment = jinja2.Environment(
+            loader=jinja2.PackageLoader("tabpy", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,  # a misspelt name fails loudly, never renders ""
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        files = resources.files("tabpy") / "templates"
+        # Text mode turns any CRLF into LF, as an HTML parser does: the browser hashes what
+        # it parsed, so the hash must be of the same text.
+        style = (files / "index.css").read_text(encoding="utf-8")
+        script = (files / "index.js").read_text(encoding="utf-8")
+        return cls(environment.get_template("index.html"), style, script)
+
+    def __post_init__(self) -> None:
+        for text, end in ((self.style, "</style"), (self.script, "</script")):
+            if end in text.lower():  # would end the element early: the rest would show as text
+                raise ValueError(f"the status page's inline text must not contain {end}")
+
+    def policy(self, *, in_page: bool = False) -> str:
+        """The Content-Security-Policy: the inline style and script by hash, the icon, nothing else.
+
+        ``in_page``: the copy in the page's ``<meta>`` tag. It keeps applying to a copy of the
+        page saved to disk, and it is where TabPy's own page tests look for the script's hash.
+        A ``<meta>`` policy may not carry ``frame-ancestors``; the header has it.
+        """
+        directives = [
+            "default-src 'none'",
+            f"script-src {_csp_hash(self.script)}",
+            f"style-src {_csp_hash(self.style)}",
+            "img-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+        if not in_page:
+            directives.append("frame-ancestors 'none'")
+        return "; ".join(directives)
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """A time as the page shows it: machine-readable UTC, and text the script localises."""
+
+    machine: str
+    text: str
+
+    @classmethod
+    def of(cls, timestamp: float) -> _Moment:
+        moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+        machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return cls(machine, f"{moment:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def _duration(seconds: float) -> str:
@@ -84,41 +183,59 @@ def _duration(seconds: float) -> str:
     return f"{days}d {hours}h {minutes}m {secs}s" if days else f"{hours}h {minutes}m {secs}s"
 
 
-def _time(timestamp: float) -> str:
-    """A ``<time>`` in UTC; the script shows it in the reader's time zone."""
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-    machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return f'<time datetime="{machine}">{moment:%Y-%m-%d %H:%M:%S} UTC</time>'
-
-
 def _public_text(is_public: object) -> str:
     if isinstance(is_public, bool):
         return "public" if is_public else "not public"
-    return f"is_public: {_e(json.dumps(is_public))}"  # stored as the client sent it
+    return f"is_public: {json.dumps(is_public)}"  # stored as the client sent it
+
+
+def authentication_text(settings: Settings) -> str:
+    """Which authentication is on, never with what (no file path, issuer or user)."""
+    if settings.pwd_file is not None and settings.oauth_enabled:
+        return "Basic (password file) and OAuth 2.0 bearer tokens"
+    if settings.pwd_file is not None:
+        return "Basic (password file)"
+    if settings.oauth_enabled:
+        return "OAuth 2.0 bearer tokens"
+    return "off: anyone who can reach this port can run scripts"
+
+
+def health_checks_text(settings: Settings) -> str:
+    """Who may call ``/health`` and ``/ready``, true for every combination of settings."""
+    if settings.pwd_file is None and not settings.oauth_enabled:
+        return "open to anyone, as every route is while authentication is off"
+    if settings.health_checks_public:
+        return "open without credentials (TABPY_HEALTH_CHECKS_PUBLIC)"
+    return "need credentials, like every route"
 
 
 class Index:
-    def __init__(self, context: ServerContext) -> None:
+    def __init__(self, context: ServerContext, assets: PageAssets | None = None) -> None:
         self.context = context
-        self.docs = [(f, t) for f, t in _DOCS if (DOCS_DIRECTORY / f).is_file()]
+        self.assets = assets or PageAssets.load()
+        self.docs = [
+            {"file": f, "title": t}
+            for f, t in _DOCS
+            if DOCS_DIRECTORY is not None and (DOCS_DIRECTORY / f).is_file()
+        ]
+        self.headers = {
+            "Content-Security-Policy": self.assets.policy(),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+        # Safe by construction: fixed directives and base64 (no quote, ampersand or bracket).
+        self._page_policy = Markup(self.assets.policy(in_page=True))
 
     async def handle(self, request: Request) -> Response:
         body = self.render(request).encode("utf-8")
-        return RawResponse(body, 200, "text/html; charset=utf-8", _HEADERS)
+        return RawResponse(body, 200, "text/html; charset=utf-8", self.headers)
 
     # --- content -------------------------------------------------------------------------------
 
     def settings_rows(self, port: int) -> list[tuple[str, str]]:
         settings = self.context.settings
         pool = self.context.pool
-        if settings.pwd_file is not None and settings.oauth_enabled:
-            auth = "Basic (password file) and OAuth 2.0 bearer tokens"
-        elif settings.pwd_file is not None:
-            auth = "Basic (password file)"
-        elif settings.oauth_enabled:
-            auth = "OAuth 2.0 bearer tokens"
-        else:
-            auth = "off: anyone who can reach this port can run scripts"
         protocol = settings.transfer_protocol
         if protocol == "https":
             protocol += f" (minimum {settings.minimum_tls_version})"
@@ -136,7 +253,7 @@ class Index:
             ("Version", __version__),
             ("Uptime", _duration(time.time() - self.context.started_at)),
             ("Listening on", f"{settings.bind_address} port {port}, {protocol}"),
-            ("Authentication", auth),
+            ("Authentication", authentication_text(settings)),
             ("Ad-hoc scripts (/evaluate)", "on" if settings.evaluate_enabled else "off"),
             ("Script timeout", f"{settings.evaluate_timeout_text} s"),
             ("Workers", workers),
@@ -147,10 +264,7 @@ class Index:
             ("Registry", display_url(settings.registry_url)),
             ("Log format", settings.log_format),
             ("Call context logging", "on" if settings.log_details else "off"),
-            (
-                "Health checks",
-                "public" if settings.health_checks_public else "need credentials",
-            ),
+            ("Health checks", health_checks_text(settings)),
         ]
         if subdirectory:
             rows.insert(3, ("URL prefix", f"/{subdirectory}/"))
@@ -171,140 +285,48 @@ class Index:
 
     def render(self, request: Request) -> str:
         info = self.context.service_info
+        settings = self.context.settings
         server = request.scope.get("server")
-        port = self.context.settings.port or (server[1] if server else 0)
-        rows = "\n".join(
-            f'<tr><th scope="row">{_e(k)}</th><td>{_e(v)}</td></tr>'
-            for k, v in self.settings_rows(port)
-        )
+        port = settings.port or (server[1] if server else 0)
         catalog = self.context.catalog
-        endpoints = sorted(catalog.endpoints.items())
-        cards = "\n".join(
-            self._endpoint_card(endpoint, catalog.states.get(name)) for name, endpoint in endpoints
+        return self.assets.template.render(
+            page_policy=self._page_policy,
+            style=Markup(self.assets.style),
+            script=Markup(self.assets.script),
+            name=info.name,
+            description=info.description or "Analytics extension for Tableau",
+            version=__version__,
+            links=_LINKS,
+            docs=self.docs,
+            settings=self.settings_rows(port),
+            endpoints=[
+                _card(endpoint, catalog.states.get(name))
+                for name, endpoint in sorted(catalog.endpoints.items())
+            ],
+            document=json.dumps(self.endpoints_document(), indent=2, ensure_ascii=False),
+            port=port,
+            https=settings.transfer_protocol == "https",
         )
-        document = json.dumps(self.endpoints_document(), indent=2, ensure_ascii=False)
-        count = len(endpoints)
-        description = info.description or "Analytics extension for Tableau"
-        listing = (
-            f'<div id="endpoint-list" class="cards">{cards}</div>'
-            if count
-            else '<p class="empty">No endpoints are deployed on this server yet. Deploy one '
-            "with <code>tabpy.tabpy_tools.client.Client.deploy</code>.</p>"
-        )
-        return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<title>{_e(info.name)}: tabpy {_e(__version__)}</title>
-<link rel="icon" href="_tabpy/favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="_tabpy/index.css">
-<script src="_tabpy/index.js"></script>
-</head>
-<body>
-<a class="skip" href="#endpoints">Skip to the endpoints</a>
-<header class="top">
-  <div class="brand">
-    <img src="_tabpy/favicon.svg" alt="" width="40" height="40">
-    <div>
-      <h1>{_e(info.name)}</h1>
-      <p class="sub">{_e(description)}</p>
-    </div>
-  </div>
-  <button type="button" id="theme" class="ghost" hidden>Theme: automatic</button>
-</header>
-<main>
-<nav aria-label="Server documents" class="links">
-{self._links()}
-</nav>
-<section aria-labelledby="server-heading">
-<h2 id="server-heading">Server</h2>
-<table class="settings">{rows}</table>
-</section>
-<section id="endpoints" aria-labelledby="endpoints-heading">
-<div class="section-head">
-<h2 id="endpoints-heading">Deployed endpoints <span class="count">({count})</span></h2>
-<div class="search" hidden>
-<label for="search">Search endpoints</label>
-<input type="search" id="search" placeholder="Name, description or docstring" autocomplete="off"
- aria-describedby="search-hint" aria-controls="endpoint-list">
-<span id="search-hint" class="hint">Press <kbd>/</kbd> to search, <kbd>Esc</kbd> to clear.</span>
-</div>
-</div>
-<p id="search-status" class="status-line" role="status" aria-live="polite"></p>
-{listing}
-<details class="json-view">
-<summary>JSON view</summary>
-<pre id="endpoints-json" tabindex="0">{_e(document)}</pre>
-</details>
-</section>
-<section aria-labelledby="connect-heading">
-<h2 id="connect-heading">Connecting Tableau</h2>
-<p>In Tableau Desktop, open <em>Help &gt; Settings and Performance &gt; Manage Analytics
-Extension Connection</em>, choose <em>TabPy</em>, and enter this server's host name and port
-{_e(port)}{
-            " with <em>Require SSL</em>"
-            if self.context.settings.transfer_protocol == "https"
-            else ""
-        }. Tableau Server takes the same details through
-<code>tsm security vizql-extsvc-ssl enable</code>.</p>
-</section>
-</main>
-<footer><p>tabpy {_e(__version__)}, a drop-in replacement for TabPy 2.16.</p></footer>
-</body>
-</html>
-"""
 
-    def _links(self) -> str:
-        links = [
-            ("info", "/info", "server and feature information (Tableau's connection test)"),
-            ("status", "/status", "load status of each endpoint"),
-            ("endpoints", "/endpoints", "deployed endpoints as JSON"),
-            ("metrics", "/metrics", "Prometheus metrics"),
-            ("health", "/health", "liveness"),
-            ("ready", "/ready", "readiness"),
-        ]
-        items = [
-            f'<li><a href="{href}"><code>{_e(label)}</code></a> <span>{_e(text)}</span></li>'
-            for href, label, text in links
-        ]
-        if self.docs:
-            items += [f'<li><a href="_tabpy/docs/{f}">{_e(t)}</a></li>' for f, t in self.docs]
-        else:
-            items.append("<li>Documentation: the <code>docs/</code> folder of the source</li>")
-        return "<ul>" + "\n".join(items) + "</ul>"
 
-    def _endpoint_card(self, endpoint: Endpoint, state: LoadState | None) -> str:
-        status = state.status if state else LOAD_IN_PROGRESS
-        searchable = " ".join(
-            (endpoint.name, endpoint.description, endpoint.docstring, endpoint.type)
-        ).lower()
-        badges = [
-            f'<span class="badge {_STATUS_CLASS.get(status, "loading")}">'
-            f"{_e(_STATUS_TEXT.get(status, status))}</span>",
-            f'<span class="badge">version {_e(endpoint.version)}</span>',
-            f'<span class="badge">{_e(endpoint.type)}</span>',
-            f'<span class="badge">{_public_text(endpoint.is_public)}</span>',
-        ]
-        error = ""
-        if state is not None and state.last_error:
-            error = f'<p class="error"><strong>Last error:</strong> {_e(state.last_error)}</p>'
-        schema = (
-            f"<details><summary>Schema</summary><pre>"
-            f"{_e(json.dumps(endpoint.schema, indent=2, ensure_ascii=False))}</pre></details>"
-            if endpoint.schema
-            else '<p class="muted">No schema.</p>'
-        )
-        description = _e(endpoint.description) or '<span class="muted">No description.</span>'
-        changed, created = _time(endpoint.last_modified_time), _time(endpoint.creation_time)
-        return f"""<article class="endpoint" data-search="{_e(searchable)}" \
-data-name="{_e(endpoint.name)}">
-<h3>{_e(endpoint.name)}</h3>
-<p class="badges">{"".join(badges)}</p>
-<p class="description">{description}</p>
-{error}
-<details><summary>Docstring</summary><pre>{_e(endpoint.docstring)}</pre></details>
-{schema}
-<p class="meta">Last changed {changed}; created {created}.</p>
-</article>"""
+def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:
+    """What one endpoint's card shows; the template escapes every value."""
+    status = state.status if state else LOAD_IN_PROGRESS
+    searchable = (endpoint.name, endpoint.description, endpoint.docstring, endpoint.type)
+    return {
+        "name": endpoint.name,
+        "search": " ".join(searchable).lower(),
+        "status_class": _STATUS_CLASS.get(status, "loading"),
+        "status_text": _STATUS_TEXT.get(status, status),
+        "version": endpoint.version,
+        "type": endpoint.type,
+        "public_text": _public_text(endpoint.is_public),
+        "description": endpoint.description,
+        "last_error": state.last_error if state is not None else None,
+        "docstring": endpoint.docstring,
+        "schema": (
+            json.dumps(endpoint.schema, indent=2, ensure_ascii=False) if endpoint.schema else None
+        ),
+        "changed": _Moment.of(endpoint.last_modified_time),
+        "created": _Moment.of(endpoint.creation_time),
+    }

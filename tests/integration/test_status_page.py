@@ -1,25 +1,31 @@
-"""The status page at ``/``: its HTTP contract, and a real headless Chromium using it."""
+"""The status page at ``/``: its HTTP contract, a real headless Chromium using it, and its
+documentation links served from an installed wheel."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
+import subprocess
+import sys
+import textwrap
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from browser import Browser
 from deploy_support import client_for, deploy_raw
-from live_server import ServerProcess, running_server, state_ini, wait_for
+from live_server import ServerProcess, clean_environment, running_server, state_ini, wait_for
 from security_support import basic, password_line
 
-from tabpy.server.index import CSP
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
 USER, PASSWORD = "alice", "P@ssw0rd"
 ALICE = basic(USER, PASSWORD)
-ASSETS = ("/_tabpy/index.css", "/_tabpy/index.js", "/_tabpy/favicon.svg")
+ICON = "/_tabpy/favicon.svg"
 
 
 def add(x: list[float], y: list[float]) -> list[float]:
@@ -64,23 +70,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield running
 
 
-def test_page_needs_credentials_and_its_assets_do_not(server: ServerProcess) -> None:
+def inline(page: str, tag: str) -> str:
+    """The text of the page's one ``<tag>`` element (plain, without attributes)."""
+    elements = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.S)
+    assert len(elements) == 1, elements
+    return elements[0]
+
+
+def csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_page_needs_credentials_and_its_icon_does_not(server: ServerProcess) -> None:
     assert server.http.get("/", auth=None).status_code == 401
-    for asset in ASSETS:
-        response = server.http.get(asset, auth=None)
-        assert response.status_code == 200, asset
-        assert response.headers["content-type"].split(";")[0] in (
-            "text/css",
-            "text/javascript",
-            "image/svg+xml",
-        )
+    response = server.http.get(ICON, auth=None)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    # The style and script are in the page now, not separate files.
+    for former in ("/_tabpy/index.css", "/_tabpy/index.js"):
+        assert server.http.get(former, auth=None).status_code == 404
 
 
-def test_page_is_complete_without_scripts(server: ServerProcess) -> None:
+def test_page_is_complete_and_allows_only_its_own_inline_code(server: ServerProcess) -> None:
     response = server.http.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
-    assert response.headers["Content-Security-Policy"] == CSP
     assert response.headers["Cache-Control"] == "no-store"
     page = response.text
     assert "<h1>Team Analytics</h1>" in page
@@ -89,11 +103,19 @@ def test_page_is_complete_without_scripts(server: ServerProcess) -> None:
     assert "Normalises text &lt;b&gt;safely&lt;/b&gt;" in page  # escaped, never markup
     assert "Last error:" in page and "load failed" in page
     assert "Adds two columns elementwise." in page  # the docstring
+    assert "need credentials, like every route" in page  # a password file is in use
     for link in ('href="info"', 'href="status"', 'href="metrics"', 'href="_tabpy/docs/'):
         assert link in page
-    # Strict CSP: no inline script or style anywhere.
-    assert not re.search(r"<script(?![^>]*\bsrc=)", page)
-    assert "<style" not in page and " style=" not in page
+    # What TabPy's own page tests require: plain inline elements, no separate style or script.
+    assert "<style>" in page and "<script>" in page
+    assert "styles.css" not in page and "app.js" not in page
+    assert not re.search(r"<script[^>]*\bsrc=", page) and " style=" not in page
+    # And a strict policy: exactly those two texts, by hash; nothing inline by permission.
+    policy = response.headers["Content-Security-Policy"]
+    assert f"script-src {csp_hash(inline(page, 'script'))};" in policy
+    assert f"style-src {csp_hash(inline(page, 'style'))};" in policy
+    assert "'unsafe-inline'" not in policy and "default-src 'none'" in policy
+    assert f"script-src {csp_hash(inline(page, 'script'))};" in page  # the <meta> copy
     assert PASSWORD not in page
 
 
@@ -119,7 +141,7 @@ def test_documentation_is_served_as_text_and_nothing_else(server: ServerProcess)
 
 
 def test_script_builds_no_markup_from_strings(server: ServerProcess) -> None:
-    script = server.http.get("/_tabpy/index.js").text
+    script = inline(server.http.get("/").text, "script")
     for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert forbidden not in script
 
@@ -132,9 +154,10 @@ def test_page_works_under_a_subdirectory(tmp_path: Path) -> None:
         state_ini=state_ini({"Subdirectory": "analytics"}),
     ) as running:
         page = running.http.get("/analytics/").text
-        for asset in ASSETS:
-            assert f'"{asset[1:]}"' in page  # relative, so it resolves below the prefix
-            assert running.http.get(f"/analytics{asset}").status_code == 200
+        assert f'"{ICON[1:]}"' in page  # relative, so it resolves below the prefix
+        assert running.http.get(f"/analytics{ICON}").status_code == 200
+        docs = re.findall(r'href="(_tabpy/docs/[^"]+)"', page)
+        assert docs and running.http.get(f"/analytics/{docs[0]}").status_code == 200
 
 
 def test_a_browser_shows_searches_and_themes_the_page(server: ServerProcess) -> None:
@@ -196,3 +219,73 @@ def test_a_browser_shows_searches_and_themes_the_page(server: ServerProcess) -> 
     finally:
         browser.close()
     assert (ARTIFACTS / "status-page-light.png").stat().st_size > 10_000
+
+
+# What the wheel test runs, outside this checkout: the installed package's page and its links.
+_SERVE_FROM_WHEEL = """
+import json, re, sys
+from pathlib import Path
+import tabpy
+from starlette.testclient import TestClient
+from tabpy.config import load_settings
+from tabpy.server.app import create_app
+from tabpy.server.runner import build_context
+
+site, state = Path(sys.argv[1]), sys.argv[2]
+assert Path(tabpy.__file__).is_relative_to(site), tabpy.__file__
+context = build_context(load_settings(None, {"TABPY_STATE_PATH": state, "TABPY_WORKERS": "1"}))
+client = TestClient(create_app(context))
+page = client.get("/").text
+result = {}
+for link in re.findall(r'href="(_tabpy/docs/[^"]+)"', page):
+    reply = client.get("/" + link)
+    result[link] = [reply.status_code, reply.text[:60]]
+context.auth.close()
+print(json.dumps(result))
+"""
+
+
+def test_documentation_links_work_from_an_installed_wheel(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in this checkout
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes((ROOT / name).read_bytes())
+    for folder in ("tabpy", "docs"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                target = source / path.relative_to(ROOT)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(path.read_bytes())
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr  # needs setuptools>=77 here (the test extra)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    shipped = {name.removeprefix("tabpy/docs/") for name in names if name.startswith("tabpy/docs/")}
+    assert shipped == {p.name for p in (ROOT / "docs").iterdir() if p.is_file()}
+    assert {"tabpy/templates/index.html", "tabpy/static/favicon.svg"} <= names
+
+    environment = {k: v for k, v in clean_environment().items() if k != "PYTHONPATH"}
+    environment["PYTHONPATH"] = str(tmp_path / "site")
+    (tmp_path / "state").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_SERVE_FROM_WHEEL)]
+        + [str(tmp_path / "site"), str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # not this checkout, whose tabpy would shadow the wheel's
+        env=environment,
+    )
+    assert run.returncode == 0, run.stderr
+    served = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(served) == 7, served
+    for link, (status, text) in served.items():
+        assert status == 200 and text.startswith("# "), (link, status, text)

@@ -1,5 +1,7 @@
 // The tabpy status page: theme switch, endpoint search, local times.
-// The page is complete without this file; nothing here builds HTML from strings.
+// Served inline and allowed by its hash (tabpy.server.index), so any edit changes the
+// Content-Security-Policy by itself. The page is complete without this script; nothing here
+// builds HTML from strings.
 "use strict";
 
 (function () {
