@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -64,7 +64,7 @@ def create_app(context: ServerContext) -> Starlette:
     routes = api_routes(context)
     prefix = context.service_info.subdirectory.strip("/")
     if prefix:
-        routes = [Mount(f"/{prefix}", routes=routes)]
+        routes = [Mount(f"/{prefix}", app=Router(routes, redirect_slashes=False))]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -74,6 +74,9 @@ def create_app(context: ServerContext) -> Starlette:
             Exception: http_errors.unexpected_error,
         },
     )
+    # A trailing-slash path is simply unknown (404/405), as in TabPy; Starlette's redirect would
+    # send the client to an absolute URL built from the request's own Host header.
+    app.router.redirect_slashes = False
     # Added first so that it runs inside Observe: refused requests are logged and counted too.
     app.add_middleware(AuthMiddleware, context=context, routes=routes)
     app.add_middleware(Observe, metrics=context.metrics)

@@ -125,3 +125,14 @@ def test_get_evaluate_is_html_405(default_server: ServerProcess) -> None:
     assert response.status_code == 405
     assert response.headers["content-type"] == "text/html; charset=UTF-8"
     assert response.content == METHOD_NOT_ALLOWED_PAGE
+
+
+@pytest.mark.parametrize("path", ["/evaluate/", "/info/", "/status/"])
+def test_trailing_slash_is_not_redirected_to_the_host_header(
+    default_server: ServerProcess, path: str
+) -> None:
+    response = httpx.post(
+        default_server.url + path, headers={"Host": "attacker.example"}, follow_redirects=False
+    )
+    assert response.status_code in (404, 405)
+    assert "location" not in response.headers

@@ -1,0 +1,215 @@
+"""A bounded HTTP/1.1 edge: limits on the request head, its reading time and connections.
+
+uvicorn's httptools protocol reads a request line and headers of any size, for as long as the
+client likes, on as many connections as it opens. A single client streaming an endless header
+can then stall the event loop (the URL and header values are accumulated piecewise, at a cost
+that grows with the square of their size) and hold memory; idle connections that never send a
+byte are kept for ever. :class:`BoundedProtocol` keeps uvicorn's request handling and adds:
+
+* the request line and the whole head are counted as bytes arrive, before the parser buffers
+  them: past ``max_head_bytes`` the client gets 414 (still in the request line) or 431, at once;
+* at most ``max_header_count`` headers (431);
+* the head must arrive within ``header_timeout`` seconds of the connection opening or of the
+  first byte of the next request on a kept-alive connection (408);
+* beyond ``max_connections`` open connections, a new one is answered 503 and closed at once.
+
+Every refusal is TabPy's JSON error envelope with ``Connection: close``, and is counted in
+:class:`EdgeCounters` (``/metrics`` shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tabpy.errors import envelope
+
+__all__ = ["BoundedProtocol", "EdgeCounters", "HttpLimits", "bounded_protocol"]
+
+_END_OF_HEAD = b"\r\n\r\n"
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may make the HTTP edge hold (see the module docstring)."""
+
+    max_head_bytes: int = 64 * 1024
+    max_header_count: int = 100
+    header_timeout: float = 10.0
+    max_connections: int = 1000
+
+
+class EdgeCounters(collections.Counter[str]):
+    """Refusals by reason: ``uri_too_long``, ``head_too_large``, ``too_many_headers``,
+    ``header_timeout``, ``connection_limit``, ``malformed``."""
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing and refuse the request."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class BoundedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits of :class:`HttpLimits`.
+
+    Configured per server by :func:`bounded_protocol`, which binds the limits and counters.
+    """
+
+    limits: ClassVar[HttpLimits] = HttpLimits()
+    counters: ClassVar[EdgeCounters]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_head = True
+        self._line_done = False
+        self._head_bytes = 0
+        self._tail = b""
+        self._header_count = 0
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    # --- connection --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                503,
+                "connection_limit",
+                "The server has too many open connections; try again shortly.",
+            )
+            return
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            if self._header_timer is None:  # first byte of a request on a kept-alive connection
+                self._arm_header_timer()
+            refusal = self._measure_head(data)
+            if refusal is not None:
+                self._refuse(refusal.status, refusal.reason, str(refusal))
+                return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except _Refused as refusal:
+            self._refuse(refusal.status, refusal.reason, str(refusal))
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
+        except httptools.HttpParserError as error:
+            cause = error.__context__
+            if isinstance(cause, _Refused):
+                self._refuse(cause.status, cause.reason, str(cause))
+            else:
+                self._refuse(400, "malformed", "The request is not valid HTTP/1.1.")
+
+    # --- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_header_count:
+            raise _Refused(
+                431,
+                "too_many_headers",
+                f"The request has more than {self.limits.max_header_count} headers.",
+            )
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        # Waiting for the next request on this connection: its head is measured afresh, and
+        # uvicorn's keep-alive timeout bounds the wait for its first byte.
+        self._reading_head, self._line_done, self._head_bytes, self._tail = True, False, 0, b""
+        super().on_response_complete()
+
+    # --- limits ------------------------------------------------------------------------------
+
+    def _measure_head(self, data: bytes) -> _Refused | None:
+        """Count ``data`` against the head limit; a refusal if it is crossed."""
+        limit = self.limits.max_head_bytes
+        window = self._tail + data
+        if not self._line_done and b"\n" in window:
+            self._line_done = window.index(b"\n") - len(self._tail) + self._head_bytes < limit
+            if not self._line_done:
+                return self._too_long(in_line=True)
+        room = limit - self._head_bytes
+        if len(data) > room:
+            # Over the limit unless the head ends within it (the rest is the body).
+            end = window.find(_END_OF_HEAD, 0, len(self._tail) + room + len(_END_OF_HEAD))
+            if end < 0:
+                return self._too_long(in_line=not self._line_done)
+        self._head_bytes += len(data)
+        self._tail = window[-(len(_END_OF_HEAD) - 1) :]
+        return None
+
+    def _too_long(self, in_line: bool) -> _Refused:
+        kib = self.limits.max_head_bytes // 1024
+        if in_line:
+            return _Refused(414, "uri_too_long", f"The request line is longer than {kib} KiB.")
+        return _Refused(
+            431, "head_too_large", f"The request line and headers are larger than {kib} KiB."
+        )
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._header_timer = None
+        if self._reading_head and not self.transport.is_closing():
+            self._refuse(
+                408,
+                "header_timeout",
+                f"The request headers did not arrive within {self.limits.header_timeout:g} s.",
+            )
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        """Answer with an envelope and close, without reading any more of the request."""
+        self.counters[reason] += 1
+        self._cancel_header_timer()
+        if self.transport.is_closing():
+            return
+        body = envelope(message)
+        head = (
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))
+        )
+        self.transport.write(head + body)
+        self.transport.close()
+
+
+def bounded_protocol(limits: HttpLimits, counters: EdgeCounters) -> type[BoundedProtocol]:
+    """A protocol class for one server (uvicorn's ``http=`` setting), with its own counters."""
+    return type("TabPyHttpProtocol", (BoundedProtocol,), {"limits": limits, "counters": counters})
