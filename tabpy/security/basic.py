@@ -40,7 +40,8 @@ class BasicVerifier:
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.store = store
-        self.cache = cache or VerificationCache()
+        # Not ``cache or ...``: an empty cache is falsy (it has a length).
+        self.cache = cache if cache is not None else VerificationCache()
         self._executor = executor or ThreadPoolExecutor(
             max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="tabpy-auth"
         )

@@ -214,10 +214,11 @@ class FailureThrottle:
         user_bucket, address_bucket = buckets
         per_user = self._by_user.record(user_bucket, now)
         per_address = self._by_address.record(address_bucket, now)
-        if per_user is not None:
-            return Lockout(self._by_user.limit, self.window, per_user, per_user=True)
+        # When both fill at once, the broader block is the one worth reporting.
         if per_address is not None:
             return Lockout(self._by_address.limit, self.window, per_address, per_user=False)
+        if per_user is not None:
+            return Lockout(self._by_user.limit, self.window, per_user, per_user=True)
         return None
 
 

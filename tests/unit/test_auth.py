@@ -117,3 +117,20 @@ def test_parse_bearer() -> None:
     assert parse_bearer("bearer x") == "x"
     for header in ("Bearer", "Bearer  x", "Basic x", "Bearer "):
         assert parse_bearer(header) is None
+
+
+@pytest.mark.parametrize("subdirectory", ["", "analytics.v1"])
+def test_the_authenticator_gets_header_address_and_endpoint_scope(
+    tmp_path: Path, subdirectory: str
+) -> None:
+    auth = DenyAll()
+    client = TestClient(create_app(context_for(tmp_path, auth, subdirectory)))
+    prefix = f"/{subdirectory}" if subdirectory else ""
+    client.post(f"{prefix}/evaluate", headers={"Authorization": "Basic eA=="})
+    client.get(f"{prefix}/query/model")
+    client.get(f"{prefix}/info", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert auth.seen == [
+        ("Basic eA==", "testclient", "tabpy:evaluate"),
+        (None, "testclient", "tabpy:query"),
+        (None, "testclient", None),  # no trusted proxies: the header is not believed
+    ]
