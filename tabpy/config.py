@@ -75,7 +75,7 @@ DEFAULT_OAUTH_QUERY_SCOPE = "tabpy:query"
 DEFAULT_OAUTH_EVALUATE_SCOPE = "tabpy:evaluate"
 DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
-# Failed logins one client may make per minute before it gets 429 (0 turns the limit off).
+# Failed logins per minute from one address as one user name before 429 (0: no limit).
 DEFAULT_AUTH_MAX_FAILURES = 10
 # How long verified Basic credentials stay cached after their last use (0: no cache).
 DEFAULT_AUTH_CACHE_SECONDS = 600

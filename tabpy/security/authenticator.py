@@ -79,7 +79,7 @@ class Authenticator:
     ) -> None:
         self.basic = basic
         self.bearer = bearer
-        self.throttle = throttle or FailureThrottle(0)
+        self.throttle = throttle if throttle is not None else FailureThrottle(0)
         self.enforce_endpoint_scopes = enforce_endpoint_scopes
 
     @property
