@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import ipaddress
 import logging
 import math
 import os
@@ -74,8 +75,10 @@ DEFAULT_OAUTH_QUERY_SCOPE = "tabpy:query"
 DEFAULT_OAUTH_EVALUATE_SCOPE = "tabpy:evaluate"
 DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
-# Failed logins one client may make per minute before it gets 429 (0 turns the limit off).
+# Failed logins per minute from one address as one user name before 429 (0: no limit).
 DEFAULT_AUTH_MAX_FAILURES = 10
+# How long verified Basic credentials stay cached after their last use (0: no cache).
+DEFAULT_AUTH_CACHE_SECONDS = 600
 DEFAULT_LOG_FORMAT = "text"
 LOG_FORMATS = ("text", "json")
 # Share of physical memory the worker pool may use by default; the rest is left to the server
@@ -143,6 +146,8 @@ class Settings:
     oauth_deploy_scope: str
     oauth_log_user: bool
     auth_max_failures: int
+    auth_cache_seconds: float
+    trusted_proxies: tuple[str, ...]
     workers: int
     worker_memory_limit_mb: int
     shutdown_timeout: float
@@ -354,6 +359,22 @@ _memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
 _failure_limit = _whole_number(0, "of failed logins per minute, or 0 for no limit")
 
 
+def _networks(key: str, value: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks, each normalised (``10.0.0.0/8``, ``::1/128``)."""
+    networks = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{key} = {_show(value)}: {_show(item)} is not an IP address or network; list "
+                "your reverse proxies' addresses, such as 127.0.0.1, 10.0.0.0/8 (comma-separated)."
+            ) from None
+    return tuple(networks)
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 
@@ -405,6 +426,9 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_OAUTH_LOG_USER", "oauth_log_user", False, _boolean),
     _Key("TABPY_AUTH_MAX_FAILURES", "auth_max_failures", DEFAULT_AUTH_MAX_FAILURES,
          _failure_limit),
+    _Key("TABPY_AUTH_CACHE_SECONDS", "auth_cache_seconds", DEFAULT_AUTH_CACHE_SECONDS,
+         _seconds(True)),
+    _Key("TABPY_TRUSTED_PROXIES", "trusted_proxies", (), _networks),
     _Key("TABPY_BIND_ADDRESS", "bind_address", DEFAULT_BIND_ADDRESS, _text),
     _Key("TABPY_WORKERS", "workers", _default_workers, _processes),
     _Key("TABPY_WORKER_MEMORY_LIMIT_MB", "worker_memory_limit_mb", _default_worker_memory_limit,

@@ -1,23 +1,25 @@
-"""Who makes an Arrow Flight call: the HTTP server's credentials, checked the HTTP way.
+"""Who makes an Arrow Flight call: the gRPC adapter of the server's one authenticator.
 
-Flight accepts what HTTP accepts (SPEC 9), through gRPC middleware that reads the
-``authorization`` header of every call:
+Flight accepts what HTTP accepts, checked by the same
+:class:`~tabpy.security.authenticator.Authenticator` (Basic with its verification cache and
+failure throttle, bearer JWTs), through gRPC middleware that reads the ``authorization``
+header of every call. What Flight adds:
 
-* no authentication configured: every call is anonymous (but see ``shutdown``);
-* Basic (``TABPY_PWD_FILE``): ``Basic <base64>`` checked against the password file, with the
-  verification cache and the failure throttle of HTTP; success answers with
-  ``authorization: Bearer <token>`` (:mod:`tabpy.arrow.sessions`) for later calls. A
-  password may contain ``:``;
-* OAuth: ``Bearer <jwt>`` validated like HTTP (issuer, JWKS, audience, required scopes; Flight
-  has no endpoint scopes). With both configured, Basic and session tokens work too.
+* no authentication configured: every call is anonymous, Basic credentials included (but see
+  ``shutdown`` in :mod:`tabpy.arrow.flight`);
+* a successful Basic login is answered with ``authorization: Bearer <token>``
+  (:mod:`tabpy.arrow.sessions`), which the client may send instead of its password from then
+  on. The token is tied to the authenticator's :meth:`~Authenticator.stamp` of the user, so a
+  password change revokes it;
+* Flight has no endpoint scopes: tokens need only the globally required ones.
 
 Failures are gRPC ``UNAUTHENTICATED`` with TabPy's messages, ``No credentials supplied`` or
 ``Invalid credentials``; the reason goes to the log. gRPC middleware does not see the client's
-address, so Flight failures share one throttle bucket: after too many failures, new Basic
-logins on Flight wait (cached credentials and tokens keep working).
+address, so every Flight caller is throttled as the one address :data:`FLIGHT_ADDRESS` (per
+user name, as for HTTP).
 
-The verifiers belong to the event loop, so :class:`FlightAuthentication` (on a gRPC thread)
-runs :meth:`FlightCredentials.check` there and waits for the answer.
+The authenticator belongs to the event loop, so :class:`FlightAuthentication` (on a gRPC
+thread) runs :meth:`FlightCredentials.check` there and waits for the answer.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from dataclasses import dataclass
 import pyarrow.flight as flight
 
 from tabpy.arrow.sessions import SessionTokens
-from tabpy.security.basic import Outcome
-from tabpy.security.tokens import TokenRejected
-from tabpy.server.auth import CredentialAuthentication, parse_basic, parse_bearer, printable
-from tabpy.server.principal import ANONYMOUS, Principal
+from tabpy.errors import TabPyError, TooManyFailures
+from tabpy.security.authenticator import Authenticator
+from tabpy.security.authorization import parse_bearer
+from tabpy.security.principal import ANONYMOUS, Principal
 
 __all__ = ["Caller", "FlightAuthentication", "FlightCredentials", "Rejected"]
 
@@ -41,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 NO_CREDENTIALS = "No credentials supplied"
 INVALID = "Invalid credentials"
-#: The throttle's client key for every Flight caller (see the module docstring).
-FLIGHT_CLIENT = "arrow-flight"
+#: The throttle's client address for every Flight caller (see the module docstring).
+FLIGHT_ADDRESS = "arrow-flight"
 #: Longest wait for a check on the event loop (a cold JWKS fetch may take 10 s).
 CHECK_TIMEOUT = 15.0
 
@@ -60,7 +62,8 @@ class Caller:
 
 class FlightCredentials:
     def __init__(self, auth: object, sessions: SessionTokens | None = None) -> None:
-        self.auth = auth if isinstance(auth, CredentialAuthentication) else None
+        """``auth`` is the server's authenticator (anything else: no authentication)."""
+        self.auth = auth if isinstance(auth, Authenticator) and auth.schemes else None
         self.sessions = sessions or SessionTokens()
 
     @property
@@ -74,59 +77,32 @@ class FlightCredentials:
             return Caller(ANONYMOUS)
         if header is None:
             raise Rejected(NO_CREDENTIALS)
-        scheme = header.partition(" ")[0].lower()
-        if scheme == "basic" and auth.basic is not None:
-            return await self._basic(auth, header)
-        token = parse_bearer(header)
-        if token is not None:
-            if auth.basic is not None:
-                user = self.sessions.user_of(token, self._stamp)
-                if user is not None:
-                    return Caller(Principal("basic", user))
-            if auth.bearer is not None:
-                return await self._jwt(auth, token)
-        logger.warning("Arrow Flight: authorization header is neither Basic nor a valid Bearer")
-        raise self._failure(auth)
-
-    async def _basic(self, auth: CredentialAuthentication, header: str) -> Caller:
-        assert auth.basic is not None
-        credentials = parse_basic(header)
-        if credentials is None:
-            logger.warning("Arrow Flight: invalid string in encoded credentials")
-            raise self._failure(auth)
-        username, password = credentials[0].lower(), credentials[1]
-        if not auth.basic.verify_cached(username, password):
-            retry_after = auth.throttle.retry_after(FLIGHT_CLIENT)
-            if retry_after is not None:
-                raise Rejected(f"{INVALID}: too many failed logins, try again in {retry_after} s")
-            outcome = await auth.basic.verify(username, password)
-            if outcome is not Outcome.ACCEPTED:
-                logger.warning(
-                    'Arrow Flight: %s for user name "%s"', outcome.value, printable(username)
-                )
-                raise self._failure(auth)
-        stamp = self._stamp(username)
-        token = self.sessions.issue(username, stamp) if stamp is not None else None
-        return Caller(Principal("basic", username), token)
-
-    async def _jwt(self, auth: CredentialAuthentication, token: str) -> Caller:
-        assert auth.bearer is not None
+        session = self._session(auth, header)
+        if session is not None:
+            return Caller(session)
         try:
-            identity = await auth.bearer.verify(token)
-        except TokenRejected as reason:
-            logger.error("Arrow Flight: %s", reason)
-            raise self._failure(auth) from None
-        return Caller(Principal("bearer", identity.subject, identity.scopes))
+            principal = await auth.authenticate(header, FLIGHT_ADDRESS)
+        except TooManyFailures as refusal:
+            raise Rejected(
+                f"{INVALID}: too many failed logins, try again in {refusal.retry_after} s"
+            ) from None
+        except TabPyError:
+            raise Rejected(INVALID) from None
+        token = None
+        if principal.scheme == "basic" and principal.user is not None:
+            stamp = auth.stamp(principal.user)
+            token = self.sessions.issue(principal.user, stamp) if stamp is not None else None
+        return Caller(principal, token)
 
-    def _stamp(self, username: str) -> str | None:
-        assert self.auth is not None and self.auth.basic is not None
-        entry = self.auth.basic.store.lookup(username)
-        return entry.hash_text if entry is not None else None
-
-    @staticmethod
-    def _failure(auth: CredentialAuthentication) -> Rejected:
-        auth.throttle.record_failure(FLIGHT_CLIENT)
-        return Rejected(INVALID)
+    def _session(self, auth: Authenticator, header: str) -> Principal | None:
+        """The principal of a live session token, if ``header`` carries one."""
+        if "basic" not in auth.schemes:
+            return None
+        token = parse_bearer(header)
+        if token is None:
+            return None
+        user = self.sessions.user_of(token, auth.stamp)
+        return auth.basic_principal(user) if user is not None else None
 
 
 class FlightAuthentication(flight.ServerMiddlewareFactory):

@@ -30,7 +30,7 @@ from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
-from tabpy.server.principal import Principal
+from tabpy.security.principal import Principal
 
 __all__ = ["ACTIONS", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
 

@@ -32,7 +32,7 @@ from tabpy.errors import ExecutionFailed, InvalidRequest
 from tabpy.runtime.evaluate import Reply
 from tabpy.runtime.pool import Job, WorkerPool
 from tabpy.runtime.protocol import JobKind, ReplyFlag
-from tabpy.server.principal import Principal
+from tabpy.security.principal import Principal
 
 __all__ = ["ArrowService", "mentions_data_path"]
 

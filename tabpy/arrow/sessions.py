@@ -5,9 +5,10 @@ which the client may send instead of its password from then on (TabPy 2.16's con
 token is 43 URL-safe characters (256 random bits) and lives for an hour; a login reuses the
 user's newest token while more than five minutes of it remain, and a user holds at most two.
 
-Unlike TabPy, a token dies with the credentials it came from: it remembers the user's stored
-password hash, so changing the password or removing the user from the password file revokes
-it at once. The total number of tokens is bounded, oldest forgotten first.
+Unlike TabPy, a token dies with the credentials it came from: it remembers the authenticator's
+*stamp* of the user's credentials (:meth:`tabpy.security.authenticator.Authenticator.stamp`)
+and compares it on every use, so changing the password or removing the user from the password
+file revokes it at once. The total number of tokens is bounded, oldest forgotten first.
 
 Not thread-safe: the server uses it from the event loop only.
 """
@@ -31,7 +32,7 @@ MAX_TOKENS = 10_000
 @dataclass
 class _Session:
     user: str
-    stamp: str  # the user's stored password hash when the token was issued
+    stamp: str  # the stamp of the user's credentials when the token was issued
     expires: float
 
 
@@ -54,7 +55,7 @@ class SessionTokens:
         self._by_user: dict[str, list[str]] = {}
 
     def issue(self, user: str, stamp: str) -> str:
-        """A token for ``user``, who has just proved the password whose hash is ``stamp``."""
+        """A token for ``user``, who has just proved the credentials whose stamp is ``stamp``."""
         now = self._clock()
         tokens = self._by_user.setdefault(user, [])
         if tokens:
@@ -71,7 +72,7 @@ class SessionTokens:
         return token
 
     def user_of(self, token: str, stamp_of: Callable[[str], str | None]) -> str | None:
-        """The user a live token belongs to; ``stamp_of(user)`` is their current stored hash."""
+        """The user a live token belongs to; ``stamp_of(user)`` is their credentials' stamp now."""
         session = self._sessions.get(token)
         if session is None:
             return None

@@ -5,6 +5,11 @@ other requests keep flowing while a login is checked. Concurrent requests carryi
 new credentials share one computation, and successful checks are remembered in a
 :class:`~tabpy.security.verification_cache.VerificationCache`, so Tableau's stream of requests
 with the same credentials costs one HMAC each.
+
+The failure throttle is not applied here but by the caller
+(:class:`~tabpy.security.authenticator.Authenticator`), which must reserve a place in it before
+calling :meth:`BasicVerifier.verify`, unless :meth:`BasicVerifier.in_flight` says the same
+check is already running.
 """
 
 from __future__ import annotations
@@ -35,19 +40,30 @@ class BasicVerifier:
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.store = store
-        self.cache = cache or VerificationCache()
+        # Not ``cache or ...``: an empty cache is falsy (it has a length).
+        self.cache = cache if cache is not None else VerificationCache()
         self._executor = executor or ThreadPoolExecutor(
             max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="tabpy-auth"
         )
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
 
     def verify_cached(self, username: str, password: str) -> bool:
-        """True if these exact credentials were verified recently (microseconds)."""
+        """True if these exact credentials were verified recently (microseconds).
+
+        A hit keeps the credentials in the cache for another full lifetime.
+        """
         entry = self.store.lookup(username)
         if entry is None:
             return False
         fingerprint = self.cache.fingerprint(username, password, entry.hash_text)
         return self.cache.contains(username, fingerprint)
+
+    def in_flight(self, username: str, password: str) -> bool:
+        """True if a full check of these exact credentials is running: ``verify`` joins it."""
+        entry = self.store.lookup(username)
+        if entry is None or not self._pending:
+            return False
+        return self.cache.fingerprint(username, password, entry.hash_text) in self._pending
 
     async def verify(self, username: str, password: str) -> Outcome:
         """Run the full check off the event loop. ``username`` must already be lowercased."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import jwt
 
+from tabpy.security.log_text import printable
 from tabpy.security.tokens import TokenRejected
 
 __all__ = ["JwksCache", "fetch_jwks", "parse_jwks"]
@@ -36,6 +37,8 @@ RETRY_AFTER_FAILURE = 30.0
 FORCED_REFRESH_INTERVAL = 30.0
 WAIT_FOR_REFRESH = 1.0
 MAX_DOCUMENT_BYTES = 1024 * 1024
+#: Characters of an unknown ``kid`` quoted in a rejection (real ones are far shorter).
+MAX_KID_SHOWN = 64
 
 Fetch = Callable[[str, float], Any]
 Keys = Mapping[str | None, jwt.PyJWK]
@@ -175,4 +178,6 @@ class JwksCache:
 
     @staticmethod
     def _no_key(kid: str | None, reason: str) -> TokenRejected:
-        return TokenRejected(f"Unable to resolve JWT signing key: kid {kid!r}: {reason}")
+        # The kid is the token's, so the caller's: cut it, or a huge one floods the log.
+        shown = "None" if kid is None else f"'{printable(kid, MAX_KID_SHOWN)}'"
+        return TokenRejected(f"Unable to resolve JWT signing key: kid {shown}: {reason}")

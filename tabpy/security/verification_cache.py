@@ -8,7 +8,12 @@ time, so the cache holds no password and nothing an attacker could test guesses 
 offline. Because the stored hash is part of the MAC, changing a user's password in the file
 invalidates the entry by itself.
 
-Bounded in size (least recently used entries go first) and in lifetime.
+An entry lives for ``lifetime`` seconds (``TABPY_AUTH_CACHE_SECONDS``) *since it was last
+used*: a client that keeps sending the right credentials, as Tableau does, is never sent back
+to the full check, so it cannot be caught by a failed-login lockout that someone else caused.
+Credentials that stop being used expire. A lifetime of 0 turns the cache off.
+
+Bounded in size (least recently used entries go first).
 """
 
 from __future__ import annotations
@@ -57,10 +62,13 @@ class VerificationCache:
             return False
         if not hmac.compare_digest(cached, fingerprint):
             return False
+        self._entries[username] = (cached, self._clock() + self.lifetime)  # extended by use
         self._entries.move_to_end(username)
         return True
 
     def add(self, username: str, fingerprint: bytes) -> None:
+        if self.lifetime <= 0:
+            return
         self._entries[username] = (fingerprint, self._clock() + self.lifetime)
         self._entries.move_to_end(username)
         while len(self._entries) > self.max_entries:

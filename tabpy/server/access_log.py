@@ -12,7 +12,7 @@ import logging
 
 from starlette.types import Scope
 
-from tabpy.server.auth import printable
+from tabpy.security.log_text import printable
 
 logger = logging.getLogger("tabpy.access")
 

@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from tabpy.errors import TabPyError
+from tabpy.security.client_address import TrustedProxies
 from tabpy.server import http_errors
 from tabpy.server.artifacts import Artifacts
 from tabpy.server.auth_middleware import AuthMiddleware
@@ -40,6 +41,7 @@ from tabpy.server.index import (
 from tabpy.server.info import Info
 from tabpy.server.metrics import MetricsPage
 from tabpy.server.observe import Observe
+from tabpy.server.proxy_headers import ProxyHeaders
 from tabpy.server.query import Query
 from tabpy.server.responses import JSON_UTF8, RawResponse, html_status_page
 from tabpy.server.status import Status
@@ -80,6 +82,8 @@ def create_app(context: ServerContext) -> Starlette:
     # Added first so that it runs inside Observe: refused requests are logged and counted too.
     app.add_middleware(AuthMiddleware, context=context, routes=routes)
     app.add_middleware(Observe, metrics=context.metrics)
+    # Outermost: every log line and limit then sees the client behind a trusted proxy.
+    app.add_middleware(ProxyHeaders, trusted=TrustedProxies(context.settings.trusted_proxies))
     return app
 
 

@@ -1,4 +1,5 @@
-"""Authentication for every API route, applied before the route runs.
+"""Authentication for every API route, applied before the route runs: the HTTP adapter of
+:class:`tabpy.security.authenticator.Authenticator`.
 
 Protection is by default: any ``Route`` in the application (including ones added later) is
 authenticated, with no call to remember in its handler. Not authenticated, as in TabPy:
@@ -9,32 +10,39 @@ authenticated, with no call to remember in its handler. Not authenticated, as in
 * ``/health`` and ``/ready`` (routes named in :data:`PROBES`), only when
   ``TABPY_HEALTH_CHECKS_PUBLIC`` is on; by default they need credentials like every route.
 
+What this adapter adds to the transport-neutral check: the ``Authorization`` header, the
+client's address (``scope["client"]``, already resolved through trusted proxies by
+:class:`~tabpy.server.proxy_headers.ProxyHeaders`), and the OAuth endpoint scope of the route,
+derived from its path and method (:func:`tabpy.security.oauth.endpoint_scope`) so that new
+routes get the right scope too. The result is recorded as ``request.state.principal``.
+
 Refused requests are counted in the ``tabpy_auth_failures_total`` metric, and the route that
 refused them is recorded in the scope as Starlette's router would, so that request metrics
 label them by route.
-
-The OAuth endpoint scope a route needs is derived from its path and method
-(:func:`tabpy.security.oauth.endpoint_scope`), so new routes get the right scope too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tabpy.errors import TabPyError
+from tabpy.security.oauth import endpoint_scope
+from tabpy.security.principal import ANONYMOUS, Principal
 from tabpy.server.call_log import log_call
 from tabpy.server.context import ServerContext
 from tabpy.server.http_errors import error_response, status_of
-from tabpy.server.principal import ANONYMOUS, STATE_KEY, Principal
 
-__all__ = ["PROBES", "AuthMiddleware", "api_route", "is_api_request"]
+__all__ = ["PROBES", "STATE_KEY", "AuthMiddleware", "api_route"]
 
 #: Names of the routes ``TABPY_HEALTH_CHECKS_PUBLIC`` opens.
 PROBES = frozenset({"health", "ready"})
+#: Where the principal is kept: ``request.state.principal``.
+STATE_KEY = "principal"
 
 
 class AuthMiddleware:
@@ -52,26 +60,33 @@ class AuthMiddleware:
         if route is None or route.name in self.public:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
-        principal: Principal | None
-        if scope["method"] == "OPTIONS" and not self._is_query(scope["path"]):
+        principal: Principal
+        relative = self._relative(scope["path"])
+        if scope["method"] == "OPTIONS" and not relative.startswith("/query/"):
             principal = ANONYMOUS  # CORS preflight: never checked, as in TabPy
         else:
+            client = scope.get("client")
             try:
-                principal = await self.context.auth.authenticate(request)
+                principal = await self.context.auth.authenticate(
+                    Headers(scope=scope).get("authorization"),
+                    client[0] if client else "-",
+                    endpoint_scope(relative, scope["method"], self.context.settings),
+                )
             except TabPyError as error:
-                log_call(request, None, self.context.settings)
+                log_call(Request(scope, receive), None, self.context.settings)
                 self.context.metrics.auth_failed(status_of(error))
                 scope["route"] = route
                 await error_response(error, self.realm)(scope, receive, send)
                 return
-        log_call(request, principal, self.context.settings)
+        log_call(Request(scope, receive), principal, self.context.settings)
         scope.setdefault("state", {})[STATE_KEY] = principal
         await self.app(scope, receive, send)
 
-    def _is_query(self, path: str) -> bool:
-        relative = path[len(self.prefix) :] if self.prefix else path
-        return relative.startswith("/query/")
+    def _relative(self, path: str) -> str:
+        """``path`` without the Subdirectory prefix (TabPy's routes are defined without it)."""
+        if self.prefix and path.startswith(self.prefix + "/"):
+            return path[len(self.prefix) :]
+        return path
 
 
 def api_route(routes: Sequence[BaseRoute], scope: Scope) -> Route | None:
@@ -87,8 +102,3 @@ def api_route(routes: Sequence[BaseRoute], scope: Scope) -> Route | None:
             if found is not None:
                 return found
     return None
-
-
-def is_api_request(routes: Sequence[BaseRoute], scope: Scope) -> bool:
-    """True if ``scope`` fully matches a ``Route`` (path and method), looking inside mounts."""
-    return api_route(routes, scope) is not None

@@ -21,8 +21,9 @@ from starlette.requests import Request
 
 from tabpy.config import Settings
 from tabpy.logs import current_request_id
-from tabpy.server.auth import parse_basic, printable
-from tabpy.server.principal import Principal
+from tabpy.security.authorization import parse_basic
+from tabpy.security.log_text import printable
+from tabpy.security.principal import Principal
 
 __all__ = ["log_call"]
 

@@ -7,28 +7,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from starlette.requests import Request
-
 from tabpy.config import Settings
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.pool import WorkerPool
+from tabpy.security.principal import Principal
 from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
 from tabpy.server.metrics import Metrics
-from tabpy.server.principal import Principal
 
 if TYPE_CHECKING:
     from tabpy.arrow.service import ArrowService
 
 
 class Authenticator(Protocol):
-    """Decides who sent a request. ``AuthMiddleware`` calls it for every API route."""
+    """Decides who is calling (:class:`tabpy.security.authenticator.Authenticator`).
 
-    async def authenticate(self, request: Request) -> Principal:
-        """Who sent ``request``; raise a ``tabpy.errors`` refusal to turn it away."""
+    ``AuthMiddleware`` calls it for every API route; tests may pass a fake.
+    """
 
-    def check(self, request: Request) -> None:
-        """Raise unless ``AuthMiddleware`` has already authenticated ``request``."""
+    async def authenticate(
+        self, authorization: str | None, address: str, required_scope: str | None = None
+    ) -> Principal:
+        """Who sent ``authorization`` from ``address``; raise a ``tabpy.errors`` refusal."""
 
     def reload(self) -> None:
         """Re-read the credentials (SIGHUP)."""

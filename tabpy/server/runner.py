@@ -20,9 +20,9 @@ from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry, display_url
 from tabpy.runtime.pool import WorkerPool
+from tabpy.security.authenticator import build_authenticator
 from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
-from tabpy.server.auth import build_authenticator
 from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 
@@ -82,7 +82,7 @@ class TabPyServer(uvicorn.Server):
 def build_context(settings: Settings) -> ServerContext:
     service_info = load_service_info(settings.state_path)
     logger.info("State is stored in %s", settings.state_path)
-    auth = build_authenticator(settings, service_info)
+    auth = build_authenticator(settings)
     logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
     import_legacy_state(registry, settings.state_path)
@@ -131,6 +131,9 @@ def serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # Forwarded headers are read by tabpy.server.proxy_headers, from TABPY_TRUSTED_PROXIES
+        # only; uvicorn's own handling would trust 127.0.0.1 whatever that setting says.
+        proxy_headers=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
         # Our own context: checked at start-up with clear messages (tabpy.security.tls).
         ssl_context_factory=(lambda config, default: tls) if tls is not None else None,

@@ -195,6 +195,22 @@ def test_routes_without_an_endpoint_scope_need_only_the_global_one(
     assert call(server, token, "GET", "/status").status_code == 200
 
 
+def test_a_huge_key_id_does_not_flood_the_log(server: ServerProcess, key: SigningKey) -> None:
+    # The kid is read, and was logged whole, before the token is checked at all. 40,000
+    # characters keep the header under the usual 64 KiB limit on request headers.
+    token = key.token(claims(ISSUER, AUDIENCE, "tabpy"), kid="k" * 40_000)
+    start = len(server.stderr.text)
+    for _ in range(30):
+        assert call(server, token).status_code == 401
+    wait_for(
+        lambda: server.stderr.text[start:].count("Unable to resolve JWT signing key") >= 30,
+        10,
+        "30 rejections in the log",
+    )
+    assert "...[40000 chars]" in server.stderr.text[start:]
+    assert len(server.stderr.text) - start < 30 * 2000  # unbounded, it was 30 * 40,000
+
+
 def test_basic_still_works_and_chooses_by_scheme(server: ServerProcess) -> None:
     alice = {"Authorization": basic("alice", "P@ssw0rd")}
     assert server.http.post("/evaluate", json=TRIVIAL, headers=alice).status_code == 200

@@ -5,17 +5,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import Request
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tabpy.config import load_settings
 from tabpy.errors import NotAuthenticated
 from tabpy.registry.service_info import ServiceInfo
+from tabpy.security.authorization import parse_basic, parse_bearer
+from tabpy.security.principal import Principal
 from tabpy.server.app import api_routes, create_app
-from tabpy.server.auth import parse_basic, parse_bearer
 from tabpy.server.context import ServerContext
-from tabpy.server.principal import Principal
 
 
 def basic(text: str) -> str:
@@ -49,14 +48,13 @@ class DenyAll:
     """Refuses everything and records what it was asked about."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
+        self.seen: list[tuple[str | None, str, str | None]] = []
 
-    async def authenticate(self, request: Request) -> Principal:
-        self.seen.append((request.method, request.url.path))
+    async def authenticate(
+        self, authorization: str | None, address: str, required_scope: str | None = None
+    ) -> Principal:
+        self.seen.append((authorization, address, required_scope))
         raise NotAuthenticated("basic")
-
-    def check(self, request: Request) -> None:
-        raise AssertionError("a handler ran for a refused request")
 
     def reload(self) -> None:
         pass
@@ -119,3 +117,20 @@ def test_parse_bearer() -> None:
     assert parse_bearer("bearer x") == "x"
     for header in ("Bearer", "Bearer  x", "Basic x", "Bearer "):
         assert parse_bearer(header) is None
+
+
+@pytest.mark.parametrize("subdirectory", ["", "analytics.v1"])
+def test_the_authenticator_gets_header_address_and_endpoint_scope(
+    tmp_path: Path, subdirectory: str
+) -> None:
+    auth = DenyAll()
+    client = TestClient(create_app(context_for(tmp_path, auth, subdirectory)))
+    prefix = f"/{subdirectory}" if subdirectory else ""
+    client.post(f"{prefix}/evaluate", headers={"Authorization": "Basic eA=="})
+    client.get(f"{prefix}/query/model")
+    client.get(f"{prefix}/info", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert auth.seen == [
+        ("Basic eA==", "testclient", "tabpy:evaluate"),
+        (None, "testclient", "tabpy:query"),
+        (None, "testclient", None),  # no trusted proxies: the header is not believed
+    ]
