@@ -146,7 +146,7 @@ REFUSALS = {
     "missing-file": (
         _missing_cert,
         "Error using HTTPS: The parameter(s) TABPY_CERTIFICATE_FILE must point to an existing "
-        "file.",
+        "file: {tmp_path}/server.crt does not exist.",
     ),
 }
 
@@ -161,5 +161,5 @@ def test_bad_certificates_stop_start_up_with_one_line(
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("tabpy: ")]
     assert len(errors) == 1, result.stderr
-    assert message in errors[0]
+    assert message.format(tmp_path=tmp_path) in errors[0]
     assert "Traceback" not in result.stderr
