@@ -14,8 +14,9 @@ loop's exception handler together with the connection's transport, and
 :meth:`HandshakeReporter.handle` logs the client's address from it. Any other exception goes
 on to the handler that was there before.
 
-Bounded: one line per connection at most, and at most one per client address per
-:data:`REPEAT_AFTER` seconds, because Tableau retries and a scanner may hammer the port.
+Bounded: one line per connection at most, and at most one per client address and kind of
+mistake per :data:`REPEAT_AFTER` seconds, because Tableau retries and a scanner may hammer the
+port.
 Only the address and the kind of failure are logged, never the bytes received, which for a
 plain HTTP request include its ``Authorization`` header.
 """
@@ -102,7 +103,7 @@ class HandshakeReporter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._last_logged: dict[str, float] = {}
+        self._last_logged: dict[tuple[str, str], float] = {}
         self._previous: ExceptionHandler | None = None
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -118,17 +119,17 @@ class HandshakeReporter:
                 loop.default_exception_handler(context)
             return
         host, client = _client_address(context.get("transport"))
-        if self._should_log(host):
+        if self._should_log((host, error.explanation)):
             logger.warning("TLS handshake failed: client %s %s", client, error.explanation)
 
-    def _should_log(self, host: str) -> bool:
+    def _should_log(self, key: tuple[str, str]) -> bool:
         now = self._clock()
-        last = self._last_logged.get(host)
+        last = self._last_logged.get(key)
         if last is not None and now - last < REPEAT_AFTER:
             return False
         if len(self._last_logged) >= _MAX_REMEMBERED:
             self._last_logged.clear()
-        self._last_logged[host] = now
+        self._last_logged[key] = now
         return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -61,9 +62,28 @@ def test_https_with_verified_certificate(
     assert "Setting minimum TLS version to TLSv1_2" in log
     assert log.index("Setting minimum TLS version") < log.index("Web service listening")
 
-    # Plain HTTP to the TLS port gets no HTTP answer.
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{server.port}/info", timeout=10)
+    # Plain HTTP to the TLS port gets no HTTP answer, and the log says once who sent it.
+    for _ in range(2):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(
+                f"http://127.0.0.1:{server.port}/info",
+                headers={"Authorization": basic("alice", "P@ssw0rd")},
+                timeout=10,
+            )
+    warning = re.compile(
+        r"\[WARNING\] tabpy\.server: TLS handshake failed: client 127\.0\.0\.1:\d+ sent plain "
+        r"HTTP to the HTTPS port: use an https:// URL"
+    )
+    assert server.stderr.wait_for(warning, timeout=10), server.stderr.text
+    # A client that does not trust the certificate (no CA given) is named too.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"https://localhost:{server.port}/info", verify=True, timeout=10)
+    untrusted = re.compile(r"client 127\.0\.0\.1:\d+ does not trust the server's certificate")
+    assert server.stderr.wait_for(untrusted, timeout=10), server.stderr.text
+    log = server.stderr.text
+    assert len(warning.findall(log)) == 1  # the retry within a minute is not logged again
+    assert "P@ssw0rd" not in log and basic("alice", "P@ssw0rd").split()[1] not in log
+    assert "Traceback" not in log and "[ERROR]" not in log
 
 
 def test_minimum_tls_version_is_enforced(
