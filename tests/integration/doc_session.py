@@ -169,8 +169,10 @@ class ShellSession:
     def _await(self, marker: str, timeout: float, what: str) -> tuple[str, str]:
         found = self._output.until(self._read_from, marker, timeout)
         if found is None:
-            pytest.fail(f"{what} did not finish (or the shell stopped); transcript:\n"
-                        f"{self.transcript[-6000:]}")
+            pytest.fail(
+                f"{what} did not finish (or the shell stopped); transcript:\n"
+                f"{self.transcript[-6000:]}"
+            )
         index, line = found
         printed = "".join(self._output.lines[self._read_from : index])
         self._read_from = index + 1
@@ -321,8 +323,20 @@ def index_problem(python: str) -> str | None:
     """None when pip can reach a package index, else why not (for a skip message)."""
     try:
         probe = subprocess.run(
-            [python, "-m", "pip", "index", "versions", "pip", "--no-cache-dir",
-             "--disable-pip-version-check", "--timeout", "20", "--retries", "0"],
+            [
+                python,
+                "-m",
+                "pip",
+                "index",
+                "versions",
+                "pip",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--timeout",
+                "20",
+                "--retries",
+                "0",
+            ],
             capture_output=True,
             text=True,
             timeout=120,

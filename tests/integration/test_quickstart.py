@@ -141,7 +141,11 @@ def walk(session: ShellSession, page: list[Block], port: int, install: bool, log
             # it prints what the page says, as a reader looking a second later would see.
             results: list[tuple[int, str]] = []
 
-            def settled(block: Block = block, expected: str | None = expected) -> bool:
+            def settled(
+                block: Block = block,
+                expected: str | None = expected,
+                results: list[tuple[int, str]] = results,
+            ) -> bool:
                 results.append(session.run_apart(block))
                 status, printed = results[-1]
                 return status == 0 and (expected is None or output_matches(expected, printed))
