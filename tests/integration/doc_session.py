@@ -268,7 +268,9 @@ def _ready(port: int) -> bool:
     # HTTPS port is logged as a client mistake, which the page may be looking for.
     for scheme in ("https", "http"):
         try:
-            reply = httpx.get(f"{scheme}://127.0.0.1:{port}/ready", verify=False, timeout=5.0)
+            reply = httpx.get(
+                f"{scheme}://127.0.0.1:{port}/ready", verify=False, timeout=5.0, trust_env=False
+            )
         except httpx.HTTPError:
             continue
         return reply.status_code == 200
@@ -285,6 +287,15 @@ def _group_alive(pgid: int) -> bool:
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
+
+
+def without_proxy_for_localhost(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this machine exempt from any HTTP proxy it names (curl and httpx read it)."""
+    local = "localhost,127.0.0.1,::1"
+    updated = dict(env)
+    for name in ("no_proxy", "NO_PROXY"):
+        updated[name] = f"{env[name]},{local}" if env.get(name) else local
+    return updated
 
 
 def free_port() -> int:

@@ -33,6 +33,7 @@ from doc_session import (
     index_problem,
     output_matches,
     with_outputs,
+    without_proxy_for_localhost,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def session_environment(home: Path, port: int) -> dict[str, str]:
     env.update(
         HOME=str(home), TABPY_PORT=str(port), TABPY_HEALTH_CHECKS_PUBLIC="true", LC_ALL="C.UTF-8"
     )
-    return env
+    return without_proxy_for_localhost(env)
 
 
 def fake_virtualenv(home: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import ssl
@@ -18,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from doc_session import Block, blocks, section
+from doc_session import Block, blocks, section, without_proxy_for_localhost
 from live_server import ServerProcess, run_tabpy, write_config
 from security_support import Authority, basic, key_pem, password_line, write_pair
 
@@ -248,8 +249,10 @@ def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_
     assert "Setting minimum TLS version to TLSv1_2" in server.stderr.text
 
     port = str(server.port)
+    local = without_proxy_for_localhost(os.environ)
     checked = subprocess.run(
         ["bash", "-e", "-c", check.replace("9004", port).text],
+        env=local,
         capture_output=True,
         text=True,
         timeout=60,
@@ -260,6 +263,7 @@ def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_
     # Without the certificate as CA, curl refuses, and the server says which client gave up.
     untrusted = subprocess.run(
         ["curl", "-fsS", f"https://localhost:{port}/info"],
+        env=local,
         capture_output=True,
         text=True,
         timeout=60,
@@ -272,6 +276,7 @@ def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_
     program = client.replace("9004", port).replace("tabpy.example.com", "localhost")
     ran = subprocess.run(
         [sys.executable, "-c", program.text],
+        env=local,
         capture_output=True,
         text=True,
         timeout=60,

@@ -44,6 +44,8 @@ def test_declining_the_prompt_explains_how_to_add_a_password(
     monkeypatch.setenv("TABPY_STATE_PATH", str(state))
     monkeypatch.setattr("sys.stdin", _Terminal())
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    # The process-wide logging set-up is not what this test is about; keep it out of the run.
+    monkeypatch.setattr(server, "configure_logging", lambda config_file: None)
 
     code = server.main(["--config", str(config)] if with_config else [])
 
