@@ -278,13 +278,18 @@ def _ready(port: int) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is in process group ``pgid``."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """True while process ``pgid`` or any process in its group is running (zombies excluded).
+
+    The leader counts on its own because, right after ``&``, ``setsid`` may not have made its
+    group yet.
+    """
+    for stat in [Path(f"/proc/{pgid}/stat"), *Path("/proc").glob("[0-9]*/stat")]:
         try:
             fields = stat.read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+        leader = stat.parent.name == str(pgid)
+        if len(fields) > 2 and (leader or fields[2] == str(pgid)) and fields[0] != "Z":
             return True
     return False
 
