@@ -14,6 +14,13 @@ the reverse). Values may contain ``%(NAME)s`` references, resolved case-insensit
 environment and then the ``[TabPy]`` section, and ``%%`` for a literal ``%``; existing TabPy config
 files rely on this. An empty value means "not set", so ``TABPY_PORT=`` falls back to the default.
 
+In the file, ``#`` or ``;`` after whitespace starts a comment, also at the end of a value
+(``TABPY_PORT = 9004  # the default``), as ``configparser``'s ``inline_comment_prefixes`` does.
+TabPy keeps such a comment as part of the value, which turns a copied example into a path that
+does not exist. A ``#`` with no whitespace before it (``pa#ss``, ``/srv/tabpy#2``) stays in the
+value; a value that really contains `` #`` can come from the environment, where nothing is a
+comment, directly or through a ``%(NAME)s`` reference.
+
 Every key is described by one line in :data:`_KEYS`; parsing, validation, defaults, the recorded
 source and the start-up DEBUG lines are all driven from that table.
 """
@@ -94,6 +101,7 @@ _TYPO_CUTOFF = 0.85
 # Same depth limit as configparser, which also turns reference loops into an error.
 _MAX_INTERPOLATION_DEPTH = 10
 _REFERENCE = re.compile(r"%(?:%|\(([^)]*)\)s)")
+_INLINE_COMMENT = ("#", ";")  # each starts a comment after whitespace, as in whole-line comments
 _TRUE = frozenset({"1", "yes", "true", "on"})
 _FALSE = frozenset({"0", "no", "false", "off"})
 
@@ -276,8 +284,9 @@ def _any_path(key: str, value: str) -> Path:
 def _directory(key: str, value: str) -> Path:
     path = _path(value)
     if not path.is_dir():
+        found = "is a file" if path.exists() else "does not exist"
         raise ConfigError(
-            f"{key} = {_show(value)} is not an existing directory: "
+            f"{key} = {_show(value)} is not an existing directory ({path} {found}): "
             f"create it (mkdir -p {path}) or point {key} at one that exists."
         )
     return path
@@ -285,12 +294,28 @@ def _directory(key: str, value: str) -> Path:
 
 def _readable_file(key: str, value: str) -> Path:
     path = _path(value)
-    if not path.is_file() or not os.access(path, os.R_OK):
+    problem = _file_problem(path)
+    if problem is None and not os.access(path, os.R_OK):
+        problem = f"{path} cannot be read by this user"
+    if problem is not None:
         raise ConfigError(
-            f"{key} = {_show(value)} is not a readable file: "
-            f"create it (for example with tabpy-user add) or correct the path."
+            f"{key} = {_show(value)} is not a readable file ({problem}): create it (for "
+            f"example with tabpy-user add -u NAME -f {path}) or correct the path."
         )
     return path
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is not an existing regular file, naming the path tried; None if it is one.
+
+    The path is the resolved one, because a relative value is taken from the current folder,
+    which is not always the one the admin has in mind (a service starts in ``/``).
+    """
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path} is a folder"
+    return f"{path} does not exist"
 
 
 # --- computed defaults ---------------------------------------------------------------------------
@@ -514,8 +539,9 @@ def _read_section(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
+        tried = "" if path.is_absolute() else f" (looked for {path.absolute()})"
         raise ConfigError(
-            f"Config file {path} not found: check the path given to --config."
+            f"Config file {path} not found{tried}: check the path given to --config."
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"Config file {path} is not UTF-8 text: save it as UTF-8.") from None
@@ -532,8 +558,9 @@ def _read_section(path: Path) -> dict[str, str]:
     no_sections = ConfigError(
         f"Config file {path} has no section headers: put the settings under a [{SECTION}] line."
     )
-    # Raw values: interpolation is ours, so that it can also see the environment.
-    parser = configparser.ConfigParser(interpolation=None)
+    # Raw values: interpolation is ours, so that it can also see the environment. Inline
+    # comments are dropped (see the module docstring for why and for values containing " #").
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=_INLINE_COMMENT)
     try:
         parser.read_string(text, source=str(path))
     except configparser.MissingSectionHeaderError:
@@ -619,11 +646,13 @@ def _check_https(values: Mapping[str, Any]) -> None:
     unset = [name for name, file in files.items() if file is None]
     if unset:
         raise ConfigError(f"Error using HTTPS: The parameter(s) {' and '.join(unset)} must be set.")
-    missing = [name for name, file in files.items() if file is None or not file.is_file()]
+    problems = {name: _file_problem(file) for name, file in files.items() if file is not None}
+    missing = {name: problem for name, problem in problems.items() if problem is not None}
     if missing:
+        # TabPy's sentence first (admins search for it), then the paths that were tried.
         raise ConfigError(
             f"Error using HTTPS: The parameter(s) {' and '.join(missing)} "
-            "must point to an existing file."
+            f"must point to an existing file: {'; '.join(missing.values())}."
         )
 
 

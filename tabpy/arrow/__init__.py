@@ -9,7 +9,7 @@ Modules, from the bottom up:
 * ``service``: start and stop beside HTTP, and ``/evaluate`` with ``dataPath``;
 * ``worker``: the worker's side of a ``dataPath`` job.
 
-pyarrow is an optional dependency (``pip install 'tabpy[arrow]'``). Nothing imports it unless
+pyarrow is an optional dependency (``pip install 'tabpyx[arrow]'``). Nothing imports it unless
 Arrow is enabled: the server imports this package's other modules only then, and a worker
 only when it gets a ``dataPath`` job.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tabpy import DISTRIBUTION_NAME
 from tabpy.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["create_service"]
 
-INSTALL_HINT = "pip install 'tabpy[arrow]'"
+#: Works wherever the server was installed with pip: the extra's list comes from its metadata.
+INSTALL_HINT = f"pip install '{DISTRIBUTION_NAME}[arrow]'"
 
 
 def create_service(settings: Settings, auth: object, pool: WorkerPool) -> ArrowService:

@@ -12,9 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
-from tabpy.config import ConfigError, Settings, describe_settings, load_settings
+from tabpy import DISTRIBUTION_NAME, __version__
+from tabpy.config import (
+    DEFAULT_PORT,
+    ConfigError,
+    Settings,
+    describe_settings,
+    load_settings,
+)
 from tabpy.logs import configure_logging, set_log_format
 
 logger = logging.getLogger("tabpy.server")
@@ -31,6 +40,13 @@ Options:
   -h --help               Show this screen.
   --config <CONFIG>       Path to a config file.
   --disable-auth-warning  Do not ask for confirmation when authentication is off.
+
+Configuration:
+  Every setting is a TABPY_* key: in the [TabPy] section of the config file, or as an
+  environment variable of the same name, which overrides the file. For example:
+    TABPY_PORT=9005 TABPY_EVALUATE_TIMEOUT=60 tabpy
+  Without either, the defaults apply (port {DEFAULT_PORT}, no authentication). Every key is
+  described in docs/configuration.md ({DISTRIBUTION_NAME} {__version__}).
 """
 
 AUTH_WARNING_HEAD = (
@@ -46,10 +62,28 @@ AUTH_WARNING_TAIL = (
     "We strongly advise against proceeding without authentication as it poses a significant "
     "security risk.\n\nDo you wish to proceed without authentication? (y/N): "
 )
-ABORT_MESSAGE = (
-    "\nAborting start up. To enable authentication for your TabPy server, see "
-    "https://github.com/tableau/TabPy/blob/master/docs/server-config.md#authentication."
-)
+
+
+def abort_message(settings: Settings) -> str:
+    """What to do instead of starting without authentication, with paths that fit this setup.
+
+    The password file is suggested next to the config file (or in the state folder without
+    one), a folder that exists and belongs to whoever runs the server.
+    """
+    folder = settings.config_file.parent if settings.config_file else settings.state_path
+    pwd_file = folder.expanduser().absolute() / "passwords.txt"
+    where = (
+        f"in the [TabPy] section of {settings.config_file}:\n  TABPY_PWD_FILE = {pwd_file}"
+        if settings.config_file
+        else f"in the environment:\n  TABPY_PWD_FILE={pwd_file} tabpy"
+    )
+    return (
+        "\nAborting start up. To require a password, create a password file:\n"
+        f"  tabpy-user add -u <name> -f {pwd_file}\n"
+        f"and name it {where}\n"
+        'The README\'s "Requiring a password" section and docs/quickstart.md have the details. '
+        "To start without authentication anyway, add --disable-auth-warning."
+    )
 
 
 class UsageError(Exception):
@@ -102,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     set_log_format(settings.log_format)
     for line in describe_settings(settings):
         logger.debug(line)
+    warn_about_upstream_tabpy()
     if not _confirm_without_authentication(settings, disable_warning):
-        print(ABORT_MESSAGE)
+        print(abort_message(settings))
         return 0
     from tabpy.server.runner import serve
 
@@ -112,6 +147,32 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"tabpy: {error}\n")
         return 1
+
+
+def warn_about_upstream_tabpy(version_of: Callable[[str], str] = metadata.version) -> None:
+    """Warn when Tableau's TabPy is also installed: its files and ours share ``tabpy/``.
+
+    pip does not know that two distributions write the same package, so installing this one
+    over TabPy mixes their files, and a later ``pip uninstall tabpy`` deletes files of this
+    server (the ``tabpy`` command and the client among them). TabPy's versions are all below
+    3; this project's own early builds were also called ``tabpy``, from 3.0.0.dev on.
+    """
+    try:
+        version = version_of("tabpy")
+    except metadata.PackageNotFoundError:
+        return
+    major = version.split(".", 1)[0]
+    if not major.isdigit() or int(major) >= 3:
+        return
+    logger.warning(
+        "TabPy %s is installed in this Python environment as well; it shares the tabpy package "
+        "with %s, so their files are mixed and uninstalling TabPy would break this server. "
+        "Reinstall cleanly: pip uninstall -y tabpy %s, then install %s again",
+        version,
+        DISTRIBUTION_NAME,
+        DISTRIBUTION_NAME,
+        DISTRIBUTION_NAME,
+    )
 
 
 def _confirm_without_authentication(settings: Settings, disable_warning: bool) -> bool:

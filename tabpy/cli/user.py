@@ -141,6 +141,13 @@ def _delete(options: argparse.Namespace) -> None:
 
 def _list(options: argparse.Namespace) -> None:
     existing = _read(options.pwdfile)
+    if not existing.entries:
+        # The server refuses such a file ("No credentials found"); say so rather than print
+        # nothing, since this is the command the troubleshooting guide sends admins to.
+        raise UserError(
+            f"Passwords file {options.pwdfile} has no users, so the server refuses it (No "
+            f"credentials found): add one with tabpy-user add -u <name> -f {options.pwdfile}"
+        )
     for entry in existing.entries.values():
         if isinstance(entry.hash, ModernHash):
             kind = f"pbkdf2_sha512, {entry.hash.iterations} iterations"

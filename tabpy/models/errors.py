@@ -15,12 +15,15 @@ argument and what to change.
 
 from __future__ import annotations
 
+from tabpy import DISTRIBUTION_NAME
 from tabpy.errors import TabPyError
 
 __all__ = ["INSTALL_COMMAND", "MissingDependencyError", "ModelError", "ModelInputError"]
 
-#: The command that installs every library the models use.
-INSTALL_COMMAND = "pip install 'tabpy[models]'"
+#: The command that installs every library the models use. It works where the server was
+#: installed with pip (from a checkout too): pip then takes the extra's list from the installed
+#: package's metadata and only fetches the libraries.
+INSTALL_COMMAND = f"pip install '{DISTRIBUTION_NAME}[models]'"
 
 
 class ModelError(TabPyError):

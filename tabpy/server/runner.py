@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -25,6 +27,7 @@ from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
 from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
+from tabpy.server.tls_handshake import HandshakeReporter, report_handshake_failures
 
 if TYPE_CHECKING:
     from tabpy.arrow.service import ArrowService
@@ -42,6 +45,8 @@ class TabPyServer(uvicorn.Server):
     failed = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.ssl is not None:
+            HandshakeReporter().install(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started:
             if self.on_hangup is not None:
@@ -117,6 +122,21 @@ def open_registry(settings: Settings) -> Registry:
 def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``."""
     tls = server_context(settings)
+    if tls is not None:
+        report_handshake_failures(tls)
+    # Before anything else starts: a port in use is a one-line ConfigError, not an exit code 3
+    # after "Application startup complete".
+    listeners = bind_listeners(settings.bind_address, settings.port)
+    try:
+        return _serve_on(settings, tls, listeners)
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def _serve_on(
+    settings: Settings, tls: ssl.SSLContext | None, listeners: list[socket.socket]
+) -> int:
     # Process-wide, hence here: *_created series double what Prometheus stores, for nothing
     # that process_start_time_seconds does not already say.
     prometheus_client.disable_created_metrics()
@@ -146,7 +166,7 @@ def serve(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _already_handled)
     # run() (not asyncio.run) so uvicorn installs the configured uvloop event loop.
-    server.run()
+    server.run(sockets=listeners)
     code = 1 if not server.started or server.failed else 0
     if code == 0:
         logger.info("Shutting down TabPy...")
@@ -159,3 +179,64 @@ def serve(settings: Settings) -> int:
 
 def _already_handled(signum: int, frame: FrameType | None) -> None:
     """The server has already shut down for this signal."""
+
+
+def bind_listeners(host: str, port: int) -> list[socket.socket]:
+    """Bound (not yet listening) sockets for ``host``:``port``, as the event loop would make.
+
+    One per address ``host`` resolves to (``localhost`` may give an IPv4 and an IPv6 one); with
+    port 0 they all share the first one's free port. Raises :class:`ConfigError` naming the
+    setting to change when the address cannot be used.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as err:
+        raise ConfigError(
+            f"TABPY_BIND_ADDRESS = {host!r} cannot be used ({err.strerror}): set it to an "
+            "address of this machine, such as 0.0.0.0 (every interface) or 127.0.0.1."
+        ) from None
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            # With port 0, the first socket picks a free port and the others follow it.
+            target = port if port or len(listeners) == 1 else listeners[0].getsockname()[1]
+            try:
+                listener.bind((address[0], target, *address[2:]))
+            except OSError as err:
+                raise _bind_error(err, host, target) from None
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+def _bind_error(err: OSError, host: str, port: int) -> ConfigError:
+    where = f"{host}:{port}"
+    if err.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"TABPY_PORT = {port}: the port is already in use on {host} (by another tabpy or "
+            f"TabPy?): stop that program (ss -ltnp | grep :{port} shows it) or set TABPY_PORT "
+            "to a free port."
+        )
+    if err.errno == errno.EACCES:
+        return ConfigError(
+            f"TABPY_PORT = {port}: not allowed to listen on {where} (ports below 1024 need "
+            "privileges): use a port above 1023, or put nginx in front."
+        )
+    if err.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(
+            f"TABPY_BIND_ADDRESS = {host}: not an address of this machine: use one of its "
+            "addresses, 0.0.0.0 (every interface) or 127.0.0.1."
+        )
+    return ConfigError(
+        f"Cannot listen on {where} ({err.strerror or err}): check TABPY_BIND_ADDRESS and "
+        "TABPY_PORT."
+    )

@@ -453,7 +453,7 @@ def test_arrow_without_pyarrow_is_one_clear_line(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("tabpy: ")]
     assert len(errors) == 1, result.stderr
     assert "pyarrow is not installed" in errors[0]
-    assert "pip install 'tabpy[arrow]'" in errors[0]
+    assert "pip install 'tabpyx[arrow]'" in errors[0]
     assert "Traceback" not in result.stderr
 
 

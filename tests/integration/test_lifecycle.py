@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +103,26 @@ def test_bad_value_is_one_line_without_traceback(tmp_path: Path, key: str, value
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert key in result.stderr
     assert value in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_fails_before_start_up_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = run_with_settings(tmp_path, TABPY_PORT=str(port), TABPY_WORKERS="1")
+
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tabpy: ")]
+    assert errors == [
+        f"tabpy: TABPY_PORT = {port}: the port is already in use on 0.0.0.0 (by another tabpy "
+        f"or TabPy?): stop that program (ss -ltnp | grep :{port} shows it) or set TABPY_PORT to "
+        "a free port."
+    ], result.stderr
+    assert "startup complete" not in result.stderr
+    assert "Web service listening" not in result.stderr
     assert "Traceback" not in result.stderr
 
 

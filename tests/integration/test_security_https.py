@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import re
+import shutil
 import ssl
+import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from doc_session import Block, blocks, section, without_proxy_for_localhost
 from live_server import ServerProcess, run_tabpy, write_config
 from security_support import Authority, basic, key_pem, password_line, write_pair
+
+import tabpy
 
 UTC = dt.timezone.utc
 
@@ -61,9 +72,28 @@ def test_https_with_verified_certificate(
     assert "Setting minimum TLS version to TLSv1_2" in log
     assert log.index("Setting minimum TLS version") < log.index("Web service listening")
 
-    # Plain HTTP to the TLS port gets no HTTP answer.
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{server.port}/info", timeout=10)
+    # Plain HTTP to the TLS port gets no HTTP answer, and the log says once who sent it.
+    for _ in range(2):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(
+                f"http://127.0.0.1:{server.port}/info",
+                headers={"Authorization": basic("alice", "P@ssw0rd")},
+                timeout=10,
+            )
+    warning = re.compile(
+        r"\[WARNING\] tabpy\.server: TLS handshake failed: client 127\.0\.0\.1:\d+ sent plain "
+        r"HTTP to the HTTPS port: use an https:// URL"
+    )
+    assert server.stderr.wait_for(warning, timeout=10), server.stderr.text
+    # A client that does not trust the certificate (no CA given) is named too.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"https://localhost:{server.port}/info", verify=True, timeout=10)
+    untrusted = re.compile(r"client 127\.0\.0\.1:\d+ does not trust the server's certificate")
+    assert server.stderr.wait_for(untrusted, timeout=10), server.stderr.text
+    log = server.stderr.text
+    assert len(warning.findall(log)) == 1  # the retry within a minute is not logged again
+    assert "P@ssw0rd" not in log and basic("alice", "P@ssw0rd").split()[1] not in log
+    assert "Traceback" not in log and "[ERROR]" not in log
 
 
 def test_minimum_tls_version_is_enforced(
@@ -146,7 +176,7 @@ REFUSALS = {
     "missing-file": (
         _missing_cert,
         "Error using HTTPS: The parameter(s) TABPY_CERTIFICATE_FILE must point to an existing "
-        "file.",
+        "file: {tmp_path}/server.crt does not exist.",
     ),
 }
 
@@ -161,5 +191,96 @@ def test_bad_certificates_stop_start_up_with_one_line(
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("tabpy: ")]
     assert len(errors) == 1, result.stderr
-    assert message in errors[0]
+    assert message.format(tmp_path=tmp_path) in errors[0]
     assert "Traceback" not in result.stderr
+
+
+# --- the README's HTTPS steps, as written -------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.mark.skipif(
+    not (shutil.which("openssl") and shutil.which("curl")), reason="needs openssl and curl"
+)
+def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Make the certificate, write the config and call the server, all copied from the README.
+
+    The only substitutions: the README's /etc/tabpy folder becomes a temporary one, its 9004 the
+    server's port, and tabpy.example.com (which does not resolve here) localhost, a name the
+    README's certificate also carries.
+    """
+    section_text = section(README.read_text(encoding="utf-8"), "### HTTPS")
+    folder = tmp_path / "etc"
+    folder.mkdir()  # the README's `sudo install -d -o "$USER" /etc/tabpy`
+
+    def as_here(block: Block) -> Block:
+        return block.replace("/etc/tabpy", str(folder))
+
+    shell, config, check, client = (as_here(b) for b in blocks(section_text))
+    assert [b.language for b in (shell, config, check, client)] == ["sh", "ini", "sh", "python"]
+
+    made = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", shell.text],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    cert = folder / "server.crt"
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert "localhost" in names.value.get_values_for_type(x509.DNSName)
+    assert stat.S_IMODE((folder / "server.key").stat().st_mode) == 0o600
+
+    # The block as it stands, inline comments included, is the whole config file.
+    conf = folder / "tabpy.conf"
+    conf.write_text(config.text, encoding="utf-8")
+    # ServerProcess runs the README's file instead of writing its own; the port and the state
+    # folder come from the environment, which overrides the file.
+    server = ServerProcess(tmp_path / "server", client={"verify": client_context(cert)})
+    server.args = ["--config", str(conf), "--disable-auth-warning"]
+    server.scheme = "https"
+    server.extra_env = {"TABPY_PORT": "0", "TABPY_STATE_PATH": str(server.state_path)}
+    request.addfinalizer(server.kill)
+    server.start()
+    assert "Setting minimum TLS version to TLSv1_2" in server.stderr.text
+
+    port = str(server.port)
+    local = without_proxy_for_localhost(os.environ)
+    checked = subprocess.run(
+        ["bash", "-e", "-c", check.replace("9004", port).text],
+        env=local,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["server_version"] == tabpy.__version__
+
+    # Without the certificate as CA, curl refuses, and the server says which client gave up.
+    untrusted = subprocess.run(
+        ["curl", "-fsS", f"https://localhost:{port}/info"],
+        env=local,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert untrusted.returncode == 60, untrusted.stderr  # "SSL certificate problem"
+    assert server.stderr.wait_for(
+        re.compile(r"client 127\.0\.0\.1:\d+ does not trust the server's certificate"), 10
+    ), server.stderr.text
+
+    program = client.replace("9004", port).replace("tabpy.example.com", "localhost")
+    ran = subprocess.run(
+        [sys.executable, "-c", program.text],
+        env=local,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "{}"  # nothing deployed yet

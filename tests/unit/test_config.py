@@ -383,7 +383,23 @@ def test_https_files_must_exist(
         "TABPY_KEY_FILE": str(key),
     }
     message = error_of(load, None, env)
-    assert message == f"Error using HTTPS: The parameter(s) {names} must point to an existing file."
+    assert message.startswith(
+        f"Error using HTTPS: The parameter(s) {names} must point to an existing file: "
+    )
+    # Every path that was tried is named, so a typo or a stray comment is visible at once.
+    for path, exists in ((cert, cert_exists), (key, key_exists)):
+        assert (f"{path} does not exist" in message) != exists
+
+
+def test_https_file_that_is_a_folder_is_named(load: Load, tmp_path: Path) -> None:
+    (tmp_path / "c.key").write_text("key")
+    env = {
+        "TABPY_TRANSFER_PROTOCOL": "https",
+        "TABPY_CERTIFICATE_FILE": str(tmp_path),
+        "TABPY_KEY_FILE": str(tmp_path / "c.key"),
+    }
+    message = error_of(load, None, env)
+    assert message.endswith(f"must point to an existing file: {tmp_path} is a folder.")
 
 
 def test_cert_files_not_checked_for_http(load: Load) -> None:
@@ -414,13 +430,38 @@ def test_missing_pwd_file(load: Load, tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
     message = error_of(load, f"[TabPy]\nTABPY_PWD_FILE = {missing}\n")
     assert message.startswith(f'TABPY_PWD_FILE = "{missing}" is not a readable file')
+    assert f"({missing} does not exist)" in message
+    assert f"tabpy-user add -u NAME -f {missing}" in message
+
+
+def test_relative_pwd_file_names_the_path_tried(
+    load: Load, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = error_of(load, None, {"TABPY_PWD_FILE": "passwords.txt"})
+    assert f"({tmp_path / 'passwords.txt'} does not exist)" in message
+
+
+def test_pwd_file_that_is_a_folder(load: Load, tmp_path: Path) -> None:
+    message = error_of(load, None, {"TABPY_PWD_FILE": str(tmp_path)})
+    assert f"({tmp_path} is a folder)" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_pwd_file(load: Load, tmp_path: Path) -> None:
+    locked = tmp_path / "passwords.txt"
+    locked.write_text("alice hash\n")
+    locked.chmod(0)
+    message = error_of(load, None, {"TABPY_PWD_FILE": str(locked)})
+    assert f"({locked} cannot be read by this user)" in message
 
 
 def test_explicit_state_path_must_exist(load: Load, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir"
     message = error_of(load, None, {"TABPY_STATE_PATH": str(missing)})
     assert message.startswith(f'TABPY_STATE_PATH = "{missing}" is not an existing directory')
-    assert "create it" in message
+    assert f"({missing} does not exist)" in message
+    assert f"mkdir -p {missing}" in message
     assert not missing.exists()
 
 
@@ -491,6 +532,72 @@ def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found") as info:
         load_settings(missing, {})
     assert str(missing) in str(info.value)
+
+
+def test_missing_relative_config_file_names_the_path_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_settings("conf/tabpy.conf", {})
+    assert str(info.value).startswith(
+        f"Config file conf/tabpy.conf not found (looked for {tmp_path / 'conf/tabpy.conf'})"
+    )
+
+
+# --- inline comments ----------------------------------------------------------------------------
+
+
+def test_inline_comments_are_not_part_of_values(load: Load, tmp_path: Path) -> None:
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    settings = load(
+        "[TabPy]  # the section TabPy reads\n"
+        "TABPY_TRANSFER_PROTOCOL = https   # or http\n"
+        f"TABPY_CERTIFICATE_FILE = {cert}   # PEM; the chain may follow\n"
+        f"TABPY_KEY_FILE = {key}\t# not encrypted\n"
+        "TABPY_PORT = 9110 ; semicolons too, as for whole-line comments\n"
+        "TABPY_MINIMUM_TLS_VERSION = TLSv1_3 #no space after the mark is still a comment\n"
+    )
+    assert settings.transfer_protocol == "https"
+    assert (settings.certificate_file, settings.key_file) == (cert, key)
+    assert settings.port == 9110
+    assert settings.minimum_tls_version == "TLSv1_3"
+
+
+def test_hash_without_whitespace_before_it_stays_in_the_value(load: Load, tmp_path: Path) -> None:
+    folder = tmp_path / "tabpy#2"
+    folder.mkdir()
+    settings = load(
+        "[TabPy]\n"
+        f"TABPY_STATIC_PATH = {folder}\n"
+        "TABPY_REGISTRY_URL = postgresql+psycopg://tabpy:pa#ss;word@db/tabpy  # a comment\n"
+    )
+    assert settings.static_path == folder
+    assert settings.registry_url == "postgresql+psycopg://tabpy:pa#ss;word@db/tabpy"
+
+
+def test_a_value_that_is_only_a_comment_is_unset(load: Load) -> None:
+    settings = load("[TabPy]\nTABPY_PORT =   # set by the service\n")
+    assert settings.port == DEFAULT_PORT
+    assert settings.sources["TABPY_PORT"] == "default"
+
+
+def test_environment_values_are_never_comments(load: Load, tmp_path: Path) -> None:
+    """The way to a value containing " #": the environment, directly or by reference."""
+    folder = tmp_path / "reports #2"
+    folder.mkdir()
+    direct = load(None, {"TABPY_STATIC_PATH": str(folder)})
+    referenced = load(
+        "[TabPy]\nTABPY_STATIC_PATH = %(REPORTS)s  # set by the service\n", {"REPORTS": str(folder)}
+    )
+    assert direct.static_path == referenced.static_path == folder
+
+
+def test_comment_cut_value_is_shown_without_the_comment(load: Load) -> None:
+    message = error_of(load, "[TabPy]\nTABPY_PORT = 90o4   # the usual port\n")
+    assert message.startswith('TABPY_PORT = "90o4" is not a valid port')
 
 
 @pytest.mark.parametrize("body", ["", "  \n\n"])

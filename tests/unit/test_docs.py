@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tabpy.config import _KEYS
+from tabpy import DISTRIBUTION_NAME, __version__
+from tabpy.arrow import INSTALL_HINT
+from tabpy.config import _KEYS, load_settings
+from tabpy.models.errors import INSTALL_COMMAND
 from tabpy.server.index import _DOCS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -84,3 +88,111 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         pytest.skip(f"systemd-analyze cannot run here: {output.strip()}")
     assert result.returncode == 0, output
     assert str(copy) not in output, output  # no warnings about lines of the unit
+
+
+# --- install commands and the distribution's name ------------------------------------------------
+
+ROOT = DOCS.parent
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+PIP_INSTALL = re.compile(r"\bpip3?\s+install\b([^\n`]*)")
+# Options of pip install that take a value, so that the value is not read as a requirement.
+_VALUED = frozenset(
+    {"-r", "-c", "-e", "-i", "-f", "-t", "--target", "--index-url", "--constraint",
+     "--requirement", "--extra-index-url", "--find-links", "--editable"}
+)  # fmt: skip
+REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9._-]+|\.|[./~][^\[]*)(?:\[(?P<extras>[^\]]*)\])?")
+
+
+def pyproject() -> dict[str, object]:
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def install_commands() -> list[tuple[str, str]]:
+    """``(page, requirement)`` for every requirement of every ``pip install`` in the docs."""
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        for match in PIP_INSTALL.finditer(text):
+            command = re.split(r"\s#|&&|\|\||;|\|", match.group(1))[0]
+            words = iter(shlex.split(command))
+            for word in words:
+                if word in _VALUED:
+                    next(words, None)
+                elif not word.startswith("-"):
+                    found.append((page.name, word))
+    return found
+
+
+def test_docs_show_install_commands() -> None:
+    requirements = {requirement for _, requirement in install_commands()}
+    assert ".[models]" in requirements and f"{DISTRIBUTION_NAME}[models]" in requirements
+
+
+@pytest.mark.parametrize(("page", "requirement"), install_commands())
+def test_install_commands_install_this_project(page: str, requirement: str) -> None:
+    """Never upstream TabPy: every requirement is a checkout, ``tabpyx`` or another library."""
+    match = REQUIREMENT.match(requirement)
+    assert match, f"{page}: cannot read requirement {requirement!r}"
+    local = match.group("name").startswith((".", "/", "~"))  # a checkout or a wheel
+    name = re.sub(r"[-_.]+", "-", match.group("name")).lower()
+    assert local or name != "tabpy", f"{page}: {requirement!r} installs Tableau's TabPy"
+    extras = match.group("extras")
+    if extras is not None:
+        assert local or name == DISTRIBUTION_NAME, f"{page}: extras of another project"
+        optional = pyproject()["project"]["optional-dependencies"]  # type: ignore[index]
+        for extra in extras.split(","):
+            assert extra.strip() in optional, f"{page}: {requirement!r} names no known extra"
+
+
+def test_no_page_or_message_refers_to_tabpy_extras() -> None:
+    pattern = re.compile(r"\btabpy\[")
+    sources = [*PAGES, ROOT / "pyproject.toml", *sorted((ROOT / "tabpy").rglob("*.py"))]
+    offenders = [
+        str(path.relative_to(ROOT)) for path in sources if pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_distribution_name_and_version_have_one_source() -> None:
+    project = pyproject()["project"]
+    assert project["name"] == DISTRIBUTION_NAME  # type: ignore[index]
+    assert project["dynamic"] == ["version"]  # type: ignore[index]
+    dynamic = pyproject()["tool"]["setuptools"]["dynamic"]  # type: ignore[index]
+    assert dynamic["version"] == {"attr": "tabpy.__version__"}
+    test_extra = project["optional-dependencies"]["test"]  # type: ignore[index]
+    own = [r for r in test_extra if r.split("[")[0].lower() in ("tabpy", DISTRIBUTION_NAME)]
+    assert own and all(r.startswith(f"{DISTRIBUTION_NAME}[") for r in own)
+
+
+def test_version_is_semver_and_pep440_alike() -> None:
+    """pip normalises PEP 440 versions; one that is also SemVer reads the same everywhere."""
+    semver = r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?"
+    assert re.fullmatch(semver, __version__)
+    version = pytest.importorskip("packaging.version")
+    assert str(version.Version(__version__)) == __version__
+
+
+def test_install_hints_in_messages_name_the_distribution() -> None:
+    hints = (INSTALL_COMMAND, INSTALL_HINT)
+    assert hints == (
+        f"pip install '{DISTRIBUTION_NAME}[models]'",
+        f"pip install '{DISTRIBUTION_NAME}[arrow]'",
+    )
+
+
+def test_timeout_message_is_quoted_as_the_server_words_it() -> None:
+    """The 408 says "30 s" with the default and "30.0 s" once set; the README says both."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    default = load_settings(None, {"TABPY_STATE_PATH": str(ROOT)}).evaluate_timeout_text
+    configured = load_settings(
+        None, {"TABPY_STATE_PATH": str(ROOT), "TABPY_EVALUATE_TIMEOUT": "30"}
+    ).evaluate_timeout_text
+    assert f"Timeout is set to {default} s." in readme
+    assert f"`{configured} s` once" in readme
+
+
+def test_readme_creates_etc_tabpy_before_using_it() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_use = readme.index("/etc/tabpy/")
+    assert 'install -d -o "$USER" /etc/tabpy' in readme[:first_use]

@@ -100,3 +100,17 @@ def test_usage_and_help(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert code == 1
     code, _, err = run(capsys, "update", "-u", "x", "-p", "y", "-f", str(tmp_path / "missing"))
     assert code == 1 and "not found" in err
+
+
+@pytest.mark.parametrize("body", ["", "# users are added by the deploy script\n\n"])
+def test_list_of_a_file_without_users_says_why_the_server_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str
+) -> None:
+    path = tmp_path / "passwords.txt"
+    path.write_text(body)
+    code, out, err = run(capsys, "list", "-f", str(path))
+    assert (code, out) == (1, "")
+    last = err.splitlines()[-1]
+    assert last.startswith(f"Passwords file {path} has no users, so the server refuses it")
+    assert last.endswith(f"tabpy-user add -u <name> -f {path}")
+    assert path.read_text() == body
