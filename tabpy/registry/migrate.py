@@ -14,14 +14,12 @@ Alembic-managed application keeps the two histories apart.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib.resources import files
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from tabpy.registry.database import schema_transaction
@@ -31,6 +29,30 @@ from tabpy.registry.tables import meta_table
 __all__ = ["BASELINE", "VERSION_TABLE", "current_revision", "head_revision", "upgrade_schema"]
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic narrates its own set-up at INFO (plugins loaded, "Context impl SQLiteImpl.",
+    "Will assume non-transactional DDL.", the last untrue inside our transaction); the log
+    gets one line per applied revision from ``env.py`` instead. A level an admin set for
+    the ``alembic`` logger is left alone."""
+    alembic_logger = logging.getLogger("alembic")
+    if alembic_logger.level != logging.NOTSET:
+        yield
+        return
+    alembic_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_logger.setLevel(logging.NOTSET)
+
+
+with _quiet_alembic():  # importing alembic logs the plugins it sets up
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
 VERSION_TABLE = "tabpy_alembic_version"
 #: The schema of servers that predate recorded revisions (``create_all``).
@@ -43,7 +65,7 @@ def upgrade_schema(engine: Engine) -> str:
     config = _config()
     script = ScriptDirectory.from_config(config)
     head = head_revision()
-    with schema_transaction(engine) as conn:
+    with _quiet_alembic(), schema_transaction(engine) as conn:
         context = _context(conn)
         found = context.get_current_revision()
         if found is None and _predates_revisions(conn):
@@ -62,7 +84,7 @@ def upgrade_schema(engine: Engine) -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the registry is at (None: no version table)."""
-    with engine.connect() as conn:
+    with _quiet_alembic(), engine.connect() as conn:
         return _context(conn).get_current_revision()
 
 

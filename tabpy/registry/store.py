@@ -30,7 +30,6 @@ from sqlalchemy.engine import Connection
 from tabpy.registry.database import create_engine, write_transaction
 from tabpy.registry.deploy_request import DeployRequest, EndpointFields
 from tabpy.registry.endpoint import Endpoint, Version
-from tabpy.registry.migrate import upgrade_schema
 from tabpy.registry.registry_errors import (
     EndpointExists,
     UnknownArtifact,
@@ -67,6 +66,9 @@ class Registry:
         self.url = url
         self.engine = create_engine(url)
         if create:
+            # Imported here: workers open the registry as it is and never load Alembic.
+            from tabpy.registry.migrate import upgrade_schema
+
             try:
                 upgrade_schema(self.engine)
             except BaseException:

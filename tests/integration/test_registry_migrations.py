@@ -315,6 +315,10 @@ def test_a_server_upgrades_an_old_registry_and_serves_it(tmp_path: Path) -> None
     assert current_revision(sa.create_engine(url)) is None
     with running_server(tmp_path / "server", {"TABPY_WORKERS": "1"}) as server:
         assert server.state_path == state.resolve()
+        log = server.stderr.text
+        assert "predates schema revisions: recording it as 0001" in log
+        assert f"Registry schema: applied revision {head_revision()} (" in log
+        assert "Context impl" not in log and "setup plugin" not in log  # Alembic's chatter
         listed = server.http.get("/endpoints").json()
         assert {n: e["version"] for n, e in listed.items() if n != LONG_NAME} == {
             "add": 3,

@@ -8,11 +8,23 @@ caller's, so everything here commits or rolls back with it. For a developer's
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import context
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 
-from tabpy.registry.migrate import VERSION_TABLE
+from tabpy.registry.migrate import VERSION_TABLE, logger
 from tabpy.registry.tables import metadata
+
+
+def _applied(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    # A Script (typed as its base, Revision): its doc is the module docstring's first line.
+    summary = getattr(step.up_revision, "doc", "") or ""
+    logger.info("Registry schema: applied revision %s (%s)", step.up_revision_id, summary)
 
 
 def _run(connection: sa.Connection) -> None:
@@ -22,6 +34,7 @@ def _run(connection: sa.Connection) -> None:
         version_table=VERSION_TABLE,
         # SQLite cannot alter a column in place; batch operations copy the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
+        on_version_apply=_applied,
     )
     with context.begin_transaction():
         context.run_migrations()
