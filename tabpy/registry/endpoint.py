@@ -2,6 +2,10 @@
 
 The field names and their order are TabPy's (``GET /endpoints`` shows them in
 this order and clients read them by name).
+
+Lengths are checked here rather than left to the database: SQLite ignores the
+length of a ``VARCHAR``, PostgreSQL refuses what does not fit, and the same
+request must get the same answer from both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ from typing import Any
 from tabpy.errors import InvalidRequest
 
 DEFAULT_DOCSTRING = "-- no docstring found in query function --"
+#: Longest endpoint name a deploy may create. The name travels in URL paths
+#: (``/query/<name>``), percent-encoded at up to 3 bytes a character, and this keeps
+#: such a URL far below the request-line limits of servers and proxies.
+MAX_NAME_LENGTH = 1024
+#: Longest endpoint type (TabPy's are ``model`` and ``alias``).
+MAX_TYPE_LENGTH = 64
 _NAME = re.compile(r"^[a-zA-Z0-9-_\s]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -52,13 +62,34 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Version:
-    """One deployed version of an endpoint and the artifact it runs."""
+    """One deployed version of an endpoint: the artifact it runs and what it said of itself.
+
+    ``description``, ``docstring`` and ``schema`` are None when unknown (the version was
+    recorded by a server that did not keep them); ``current`` marks the version served now.
+    """
 
     name: str
     version: int
     artifact: str
     size: int
     created_at: int
+    description: str | None = None
+    docstring: str | None = None
+    schema: Any = None
+    current: bool = False
+
+    def info(self) -> dict[str, Any]:
+        """The object ``GET /endpoints/<name>/versions`` lists for this version."""
+        return {
+            "version": self.version,
+            "artifact": self.artifact,
+            "size": self.size,
+            "created_at": self.created_at,
+            "description": self.description,
+            "docstring": self.docstring,
+            "schema": self.schema,
+            "current": self.current,
+        }
 
 
 def check_name(name: Any) -> str:
@@ -67,6 +98,11 @@ def check_name(name: Any) -> str:
     if not _NAME.match(name):
         raise InvalidRequest(
             "endpoint name can only contain: a-z, A-Z, 0-9, underscore, hyphens and spaces."
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest(
+            f"endpoint name is {len(name)} characters long; "
+            f"the limit is {MAX_NAME_LENGTH}. Choose a shorter name."
         )
     return name
 

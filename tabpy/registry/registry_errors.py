@@ -13,10 +13,17 @@ Hierarchy (under :mod:`tabpy.errors`)::
 
 The three "not deployed" errors differ only in wording: TabPy words each route's reply
 differently, and clients match those words.
+
+A registry the server cannot use stops start-up instead (``tabpy.config.ConfigError``)::
+
+    ConfigError
+    ├── RegistryTooNew         its schema revision is newer than this server knows
+    └── UnrecognisedRegistry   some of the registry's tables exist, but not all
 """
 
 from __future__ import annotations
 
+from tabpy.config import ConfigError
 from tabpy.errors import InvalidRequest, NotFound
 
 
@@ -51,3 +58,22 @@ class EndpointNotFound(NotFound):
 class UnknownURI(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__("UnknownURI", f"Endpoint '{name}' does not exist")
+
+
+class RegistryTooNew(ConfigError):
+    def __init__(self, found: str, newest: str) -> None:
+        super().__init__(
+            f"TABPY_REGISTRY_URL: the registry's schema is at revision {found}, newer than this "
+            f"server understands (its newest is {newest}); a newer version of the server "
+            "upgraded it. Run that version (or newer), or point TABPY_REGISTRY_URL at another "
+            "registry."
+        )
+
+
+class UnrecognisedRegistry(ConfigError):
+    def __init__(self, present: list[str], missing: list[str]) -> None:
+        super().__init__(
+            f"TABPY_REGISTRY_URL: the database has the registry tables {', '.join(present)} "
+            f"but not {', '.join(missing)}, and no schema revision, so it is not a registry "
+            "this server made. Point TABPY_REGISTRY_URL at a registry or an empty database."
+        )

@@ -3,25 +3,32 @@
 Every change is one database transaction, so a crash at any moment (``kill
 -9`` mid-deploy included) leaves either the old state or the new one.  The
 default database is SQLite in WAL mode under the state path; any SQLAlchemy URL
-(PostgreSQL for several instances sharing one registry) works unchanged.
+(PostgreSQL for several instances sharing one registry) works unchanged.  The
+tables are in :mod:`tabpy.registry.tables`; a server brings them up to date
+when it opens the registry (:mod:`tabpy.registry.migrate`).
 
 Artifacts (the pickled functions) live in the database too, addressed by their
 SHA-256, so every instance and every worker reads the same bytes and no shared
 disk is needed.  ``revision`` grows with every change: servers and workers
 compare it to know when their cached view is stale.
+
+Each version also keeps the description, docstring and schema the endpoint had
+while it was current, so a rollback restores them with the code.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from tabpy.registry.database import create_engine, write_transaction
+from tabpy.registry.deploy_request import DeployRequest, EndpointFields
 from tabpy.registry.endpoint import Endpoint, Version
 from tabpy.registry.registry_errors import (
     EndpointExists,
@@ -29,52 +36,15 @@ from tabpy.registry.registry_errors import (
     UnknownEndpoint,
     UnknownVersion,
 )
+from tabpy.registry.tables import artifacts_table, endpoints_table, meta_table, versions_table
+
+__all__ = ["ORPHAN_GRACE_SECONDS", "Registry", "display_url"]
 
 #: Unreferenced uploads younger than this are kept: a deploy may be about to use them.
 ORPHAN_GRACE_SECONDS = 3600
 
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "tabpy_meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-endpoints_table = sa.Table(
-    "tabpy_endpoints",
-    metadata,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("description", sa.Text, nullable=False),
-    sa.Column("docstring", sa.Text, nullable=False),
-    sa.Column("schema", sa.Text, nullable=False),  # JSON text
-    sa.Column("is_public", sa.Text, nullable=False),  # JSON text: stored as given
-    sa.Column("dependencies", sa.Text, nullable=False),  # JSON text
-    sa.Column("target", sa.Text, nullable=True),
-    sa.Column("creation_time", sa.BigInteger, nullable=False),
-    sa.Column("last_modified_time", sa.BigInteger, nullable=False),
-)
-
-versions_table = sa.Table(
-    "tabpy_versions",
-    metadata,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("artifact", sa.String(64), nullable=True),  # null: legacy pickle was missing
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-)
-
-artifacts_table = sa.Table(
-    "tabpy_artifacts",
-    metadata,
-    sa.Column("sha256", sa.String(64), primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-)
+#: What a version remembers of its endpoint, as stored (``schema`` is JSON text).
+_VERSION_FIELDS = ("description", "docstring", "schema")
 
 
 def display_url(url: str) -> str:
@@ -86,22 +56,24 @@ def display_url(url: str) -> str:
 
 
 class Registry:
-    """Synchronous access to the registry; the server calls it from a thread."""
+    """Synchronous access to the registry; the server calls it from a thread.
+
+    ``create`` (what a server does at start) brings the schema up to date first, or
+    refuses a registry newer than this code; without it the schema is used as it is.
+    """
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = _create_engine(url)
-        if not create:
-            return
-        metadata.create_all(self.engine)
-        with self._write() as conn:
-            if (
-                conn.execute(
-                    sa.select(meta_table.c.value).where(meta_table.c.key == "revision")
-                ).first()
-                is None
-            ):
-                conn.execute(sa.insert(meta_table).values(key="revision", value="0"))
+        self.engine = create_engine(url)
+        if create:
+            # Imported here: workers open the registry as it is and never load Alembic.
+            from tabpy.registry.migrate import upgrade_schema
+
+            try:
+                upgrade_schema(self.engine)
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -136,6 +108,7 @@ class Registry:
             return _get(conn, name)
 
     def versions(self, name: str) -> list[Version]:
+        """Every version of ``name``, oldest first, the one served now marked ``current``."""
         query = (
             sa.select(versions_table, artifacts_table.c.size)
             .select_from(
@@ -146,12 +119,9 @@ class Registry:
             .where(versions_table.c.name == name)
             .order_by(versions_table.c.version)
         )
-        with self.engine.connect() as conn:
-            _get(conn, name)
-            return [
-                Version(row.name, row.version, row.artifact or "", row.size or 0, row.created_at)
-                for row in conn.execute(query)
-            ]
+        with self.engine.connect() as conn, conn.begin():
+            current = _get(conn, name).version
+            return [_version(row, current) for row in conn.execute(query)]
 
     def artifact_of(self, name: str, version: int) -> bytes:
         """The pickled object of one version; raises ``LookupError`` with the reason."""
@@ -185,65 +155,51 @@ class Registry:
     def put_artifact(self, sha256: str, data: bytes) -> bool:
         """Store an upload; False when the same bytes were already stored."""
         with self._write() as conn:
-            if conn.execute(
-                sa.select(artifacts_table.c.sha256).where(artifacts_table.c.sha256 == sha256)
-            ).first():
+            if _has_artifact(conn, sha256):
                 return False
-            conn.execute(
-                sa.insert(artifacts_table).values(
-                    sha256=sha256, size=len(data), data=data, created_at=_now()
-                )
-            )
+            _insert_artifact(conn, sha256, data)
             return True
 
-    def create(self, endpoint: Endpoint, artifact: str | None) -> Endpoint:
-        with self._write() as conn:
-            if _find(conn, endpoint.name) is not None:
-                raise EndpointExists(endpoint.name)
-            _require_artifact(conn, artifact)
-            conn.execute(sa.insert(endpoints_table).values(**_row(endpoint)))
-            _add_version(conn, endpoint.name, endpoint.version, artifact)
-            _bump_revision(conn)
-        return endpoint
+    def deploy(self, request: DeployRequest, artifact: str | None) -> Endpoint:
+        """Apply a validated deploy; ``artifact`` is the new version's object, if it makes one.
 
-    def update(
-        self, name: str, changes: dict[str, Any], artifact: str | None, new_version: bool
-    ) -> Endpoint:
-        """Change the given fields; with ``new_version``, add a version running ``artifact``."""
+        Whether the name is deployed is checked again here, in the transaction: the
+        request was validated against a view that another instance may have changed since.
+        """
         with self._write() as conn:
-            current = _get(conn, name)
-            values = {**_row(current), **_encode(changes), "last_modified_time": _now()}
-            if new_version:
-                _require_artifact(conn, artifact)
-                values["version"] = current.version + 1
-                _add_version(conn, name, values["version"], artifact)
-            conn.execute(
-                sa.update(endpoints_table).where(endpoints_table.c.name == name).values(**values)
-            )
-            _bump_revision(conn)
-            return _get(conn, name)
+            if request.creates:
+                return _create(conn, request, artifact)
+            return _update(conn, request, artifact)
 
     def rollback(self, name: str, version: int) -> Endpoint:
-        """Serve an earlier version's object again, as a new version number.
+        """Serve an earlier version again, as a new version number.
 
-        A new number (rather than moving back) keeps versions increasing, so
-        caches keyed by (name, version) in workers and other instances stay valid.
+        The object, description, docstring and schema are the old version's (the ones
+        it did not record stay as they are). A new number (rather than moving back) keeps
+        versions increasing, so caches keyed by (name, version) in workers and other
+        instances stay valid.
         """
         with self._write() as conn:
             current = _get(conn, name)
             row = conn.execute(
-                sa.select(versions_table.c.artifact).where(
+                sa.select(versions_table).where(
                     versions_table.c.name == name, versions_table.c.version == version
                 )
             ).first()
             if row is None:
                 raise UnknownVersion(name, version)
+            restored = {
+                field: getattr(row, field)
+                for field in _VERSION_FIELDS
+                if getattr(row, field) is not None
+            }
+            about = {**_about(_row(current)), **restored}
             new_version = current.version + 1
-            _add_version(conn, name, new_version, row.artifact)
+            _add_version(conn, name, new_version, row.artifact, about)
             conn.execute(
                 sa.update(endpoints_table)
                 .where(endpoints_table.c.name == name)
-                .values(version=new_version, last_modified_time=_now())
+                .values(version=new_version, last_modified_time=_now(), **restored)
             )
             _bump_revision(conn)
             return _get(conn, name)
@@ -269,7 +225,7 @@ class Registry:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(tabpy_write=True) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             yield conn
 
 
@@ -282,48 +238,63 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
 
 
 def insert_artifact(conn: Connection, sha256: str, data: bytes) -> None:
-    if (
-        conn.execute(
-            sa.select(artifacts_table.c.sha256).where(artifacts_table.c.sha256 == sha256)
-        ).first()
-        is None
-    ):
-        conn.execute(
-            sa.insert(artifacts_table).values(
-                sha256=sha256, size=len(data), data=data, created_at=_now()
-            )
-        )
+    if not _has_artifact(conn, sha256):
+        _insert_artifact(conn, sha256, data)
 
 
 def insert_endpoint(conn: Connection, endpoint: Endpoint, versions: dict[int, str | None]) -> None:
-    conn.execute(sa.insert(endpoints_table).values(**_row(endpoint)))
+    """Add an endpoint with the given versions, each recorded with the endpoint's fields."""
+    values = _row(endpoint)
+    conn.execute(sa.insert(endpoints_table).values(**values))
     for version, artifact in sorted(versions.items()):
-        _add_version(conn, endpoint.name, version, artifact)
+        _add_version(conn, endpoint.name, version, artifact, _about(values))
     _bump_revision(conn)
 
 
-def _create_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+def _create(conn: Connection, request: DeployRequest, artifact: str | None) -> Endpoint:
+    if _find(conn, request.name) is not None:
+        raise EndpointExists(request.name)
+    _require_artifact(conn, artifact)
+    now = _now()
+    fields = request.fields
+    endpoint = Endpoint(
+        name=request.name,
+        type=fields["type"],
+        version=1,
+        description=fields["description"],
+        docstring=fields["docstring"],
+        schema=fields["schema"],
+        is_public=fields["is_public"],
+        dependencies=fields["dependencies"],
+        target=fields["target"],
+        creation_time=now,
+        last_modified_time=now,
+    )
+    values = _row(endpoint)
+    conn.execute(sa.insert(endpoints_table).values(**values))
+    _add_version(conn, endpoint.name, 1, artifact, _about(values))
+    _bump_revision(conn)
+    return _get(conn, request.name)
 
-    @sa.event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: Any, record: Any) -> None:
-        # Let SQLAlchemy's "begin" event decide how transactions start.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
 
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Writers take the write lock up front, so two writers queue instead of
-        # failing with "database is locked" when one upgrades a read lock.
-        immediate = conn.get_execution_options().get("tabpy_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+def _update(conn: Connection, request: DeployRequest, artifact: str | None) -> Endpoint:
+    name = request.name
+    current = _get(conn, name)
+    values = {**_row(current), **_encode(request.fields), "last_modified_time": _now()}
+    if request.new_version:
+        _require_artifact(conn, artifact)
+        values["version"] = current.version + 1
+        _add_version(conn, name, values["version"], artifact, _about(values))
+    else:
+        # The current version now says this about itself; a later rollback to it restores it.
+        conn.execute(
+            sa.update(versions_table)
+            .where(versions_table.c.name == name, versions_table.c.version == current.version)
+            .values(**_about(values))
+        )
+    conn.execute(sa.update(endpoints_table).where(endpoints_table.c.name == name).values(**values))
+    _bump_revision(conn)
+    return _get(conn, name)
 
 
 def _now() -> int:
@@ -355,19 +326,27 @@ def _get(conn: Connection, name: str) -> Endpoint:
     return endpoint
 
 
+def _has_artifact(conn: Connection, sha256: str) -> bool:
+    query = sa.select(artifacts_table.c.sha256).where(artifacts_table.c.sha256 == sha256)
+    return conn.execute(query).first() is not None
+
+
+def _insert_artifact(conn: Connection, sha256: str, data: bytes) -> None:
+    conn.execute(
+        sa.insert(artifacts_table).values(
+            sha256=sha256, size=len(data), data=data, created_at=_now()
+        )
+    )
+
+
 def _require_artifact(conn: Connection, artifact: str | None) -> None:
-    if artifact is None:
-        return
-    if (
-        conn.execute(
-            sa.select(artifacts_table.c.sha256).where(artifacts_table.c.sha256 == artifact)
-        ).first()
-        is None
-    ):
+    if artifact is not None and not _has_artifact(conn, artifact):
         raise UnknownArtifact(artifact)
 
 
-def _add_version(conn: Connection, name: str, version: int, artifact: str | None) -> None:
+def _add_version(
+    conn: Connection, name: str, version: int, artifact: str | None, about: Mapping[str, Any]
+) -> None:
     conn.execute(
         sa.delete(versions_table).where(
             versions_table.c.name == name, versions_table.c.version == version
@@ -375,7 +354,7 @@ def _add_version(conn: Connection, name: str, version: int, artifact: str | None
     )
     conn.execute(
         sa.insert(versions_table).values(
-            name=name, version=version, artifact=artifact, created_at=_now()
+            name=name, version=version, artifact=artifact, created_at=_now(), **about
         )
     )
 
@@ -393,8 +372,13 @@ def _collect_orphans(conn: Connection) -> None:
 _JSON_FIELDS = ("schema", "is_public", "dependencies")
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+def _encode(fields: Mapping[str, Any] | EndpointFields) -> dict[str, Any]:
     return {k: json.dumps(v) if k in _JSON_FIELDS else v for k, v in fields.items()}
+
+
+def _about(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored fields a version keeps, from an endpoint row's stored values."""
+    return {field: values[field] for field in _VERSION_FIELDS}
 
 
 def _row(endpoint: Endpoint) -> dict[str, Any]:
@@ -429,4 +413,18 @@ def _endpoint(row: Any) -> Endpoint:
         creation_time=row.creation_time,
         last_modified_time=row.last_modified_time,
         artifact=getattr(row, "artifact", None),
+    )
+
+
+def _version(row: Any, current: int) -> Version:
+    return Version(
+        name=row.name,
+        version=row.version,
+        artifact=row.artifact or "",
+        size=row.size or 0,
+        created_at=row.created_at,
+        description=row.description,
+        docstring=row.docstring,
+        schema=None if row.schema is None else json.loads(row.schema),
+        current=row.version == current,
     )

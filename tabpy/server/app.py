@@ -110,6 +110,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         route("/info", Info(context).handle, "GET", with_cors=True),
         route("/endpoints", endpoints.list, "GET", with_cors=True),
         route("/endpoints", endpoints.create, "POST"),
+        route("/endpoints", endpoints.delete_named, "DELETE"),
         route("/endpoints/", endpoints.list, "GET", with_cors=True),
         route("/endpoints/{name}", endpoints.get, "GET", with_cors=True),
         route("/endpoints/{name}", endpoints.update, "PUT"),

@@ -1,28 +1,26 @@
-"""The endpoint management routes: list, create, update, delete, roll back."""
+"""The endpoint management routes: list, create, update, delete, roll back, list versions.
+
+Each handler parses its request (:class:`~tabpy.registry.deploy_request.DeployRequest`
+holds the deploy rules), makes one registry call and replies; errors are raised and
+mapped to HTTP in :mod:`tabpy.server.http_errors`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import shutil
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy.errors import InvalidRequest
+from tabpy.registry.deploy_request import DeployRequest, Source, parse_rollback, read_staged
 from tabpy.registry.endpoint import Endpoint
-from tabpy.registry.registry_errors import EndpointExists, EndpointNotFound, UnknownEndpoint
+from tabpy.registry.registry_errors import EndpointNotFound
 from tabpy.registry.store import Registry
 from tabpy.server.context import ServerContext
-from tabpy.server.deployments import (
-    Source,
-    changed_fields,
-    check_fields,
-    new_endpoint,
-    read_staged,
-    require_name,
-    source_of,
-)
 from tabpy.server.json_body import read_json_object
 from tabpy.server.responses import JSON, JSON_UTF8, RawResponse
 
@@ -44,8 +42,6 @@ class Endpoints:
 
     async def get(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if not name:
-            return await self.list(request)
         endpoint = self.context.catalog.endpoints.get(name)
         if endpoint is None:
             raise EndpointNotFound(name)
@@ -53,72 +49,48 @@ class Endpoints:
 
     async def create(self, request: Request) -> Response:
         body = await self._body(request)
-        name = require_name(body)
-        if name in self.context.catalog.endpoints:
-            raise EndpointExists(name)
-        check_fields(body)
-        source = source_of(body, name, self.context.staging_path)
-        if source is None and body.get("type", "model") != "alias":
-            raise InvalidRequest("src_path is required to add/update an endpoint.")
-        endpoint = new_endpoint(body, name)
-        async with self._lock:
-            artifact = await self._store(source)
-            created = await asyncio.to_thread(self.registry.create, endpoint, artifact)
-            await self._settle(name)
-        return self._reply(created, 201)
+        deploy = DeployRequest.to_create(
+            body, self.context.catalog.endpoints, self.context.staging_path
+        )
+        return self._reply(await self._deploy(deploy), 201)
 
     async def update(self, request: Request) -> Response:
         name = request.path_params["name"]
         body = await self._body(request)
-        if name not in self.context.catalog.endpoints:
-            raise UnknownEndpoint(name)
-        check_fields(body)
-        new_version = bool(body.get("should_update_version"))
-        source = source_of(body, name, self.context.staging_path) if new_version else None
-        if new_version and source is None:
-            raise InvalidRequest("src_path is required to add/update an endpoint.")
-        async with self._lock:
-            artifact = await self._store(source)
-            updated = await asyncio.to_thread(
-                self.registry.update, name, changed_fields(body), artifact, new_version
-            )
-            await self._settle(name)
-        return self._reply(updated, 200)
+        deploy = DeployRequest.to_update(
+            name, body, self.context.catalog.endpoints, self.context.staging_path
+        )
+        return self._reply(await self._deploy(deploy), 200)
 
     async def delete(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        if not name:
-            raise InvalidRequest("endpoint name is required: DELETE /endpoints/<name>")
-        async with self._lock:
-            await asyncio.to_thread(self.registry.delete, name)
-            await self.context.catalog.refresh()
-        staged = self.context.staging_path / "endpoints" / name
-        await asyncio.to_thread(shutil.rmtree, staged, True)
+        await self._delete(request.path_params["name"])
+        return Response(status_code=204)
+
+    async def delete_named(self, request: Request) -> Response:
+        """``DELETE /endpoints`` with ``{"name": ...}``: for a name too long for a URL.
+
+        Older servers accepted names of any length, and a URL holding one may exceed what
+        the server (or a proxy) accepts; this form still removes such an endpoint.
+        """
+        name = (await self._body(request)).get("name")
+        if not isinstance(name, str):
+            raise InvalidRequest(
+                'Send {"name": "<endpoint name>"}, or use DELETE /endpoints/<name>.'
+            )
+        await self._delete(name)
         return Response(status_code=204)
 
     async def rollback(self, request: Request) -> Response:
         name = request.path_params["name"]
-        body = await self._body(request)
-        version = body.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise InvalidRequest('Send {"version": <number>} with the version to restore.')
+        version = parse_rollback(await self._body(request))
         async with self._lock:
             restored = await asyncio.to_thread(self.registry.rollback, name, version)
             await self._settle(name)
         return self._reply(restored, 200)
 
     async def versions(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        history = await asyncio.to_thread(self.registry.versions, name)
-        body = [
-            {
-                "version": v.version,
-                "artifact": v.artifact,
-                "size": v.size,
-                "created_at": v.created_at,
-            }
-            for v in history
-        ]
+        history = await asyncio.to_thread(self.registry.versions, request.path_params["name"])
+        body = [version.info() for version in history]
         return RawResponse(json.dumps(body).encode(), 200, JSON)
 
     async def _body(self, request: Request) -> dict[str, object]:
@@ -126,6 +98,21 @@ class Endpoints:
         return await read_json_object(
             request, settings.max_request_size_bytes, settings.gzip_enabled
         )
+
+    async def _deploy(self, deploy: DeployRequest) -> Endpoint:
+        async with self._lock:
+            artifact = await self._store(deploy.source)
+            endpoint = await asyncio.to_thread(self.registry.deploy, deploy, artifact)
+            await self._settle(deploy.name)
+        return endpoint
+
+    async def _delete(self, name: str) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self.registry.delete, name)
+            await self.context.catalog.refresh()
+        if name not in (".", "..") and Path(name).name == name:  # one folder, never a path
+            staged = self.context.staging_path / "endpoints" / name
+            await asyncio.to_thread(shutil.rmtree, staged, True)
 
     async def _store(self, source: Source | None) -> str | None:
         """The SHA-256 of the new version's object, copying a staged pickle in if needed."""

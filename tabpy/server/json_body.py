@@ -19,6 +19,10 @@ async def read_json_object(request: Request, limit: int, gzip_enabled: bool) -> 
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("Failed to decode input body", str(exc)) from None
+    except RecursionError:
+        raise InvalidRequest(
+            "Failed to decode input body", "JSON nested too deeply; send a flatter object."
+        ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("Input body must be a JSON object")
     return body

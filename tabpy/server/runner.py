@@ -110,6 +110,8 @@ def build_context(settings: Settings) -> ServerContext:
 def open_registry(settings: Settings) -> Registry:
     try:
         registry = Registry(settings.registry_url)
+    except ConfigError:  # a registry we must not use (newer schema): its message says why
+        raise
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin
         raise ConfigError(
             f"TABPY_REGISTRY_URL: cannot open the registry database ({type(exc).__name__}: "

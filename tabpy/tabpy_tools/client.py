@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_QUERY_TIMEOUT = 1000.0
 DEFAULT_DEPLOY_TIMEOUT = 60.0
+#: The longest endpoint name a server creates; longer ones come from older servers.
+MAX_NAME_LENGTH = 1024
 
 
 def _positive(value: object) -> bool:
@@ -222,8 +224,59 @@ class Client:
         )
 
     def remove(self, name: str) -> None:
-        """``DELETE endpoints/<name>``; an unknown name raises ``NotFoundError``."""
+        """``DELETE endpoints/<name>``; an unknown name raises ``NotFoundError``.
+
+        A name longer than servers now accept (older ones created any length) is sent in
+        the body of ``DELETE endpoints`` instead, as it may not fit in a URL.
+        """
+        if len(name) > MAX_NAME_LENGTH:
+            self._connection.request(
+                "DELETE", "endpoints", expect=(200, 204), json_body={"name": name}
+            )
+            return
         self._connection.request("DELETE", f"endpoints/{quote_name(name)}", expect=(200, 201, 204))
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """``GET endpoints/<name>/versions``: every version of ``name``, oldest first.
+
+        Each entry has ``version``; ``artifact``, the SHA-256 of its pickled function, and
+        ``size``, its length in bytes; ``created_at`` (Unix time); the ``description``,
+        ``docstring`` and ``schema`` the endpoint had while that version was current (null
+        if the server that recorded it did not keep them); and ``current``, true for the
+        version served now. Pass a ``version`` to :meth:`rollback` to serve it again.
+
+        Raises ``NotFoundError`` for an unknown name, and also against a TabPy 2.16 server,
+        which keeps no history.
+        """
+        history: list[dict[str, Any]] = self._connection.get_json(
+            f"endpoints/{quote_name(name)}/versions"
+        )
+        return history
+
+    def rollback(self, name: str, version: int) -> int:
+        """Serve an earlier ``version`` of endpoint ``name`` again; returns the new version.
+
+        The server restores that version's function, description, docstring and schema
+        under the next version number (rolling back from 3 to 1 makes version 4), so the
+        history only grows and :meth:`versions` keeps listing every version. Like
+        :meth:`deploy`, it returns once the server serves the restored function.
+
+        Raises ``NotFoundError`` for an unknown name or version (or a TabPy 2.16 server,
+        which cannot roll back), ``LoadFailedError`` if the restored function no longer
+        loads (say, a library it needs was removed), or ``DeploymentTimeoutError``.
+        """
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise InvalidArgumentError(f"version must be a whole number, not {version!r}")
+        response = self._connection.request(
+            "POST",
+            f"endpoints/{quote_name(name)}/rollback",
+            expect=(200,),
+            json_body={"version": version},
+        )
+        restored = _reported_version(response, name, 0)
+        if restored:
+            wait_until_loaded(self.get_status, name, restored, self.deploy_timeout)
+        return restored
 
     def update_endpoint_info(
         self,

@@ -225,3 +225,36 @@ def test_our_client_reports_load_failure(server: ServerProcess) -> None:
 
     with client_for(server) as client, pytest.raises(RuntimeError, match="LoadFailed"):
         client.deploy("bad load", Unpicklable())
+
+
+def test_client_versions_and_rollback_restore_code_and_words(server: ServerProcess) -> None:
+    def first(x: int) -> str:
+        """The first answer."""
+        return f"first {x}"
+
+    def second(x: int) -> str:
+        """The second answer."""
+        return f"second {x}"
+
+    with client_for(server) as client:
+        client.deploy("words", first, "one", schema={"v": 1})
+        client.deploy("words", second, "two", schema={"v": 2}, override=True)
+        history = client.versions("words")
+        assert [(v["version"], v["description"], v["current"]) for v in history] == [
+            (1, "one", False),
+            (2, "two", True),
+        ]
+        assert [v["docstring"] for v in history] == ["The first answer.", "The second answer."]
+        assert all(v["size"] > 0 and len(v["artifact"]) == 64 for v in history)
+
+        assert client.rollback("words", 1) == 3
+        assert client.query("words", 5)["response"] == "first 5"
+        info = client.get_endpoints()["words"]
+        assert (info["version"], info["description"], info["docstring"], info["schema"]) == (
+            3,
+            "one",
+            "The first answer.",
+            {"v": 1},
+        )
+        assert [v["current"] for v in client.versions("words")] == [False, False, True]
+        client.remove("words")

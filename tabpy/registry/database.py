@@ -1,0 +1,73 @@
+"""Opening the registry database, and the two ways of locking it.
+
+SQLite and PostgreSQL differ in how a writer takes its lock, and only here:
+
+* an ordinary write (:func:`write_transaction`) is one transaction. On SQLite it starts
+  with ``BEGIN IMMEDIATE``, so two writers queue (for up to :data:`SQLITE_BUSY_SECONDS`)
+  instead of one failing with "database is locked" when it upgrades a read lock;
+* a schema change (:func:`schema_transaction`) also excludes every other instance's
+  schema change until it commits: on PostgreSQL with a transaction-level advisory lock
+  (DDL is transactional there, so the lock covers the whole migration); on SQLite the
+  write lock of ``BEGIN IMMEDIATE`` already does. Other databases get a plain
+  transaction: run one instance at a time the first time a new version starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["SQLITE_BUSY_SECONDS", "create_engine", "schema_transaction", "write_transaction"]
+
+#: How long a SQLite writer waits for another to finish before giving up.
+SQLITE_BUSY_SECONDS = 30
+
+#: ``pg_advisory_xact_lock`` key shared by every instance migrating the registry: the
+#: first 8 bytes of SHA-256("tabpy registry schema"), as a signed 64-bit integer.
+SCHEMA_LOCK_KEY = -0x180A_09D0_C7B5_34B7
+
+_WRITE = "tabpy_write"
+
+
+def create_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, record: Any) -> None:
+        # Let SQLAlchemy's "begin" event decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction: committed when the block ends, rolled back if it raises."""
+    with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that no other instance's :func:`schema_transaction` overlaps."""
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        yield conn

@@ -1,0 +1,121 @@
+"""The registry's own rules on a real SQLite file: deploys, versions, rollbacks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tabpy.registry.deploy_request import DeployRequest
+from tabpy.registry.endpoint import Endpoint
+from tabpy.registry.registry_errors import EndpointExists, UnknownArtifact, UnknownEndpoint
+from tabpy.registry.store import Registry, insert_endpoint
+from tabpy.registry.tables import versions_table
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    yield registry
+    registry.close()
+
+
+def artifact(registry: Registry, data: bytes) -> str:
+    sha256 = hashlib.sha256(data).hexdigest()
+    registry.put_artifact(sha256, data)
+    return sha256
+
+
+def create(registry: Registry, name: str, data: bytes, **fields: object) -> Endpoint:
+    sha256 = artifact(registry, data)
+    body = {"name": name, "artifact": sha256, **fields}
+    return registry.deploy(DeployRequest.to_create(body, set(), Path("/nowhere")), sha256)
+
+
+def update(registry: Registry, name: str, data: bytes | None, **fields: object) -> Endpoint:
+    sha256 = None if data is None else artifact(registry, data)
+    body = {**fields, **({"artifact": sha256, "should_update_version": True} if sha256 else {})}
+    request = DeployRequest.to_update(name, body, {name}, Path("/nowhere"))
+    return registry.deploy(request, sha256)
+
+
+def test_a_deploy_checks_the_name_again_in_its_transaction(registry: Registry) -> None:
+    # The request was validated against a view another instance has since changed.
+    create(registry, "add", b"v1")
+    stale = DeployRequest.to_create({"name": "add", "artifact": "a" * 64}, set(), Path("/"))
+    with pytest.raises(EndpointExists):
+        registry.deploy(stale, None)
+    registry.delete("add")
+    gone = DeployRequest.to_update("add", {"description": "x"}, {"add"}, Path("/"))
+    with pytest.raises(UnknownEndpoint):
+        registry.deploy(gone, None)
+
+
+def test_a_new_version_needs_its_artifact_uploaded(registry: Registry) -> None:
+    create(registry, "add", b"v1")
+    revision = registry.revision()
+    request = DeployRequest.to_update(
+        "add", {"artifact": "b" * 64, "should_update_version": True}, {"add"}, Path("/")
+    )
+    with pytest.raises(UnknownArtifact):
+        registry.deploy(request, "b" * 64)
+    assert registry.get("add").version == 1 and registry.revision() == revision
+
+
+def test_each_version_keeps_what_its_endpoint_said(registry: Registry) -> None:
+    create(registry, "add", b"v1", description="one", docstring="Doc one.", schema={"v": 1})
+    update(registry, "add", b"v2", description="two", schema={"v": 2})
+    versions = registry.versions("add")
+    assert [(v.description, v.docstring, v.schema, v.current) for v in versions] == [
+        ("one", "Doc one.", {"v": 1}, False),
+        ("two", "Doc one.", {"v": 2}, True),  # an update keeps fields it does not send
+    ]
+
+
+def test_rollback_keeps_the_current_value_of_what_a_version_did_not_record(
+    registry: Registry,
+) -> None:
+    # A server older than these columns, sharing the registry during an upgrade, writes
+    # versions without them.
+    create(registry, "add", b"v1", description="one", docstring="Doc one.")
+    update(registry, "add", b"v2", description="two", docstring="Doc two.")
+    with registry.transaction() as conn:
+        conn.execute(
+            sa.update(versions_table)
+            .where(versions_table.c.version == 1)
+            .values(description=None, docstring="Doc one, recorded.", schema=None)
+        )
+    restored = registry.rollback("add", 1)
+    assert (restored.version, restored.description, restored.docstring) == (
+        3,
+        "two",
+        "Doc one, recorded.",
+    )
+    third = registry.versions("add")[2]
+    assert (third.description, third.docstring, third.schema) == ("two", "Doc one, recorded.", None)
+    assert registry.versions("add")[0].description is None  # unknown stays unknown
+
+
+def test_imported_versions_share_their_endpoints_fields(registry: Registry) -> None:
+    # The legacy import knows only the current fields, so every version is given them.
+    endpoint = Endpoint("old", "model", 2, "Old one", "Old doc.", {"s": 1}, False, [], None, 0, 0)
+    stored = artifact(registry, b"x")
+    with registry.transaction() as conn:
+        insert_endpoint(conn, endpoint, {1: None, 2: stored})
+    assert [(v.version, v.description, v.schema, v.current) for v in registry.versions("old")] == [
+        (1, "Old one", {"s": 1}, False),
+        (2, "Old one", {"s": 1}, True),
+    ]
+
+
+def test_versions_restart_after_a_delete(registry: Registry) -> None:
+    create(registry, "temp", b"v1")
+    update(registry, "temp", b"v2")
+    registry.delete("temp")
+    with pytest.raises(UnknownEndpoint):
+        registry.versions("temp")
+    create(registry, "temp", b"v3")
+    assert [(v.version, v.current) for v in registry.versions("temp")] == [(1, True)]
