@@ -137,6 +137,7 @@ def test_page_works_under_a_subdirectory(tmp_path: Path) -> None:
             assert running.http.get(f"/analytics{asset}").status_code == 200
 
 
+@pytest.mark.chromium
 def test_a_browser_shows_searches_and_themes_the_page(server: ServerProcess) -> None:
     browser = Browser()
     try:
