@@ -89,7 +89,7 @@ def missing(
     message = f"{component.what}: not available"
     if detail:
         message += f" ({detail})"
-    message += f". {component.hint}"
+    message += f"; {component.hint}"
     if in_ci(environ):
         pytest.fail(
             f"{CI_VARIABLE}=true but {message}. CI must install every component (.ci/run); "
