@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Side-by-side benchmark: our tabpy vs the reference TabPy 2.16.0.
 
-    python bench/run.py [--only NAME ...] [--quick] [--no-record]
+    python bench/run.py [--only NAME ...] [--quick] [--record]
 
 See bench/README.md. Run it with the project's venv python (it is also the interpreter used to
 build the reference venv and to run our server).
@@ -243,9 +243,14 @@ def describe_ours(args) -> str:
     return f"git {git_rev()} ({where})"
 
 
+def _portable(text: str) -> str:
+    """``text`` without this machine's paths: RESULTS.md is shared, its readers' paths differ."""
+    return text.replace(sys.executable, "python").replace(f"{REPO}/", "").replace(str(REPO), ".")
+
+
 def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted) -> None:
     m = machine_info()
-    cmd = shlex.join([sys.executable, "bench/run.py", *argv])
+    cmd = shlex.join(["python", "bench/run.py", *argv])
     tool = (
         loadgen.wrk_version()
         if args.loadgen != "asyncio" and loadgen.have_wrk()
@@ -255,7 +260,7 @@ def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted) -
     parts = [
         f"\n## {started_at:%Y-%m-%d %H:%M:%S} UTC{' (--quick)' if args.quick else ''}"
         f"{' (INTERRUPTED)' if interrupted else ''}\n",
-        f"Command: `cd {REPO} && {cmd}`\n",
+        f"Command: `{cmd}`\n",
         f"- Machine: nproc={m['nproc']}, CPU: {m['cpu']}, RAM {m['mem']}, "
         f"Linux {m['kernel']}, Python {m['python']}",
         f"- Reference: tabpy {ref_info['version']} in {args.ref_venv}; ours: {ours}",
@@ -279,7 +284,7 @@ def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted) -
             "Ratios are ours / reference.\n"
         )
     with path.open("a") as f:
-        f.write("\n".join(parts))
+        f.write(_portable("\n".join(parts)))
     log(f"appended results to {path}")
 
 
@@ -294,7 +299,9 @@ def parse_args(argv):
         help="run only these workloads: " + ", ".join(sorted(WORKLOADS)),
     )
     p.add_argument("--quick", action="store_true", help="shorter durations, fewer repetitions")
-    p.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    p.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    # The old opt-out, now the default; still accepted so existing command lines keep working.
+    p.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--ref-venv",
         type=Path,
@@ -435,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nErrors:\n" + "\n".join(f"  - {e}" for e in errors))
     for w in warnings:
         print(f"WARNING: {w}")
-    if not args.no_record and rows:
+    if args.record and rows:
         record(
             args,
             argv,

@@ -1,4 +1,5 @@
-"""A headless Chromium driven over the DevTools protocol, for the status-page test.
+"""A headless Chromium driven over the DevTools protocol, for the status-page test (marker
+``chromium``).
 
 Deliberately small: Debian's ``chromium`` package plus the ``websockets`` client (already
 installed with ``uvicorn[standard]``), no browser download and no driver binary. Chromium runs
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.components import CHROMIUM, missing, require_module
+
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 START_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 30.0
@@ -40,12 +43,12 @@ FLAGS = (
 
 
 def chromium_path() -> str:
-    """The browser's path, or skip the test saying how to install it."""
+    """The browser's path; without one the test skips (fails under CI)."""
     for name in CHROMIUM_CANDIDATES:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium)")
+    missing(CHROMIUM, f"none of {', '.join(CHROMIUM_CANDIDATES)} is on PATH")
 
 
 class DevToolsError(Exception):
@@ -56,10 +59,7 @@ class Browser:
     """One Chromium process and one page in it."""
 
     def __init__(self) -> None:
-        try:
-            from websockets.sync.client import connect
-        except ImportError:
-            pytest.skip("the websockets package is not installed")
+        connect = require_module("websockets.sync.client", CHROMIUM).connect
         self._profile = Path(tempfile.mkdtemp(prefix="tabpy-chromium-"))
         self.process = subprocess.Popen(
             [chromium_path(), *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
@@ -71,8 +71,9 @@ class Browser:
         deadline = time.monotonic() + START_TIMEOUT
         while not (port_file.is_file() and len(port_file.read_text().splitlines()) >= 2):
             if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self._profile / "chromium.log").read_text(errors="replace")[-500:]
                 self.close()
-                pytest.skip("Chromium did not start a DevTools endpoint")
+                missing(CHROMIUM, f"it did not start a DevTools endpoint: {log}")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
         self._connection = contextlib.ExitStack()

@@ -44,7 +44,7 @@ CORS_HEADERS = {
 
 
 def state_ini(service_info: Mapping[str, str]) -> str:
-    """TabPy's ``state.ini`` template (SPEC 6.2) with some ``[Service Info]`` values replaced."""
+    """TabPy's ``state.ini`` template with some ``[Service Info]`` values replaced."""
     values = {
         "Name": "TabPy Server",
         "Description": "",

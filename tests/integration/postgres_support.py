@@ -1,8 +1,9 @@
-"""A throwaway PostgreSQL cluster for tests, when the server binaries are installed.
+"""A throwaway PostgreSQL cluster for tests (marker ``postgres``).
 
-The cluster lives in a temporary folder, listens only on a Unix socket in that
-folder (no TCP port at all), and is owned by the ``postgres`` system user when
-the tests run as root, because ``initdb`` refuses to run as root.
+The server binaries come from Debian's ``postgresql`` package (``/usr/lib/postgresql/<major>/bin``,
+newest major first) or else from ``PATH``. The cluster lives in a temporary folder, listens only
+on a Unix socket in that folder (no TCP port at all), and is owned by the ``postgres`` system user
+when the tests run as root, because ``initdb`` refuses to run as root.
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.components import POSTGRES, missing, require_module
+
+#: Where Debian installs each major version's server binaries (they are not on ``PATH``).
+DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin/initdb"
+
+
+def _major(initdb: str) -> tuple[int, ...]:
+    version = Path(initdb).parent.parent.name  # /usr/lib/postgresql/<version>/bin/initdb
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 def _binaries() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = sorted(glob.glob(DEBIAN_BINARIES), key=_major)  # numerically: 15 after 9.6
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -42,11 +51,8 @@ def postgres_cluster() -> Iterator[str]:
     """
     binaries = _binaries()
     if binaries is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("the psycopg driver is not installed (pip install 'psycopg[binary]')")
+        missing(POSTGRES, f"no initdb in {DEBIAN_BINARIES} or on PATH")
+    require_module("psycopg", POSTGRES)
     directory = Path(tempfile.mkdtemp(prefix="tabpy-pg-"))
     data, socket_dir = directory / "data", directory / "socket"
     socket_dir.mkdir()

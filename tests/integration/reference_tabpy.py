@@ -1,27 +1,32 @@
-"""A virtualenv holding the real TabPy 2.16.0, for tests that run its client against our server.
+"""Finding the virtualenv that holds the real TabPy 2.16.0, for tests that run its client against
+our server (marker ``reference``).
 
-The venv lives at ``$TABPY_REFERENCE_VENV`` when set, else under the user's cache directory, and
-is reused as long as its ``tabpy.tabpy_tools.client`` imports. Building it needs network access
-and a few minutes, once; when that is impossible the calling test is skipped with the reason.
-Concurrent test runs take a file lock, so only one of them builds and the others then reuse it.
+The tests never build that venv: building it downloads several hundred megabytes from the package
+index, which a test run must not do behind anyone's back. ``scripts/reference-venv`` builds it
+(``.ci/run`` calls it); the tests then find its interpreter at
+
+1. ``$TABPY_REFERENCE_PYTHON``, when set, else
+2. ``<cache>/tabpy-tests/ref-venv-2.16.0-py<X.Y>/bin/python``, where ``<cache>`` is
+   ``$XDG_CACHE_HOME`` or ``~/.cache`` and ``X.Y`` the Python running the tests: the place
+   ``scripts/reference-venv`` builds in by default.
+
+When neither holds a usable TabPy 2.16.0 on the tests' Python version, the test skips saying so
+(and fails under ``CI=true``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.components import REFERENCE, missing
 
 REFERENCE_VERSION = "2.16.0"
-BUILD_TIMEOUT = 900.0
 PROBE_TIMEOUT = 60.0
+#: The interpreter of a ready-made reference venv.
+PYTHON_VARIABLE = "TABPY_REFERENCE_PYTHON"
 
 # The client pickles functions by value, which ties the pickle to the Python minor version: the
 # venv must run the same minor version as the server under test.
@@ -32,12 +37,10 @@ _PROBE = (
 )
 
 
-def venv_path() -> Path:
-    configured = os.environ.get("TABPY_REFERENCE_VENV")
-    if configured:
-        return Path(configured).expanduser().resolve()
+def default_venv(python_version: str = _PYTHON) -> Path:
+    """Where ``scripts/reference-venv`` builds the venv for ``python_version`` by default."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "tabpy-tests" / f"ref-venv-{REFERENCE_VERSION}-py{_PYTHON}"
+    return cache / "tabpy-tests" / f"ref-venv-{REFERENCE_VERSION}-py{python_version}"
 
 
 def isolated_environment() -> dict[str, str]:
@@ -50,20 +53,21 @@ def isolated_environment() -> dict[str, str]:
 
 
 def reference_python() -> Path:
-    """The reference venv's interpreter, building the venv if needed; skips the test if it can't."""
-    venv = venv_path()
-    if _usable(venv) is not None:
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(venv.with_name(venv.name + ".lock")):
-            problem = _usable(venv)  # another run may have built it while we waited
-            if problem is not None:
-                _build(venv, problem)
-    return venv / "bin" / "python"
+    """The reference venv's interpreter; skips the test (fails it under CI) when there is none."""
+    configured = os.environ.get(PYTHON_VARIABLE)
+    if configured:
+        python, source = Path(configured).expanduser(), f"{PYTHON_VARIABLE}={configured}"
+    else:
+        python = default_venv() / "bin" / "python"
+        source = f"{PYTHON_VARIABLE} is unset and the default location"
+    problem = _problem(python)
+    if problem is not None:
+        missing(REFERENCE, f"{source}: {problem}")
+    return python
 
 
-def _usable(venv: Path) -> str | None:
-    """None when ``venv`` holds TabPy 2.16.0 for our Python, else what is wrong with it."""
-    python = venv / "bin" / "python"
+def _problem(python: Path) -> str | None:
+    """None when ``python`` runs TabPy 2.16.0 on our Python version, else what is wrong."""
     if not python.exists():
         return f"{python} does not exist"
     try:
@@ -73,7 +77,7 @@ def _usable(venv: Path) -> str | None:
             text=True,
             timeout=PROBE_TIMEOUT,
             env=isolated_environment(),
-            cwd=venv,  # not this checkout, whose tabpy package would shadow the venv's
+            cwd=python.parent,  # not this checkout, whose tabpy package would shadow the venv's
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{python} does not run ({exc})"
@@ -81,61 +85,8 @@ def _usable(venv: Path) -> str | None:
         return f"tabpy.tabpy_tools.client does not import: {probe.stderr.strip()[-300:]}"
     found = probe.stdout.split()
     if found != [REFERENCE_VERSION, _PYTHON]:
-        return f"it holds tabpy/Python {found}, not tabpy {REFERENCE_VERSION} on Python {_PYTHON}"
-    return None
-
-
-def _build(venv: Path, problem: str) -> None:
-    if venv.exists():
-        if os.environ.get("TABPY_REFERENCE_VENV"):
-            # Never delete a folder the user named: it may be theirs for something else.
-            pytest.skip(
-                f"TABPY_REFERENCE_VENV={venv} is not usable ({problem}); point it to a venv "
-                f"holding tabpy=={REFERENCE_VERSION} on Python {_PYTHON}, or unset it"
-            )
-        shutil.rmtree(venv)  # our own cache entry, stale or half built by an interrupted run
-    python = str(venv / "bin" / "python")
-    pip_install = [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
-    for command in (
-        [sys.executable, "-m", "venv", str(venv)],
-        [*pip_install, "--timeout", "30", f"tabpy=={REFERENCE_VERSION}"],
-    ):
-        failure = _run_step(command, venv.parent)
-        if failure is not None:
-            shutil.rmtree(venv, ignore_errors=True)
-            pytest.skip(
-                f"cannot build the TabPy {REFERENCE_VERSION} reference venv at {venv} "
-                f"(`{' '.join(command[2:])}` failed: {failure}); it needs network access to "
-                "PyPI, or set TABPY_REFERENCE_VENV to an existing one"
-            )
-    problem_after = _usable(venv)
-    if problem_after is not None:
-        pytest.skip(f"the freshly built reference venv at {venv} is unusable: {problem_after}")
-
-
-def _run_step(command: list[str], cwd: Path) -> str | None:
-    """Run one build step; None on success, else why it failed."""
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            env=isolated_environment(),
-            cwd=cwd,
+        return (
+            f"{python} holds tabpy/Python {found}, "
+            f"not tabpy {REFERENCE_VERSION} on Python {_PYTHON}"
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    if result.returncode != 0:
-        return (result.stderr or result.stdout).strip()[-600:] or f"exit code {result.returncode}"
     return None
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,4 +1,5 @@
-"""The endpoint management routes (SPEC 3.6-3.11), through our client and raw HTTP."""
+"""Managing endpoints: listing, deploying, updating, versions and rollback, deleting, and pickles
+that fail to load, through our client and through raw HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``POST /evaluate``: results, validation errors and script isolation (SPEC 3.4)."""
+"""``POST /evaluate``: the bytes of results and of error replies, scripts that cannot leak state
+into each other, and the setting that turns the route off."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 from live_server import ServerProcess, wait_for
 from postgres_support import _as_owner, _binaries, postgres_cluster
 from security_support import basic, password_line
@@ -66,6 +67,7 @@ def test_public_health_checks_ignore_credentials_on_a_server_without_auth(
     assert server.http.get("/info", headers={"Authorization": ALICE}).status_code == 406
 
 
+@pytest.mark.postgres
 def test_ready_turns_false_while_the_registry_is_down(
     launch: Callable[..., ServerProcess],
 ) -> None:

@@ -1,4 +1,5 @@
-"""``GET /info``, CORS headers, ``OPTIONS`` and the framework's 404/405 pages (SPEC 3.1, 3.3)."""
+"""``GET /info``, CORS headers, ``OPTIONS`` preflight, and the replies to unknown paths (404) and
+wrong methods (405)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Starting on a TabPy 2.16 state folder: the one-time import (SPEC 6.1-6.4, issue 3 item 3).
+"""Starting on a TabPy 2.16 state folder: its endpoints are imported once, on first start.
 
 The folder is built by hand exactly as TabPy leaves it: ``state.ini`` with one JSON line per
 endpoint and a docstring section, and ``query_objects/<name>/<version>/pickle_archive`` files

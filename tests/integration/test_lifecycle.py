@@ -1,4 +1,4 @@
-"""Start-up, shutdown and the command line (SPEC 1.1-1.3, 2.6)."""
+"""Start-up, shutdown on a signal, and the command line: configuration errors, usage and help."""
 
 from __future__ import annotations
 

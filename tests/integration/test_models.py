@@ -2,7 +2,7 @@
 
 The models' numbers are checked against scipy / scikit-learn in tests/unit/test_models.py; here
 the server's answers are compared with the same functions called in this process, and with the
-values TabPy 2.16 answered (SPEC 8).
+values TabPy 2.16 answers for the same input.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from security_support import Authority, password_line, write_pair
 import tabpy
 from tabpy.models import INSTALL_COMMAND, MODELS
 from tabpy.models.deploy import pinned_context
+from tests.components import MODELS as MODELS_EXTRA
+from tests.components import require_module
 
-pytest.importorskip("sklearn")
-pytest.importorskip("scipy")
-pytest.importorskip("vaderSentiment")
+pytestmark = pytest.mark.models
+for _module in ("sklearn", "scipy", "vaderSentiment"):
+    require_module(_module, MODELS_EXTRA)
 
 NAMES = [model.name for model in MODELS]
 SCRIPT = Path(tabpy.__file__).parent / "models" / "deploy_models.py"

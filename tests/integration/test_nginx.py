@@ -1,7 +1,8 @@
 """The documented nginx configuration (docs/nginx-tabpy.conf) in front of a real server.
 
 Runs nginx from the PATH on ephemeral loopback ports, with the documented site file and only
-the host-specific values replaced. Skipped when nginx is not installed.
+the host-specific values replaced. Marker ``nginx``: skipped when nginx is not installed, and
+failed under CI.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from live_server import ServerProcess, module_server, wait_for
 from security_support import Authority, write_pair
 
 from tabpy.config import DEFAULT_PORT
+from tests.components import NGINX, missing
+
+pytestmark = pytest.mark.nginx
 
 SITE = Path(__file__).resolve().parents[2] / "docs" / "nginx-tabpy.conf"
 
@@ -30,7 +34,7 @@ def nginx_binary() -> str:
     for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    pytest.skip("nginx is not installed (Debian: apt-get install -y nginx-light)")
+    missing(NGINX, "no nginx on PATH or in /usr/sbin")
 
 
 def free_port() -> int:

@@ -1,4 +1,5 @@
-"""``/query/<name>`` and ``tabpy.query`` inside scripts (SPEC 3.4.1, 3.5)."""
+"""Calling deployed endpoints: ``/query/<name>`` over HTTP, and ``tabpy.query`` from inside an
+``/evaluate`` script."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The real TabPy 2.16.0 client against our server (issue 3 item 3, SPEC 7).
+"""The real TabPy 2.16.0 client against our server: deploy, override, query, update, remove.
 
 Deploy scripts in the field use TabPy's own ``Client``: it writes the pickle into the server's
 upload destination itself (the shared-path flow, client and server on one machine), then
 POSTs/PUTs the endpoint and polls ``/status``. The script below runs under a separate virtualenv
-holding ``tabpy==2.16.0`` (see ``reference_tabpy``) and prints what each call returned; the test
-checks those results and the server's view.
+holding ``tabpy==2.16.0`` (marker ``reference``; see ``reference_tabpy``) and prints what each
+call returned; the test checks those results and the server's view.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from live_server import ServerProcess
 from reference_tabpy import isolated_environment, reference_python
+
+pytestmark = pytest.mark.reference
 
 # TabPy's client sleeps at least 1 s per deploy, then polls every second.
 SCRIPT_TIMEOUT = 180.0

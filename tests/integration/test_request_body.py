@@ -1,4 +1,4 @@
-"""Request bodies: gzip decoding and the size limit (SPEC 3.1.6, 3.1.7)."""
+"""Request bodies: gzip decoding (and turning it off), and refusing bodies over the size limit."""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ from deploy_support import client_for
 from live_server import running_server, wait_for
 from postgres_support import postgres_cluster
 
+pytestmark = pytest.mark.postgres
+
 
 def triple(values: list[int]) -> list[int]:
     return [3 * v for v in values]

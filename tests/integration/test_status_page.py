@@ -160,6 +160,7 @@ def test_page_works_under_a_subdirectory(tmp_path: Path) -> None:
         assert docs and running.http.get(f"/analytics/{docs[0]}").status_code == 200
 
 
+@pytest.mark.chromium
 def test_a_browser_shows_searches_and_themes_the_page(server: ServerProcess) -> None:
     browser = Browser()
     try:

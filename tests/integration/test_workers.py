@@ -1,4 +1,4 @@
-"""Worker processes: timeouts, memory caps, crashes and parallelism (SPEC 3.4 steps 8-10, 11.1).
+"""Worker processes: script timeouts, memory caps, crashes and running scripts in parallel.
 
 TabPy runs scripts in threads of the server process, so a runaway script keeps running after its
 408, ``sys.exit`` stops the server and two scripts never run truly in parallel. Here every script

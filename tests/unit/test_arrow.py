@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas
 import pytest
 
 from tabpy.config import ConfigError, load_settings
+from tests.components import ARROW, require_module
 
-pa = pytest.importorskip("pyarrow")
+pytestmark = pytest.mark.arrow
+pa = require_module("pyarrow", ARROW)
 
 from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
 from tabpy.arrow.segments import Segment, is_mapped  # noqa: E402
@@ -177,7 +180,9 @@ def test_zero_copy_frames_keep_their_segment_mapped() -> None:
     segment = Segment()
     write(segment, pa.table({"s": ["a", "b"]}), None)
     frame = read_frame(segment.path)
-    assert is_mapped(segment.name)
+    # Strings stay views of the mapping from pandas 3 on (Arrow-backed strings); before, they
+    # are copied into Python objects and the mapping is released at once.
+    assert is_mapped(segment.name) == (int(pandas.__version__.split(".")[0]) >= 3)
     del frame
     assert not is_mapped(segment.name)
     segment.close()
@@ -185,7 +190,7 @@ def test_zero_copy_frames_keep_their_segment_mapped() -> None:
 
 def test_results_must_be_tables_within_the_space_left() -> None:
     assert as_table({"a": [1, 2]}).num_rows == 2
-    assert as_table(pa.record_batch({"a": [1]})).num_rows == 1
+    assert as_table(pa.RecordBatch.from_pydict({"a": [1]})).num_rows == 1
     with pytest.raises(TypeError, match="must return a table .* it returned list"):
         as_table([1, 2])
     segment = Segment()

@@ -16,6 +16,7 @@ from tabpy.arrow import INSTALL_HINT
 from tabpy.config import _KEYS, load_settings
 from tabpy.models.errors import INSTALL_COMMAND
 from tabpy.server.index import _DOCS
+from tests.components import SYSTEMD, missing
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ROW = re.compile(r"^\| `(TABPY_[A-Z0-9_]+)` \| ([^|]*) \| ([^|]*) \| ([^|]*) \|$", re.M)
@@ -68,16 +69,17 @@ def test_status_page_and_readme_link_the_admin_guides() -> None:
         assert f"(docs/{name})" in readme
 
 
+@pytest.mark.systemd
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+        missing(SYSTEMD, "no systemd-analyze on PATH")
     unit = (DOCS / "tabpy.service").read_text(encoding="utf-8")
     assert "ExecStart=/opt/tabpy/venv/bin/tabpy --config /etc/tabpy/tabpy.conf" in unit
     # verify checks that the program exists: point it at this environment's tabpy.
     tabpy = Path(sys.executable).with_name("tabpy")
     if not tabpy.exists():
-        pytest.skip(f"no tabpy command next to {sys.executable}")
+        missing(SYSTEMD, f"no tabpy command next to {sys.executable}")
     copy = tmp_path / "tabpy.service"
     copy.write_text(unit.replace("/opt/tabpy/venv/bin/tabpy", str(tabpy)), encoding="utf-8")
     result = subprocess.run(
@@ -85,7 +87,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     if result.returncode != 0 and "Failed to" in output and "bus" in output.lower():
-        pytest.skip(f"systemd-analyze cannot run here: {output.strip()}")
+        missing(SYSTEMD, f"systemd-analyze cannot run here: {output.strip()}")
     assert result.returncode == 0, output
     assert str(copy) not in output, output  # no warnings about lines of the unit
 
