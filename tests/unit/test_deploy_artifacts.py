@@ -34,6 +34,7 @@ from tests.unit.deploy_checks import (
     K8S,
     ROOT,
     config_values,
+    dockerfile_stages,
     find_tool,
     image_environment,
     image_uid,
@@ -106,12 +107,15 @@ def test_compose_runs_three_instances_postgres_and_nginx(compose: dict[str, Any]
     assert set(compose["services"]) == {"postgres", "tabpy1", "tabpy2", "tabpy3", "nginx"}
     ids = [s["environment"]["TABPY_INSTANCE_ID"] for s in instances(compose).values()]
     assert sorted(ids) == ["tabpy1", "tabpy2", "tabpy3"]
-    for name, service in compose["services"].items():
-        image = service["image"]
-        if name != "postgres" and name != "nginx":
-            assert service["build"]["dockerfile"] == "deploy/Dockerfile"
-            continue
+    for name in ("postgres", "nginx"):
+        image = compose["services"][name]["image"]
         assert re.search(r":\d+\.\d+(\.\d+)?-", image), f"{name}: pin an exact version"
+    for service in instances(compose).values():
+        build = service["build"]
+        assert (COMPOSE.parent / build["context"]).resolve() == ROOT
+        assert build["dockerfile"] == "deploy/Dockerfile"
+        # The registry is PostgreSQL and Arrow Flight is on: the image needs both extras.
+        assert {"postgres", "arrow"} <= set(build["args"]["EXTRAS"].split(","))
 
 
 def test_compose_starts_each_service_after_what_it_needs(compose: dict[str, Any]) -> None:
@@ -279,7 +283,9 @@ def test_ports_and_services_match_the_server(
     settings = settings_for(tmp_path, k8s_environment(documents), config_file(documents, tmp_path))
     ports = {port["name"]: port["containerPort"] for port in tabpy["ports"]}
     assert ports == {"http": settings.port, "flight": settings.arrowflight_port}
-    assert settings.arrow_enabled
+    # The image built with the default EXTRAS has what this configuration uses.
+    assert settings.arrow_enabled and settings.registry_url.startswith("postgresql")
+    assert {"arrow", "postgres"} <= default_extras()
     labels = one(documents, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for name, port_name in (("tabpy", "http"), ("tabpy-flight", "flight")):
         service = one(documents, "Service", name)
@@ -293,6 +299,12 @@ def test_ports_and_services_match_the_server(
         selector = one(documents, kind)["spec"]
         selector = selector.get("selector") or selector["podSelector"]
         assert selector["matchLabels"].items() <= labels.items()
+
+
+def default_extras() -> set[str]:
+    """The builder's default EXTRAS build argument."""
+    (argument,) = [rest for rest in dockerfile_stages()[0].all("ARG") if rest.startswith("EXTRAS=")]
+    return set(argument.removeprefix("EXTRAS=").strip('"').split(","))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
