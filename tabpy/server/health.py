@@ -78,7 +78,7 @@ class Health:
             # shield: a probe that times out keeps running, and the next request waits for it
             # instead of starting another thread against a database that hangs.
             await asyncio.wait_for(asyncio.shield(self._probe), REGISTRY_TIMEOUT)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             error = f"the registry did not answer within {REGISTRY_TIMEOUT:g} s"
             detail = f"no answer after {time.monotonic() - started:.1f} s"
         except Exception as exc:  # noqa: BLE001 - any driver error means "not ready"

@@ -106,16 +106,16 @@ def test_builder_commands_build_this_checkout_into_a_pinned_requirement(tmp_path
     result = run(["sh", "-c", build], cwd=source, env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
     requirement = (wheels / "requirements.txt").read_text(encoding="utf-8").strip()
-    assert requirement == f"tabpy[postgres,arrow]=={__version__}"
-    (wheel,) = wheels.glob("tabpy-*.whl")
+    assert requirement == f"tabpyx[postgres,arrow]=={__version__}"
+    (wheel,) = wheels.glob("tabpyx-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "tabpy/cli/server.py" in names and "tabpy/docs/deploy.md" in names
-    # Without extras the brackets disappear, as "tabpy[]" is not a valid requirement.
+    # Without extras the brackets disappear, as "tabpyx[]" is not a valid requirement.
     (wheels / "requirements.txt").unlink()
     environment["EXTRAS"] = ""
     result = run(["sh", "-c", build], cwd=source, env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (wheels / "requirements.txt").read_text().strip() == f"tabpy=={__version__}"
+    assert (wheels / "requirements.txt").read_text().strip() == f"tabpyx=={__version__}"
 
 
 def test_healthcheck_script_follows_the_status_of_the_route() -> None:

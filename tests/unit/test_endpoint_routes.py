@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from tabpy.config import load_settings
@@ -21,10 +20,10 @@ from tabpy.registry.deploy_request import PICKLE_FILE
 from tabpy.registry.endpoint import DEFAULT_DOCSTRING, MAX_NAME_LENGTH, Endpoint
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.registry.store import Registry, insert_endpoint
+from tabpy.security.authenticator import build_authenticator
 from tabpy.server.app import create_app
 from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
-from tabpy.server.principal import ANONYMOUS, Principal
 
 VERSION_KEYS = [
     "version",
@@ -61,20 +60,6 @@ class _Reply:
     body = b"null"
 
 
-class AllowAll:
-    async def authenticate(self, request: Request) -> Principal:
-        return ANONYMOUS
-
-    def check(self, request: Request) -> None:
-        pass
-
-    def reload(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -88,7 +73,11 @@ def client(tmp_path: Path, registry: Registry) -> Iterator[TestClient]:
     info = ServiceInfo("TabPy Server", "", "0", "", "", "", "")
     pool: Any = LoadsEverything()
     context = ServerContext(
-        settings, info, pool=pool, catalog=Catalog(registry, pool, 5.0), auth=AllowAll()
+        settings,
+        info,
+        pool=pool,
+        catalog=Catalog(registry, pool, 5.0),
+        auth=build_authenticator(settings),
     )
     with TestClient(create_app(context)) as test_client:
         yield test_client
