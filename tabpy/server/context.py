@@ -11,8 +11,9 @@ from starlette.requests import Request
 
 from tabpy.config import Settings
 from tabpy.registry.service_info import ServiceInfo
+from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.pool import WorkerPool
-from tabpy.server.catalog import Catalog
+from tabpy.runtime.tables import TableEvaluator
 from tabpy.server.cors import cors_headers
 from tabpy.server.metrics import Metrics
 from tabpy.server.principal import Principal
@@ -46,6 +47,8 @@ class ServerContext:
     auth: Authenticator
     #: Arrow Flight, when ``TABPY_ARROW_ENABLE`` is true.
     arrow: ArrowService | None = None
+    #: Runs ``/evaluate`` requests that name a stored table (``dataPath``); None: no tables.
+    tables: TableEvaluator | None = None
     started_at: float = field(default_factory=time.time)
     cors: dict[str, str] = field(init=False)
     metrics: Metrics = field(init=False)

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from tabpy import __version__
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
-from tabpy.server.catalog import LOAD_FAILED, LOAD_IN_PROGRESS, LOAD_SUCCESSFUL, LoadState
+from tabpy.runtime.catalog import LoadState, LoadStatus
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
 
@@ -56,8 +56,16 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_STATUS_CLASS = {LOAD_SUCCESSFUL: "ok", LOAD_FAILED: "failed", LOAD_IN_PROGRESS: "loading"}
-_STATUS_TEXT = {LOAD_SUCCESSFUL: "loaded", LOAD_FAILED: "load failed", LOAD_IN_PROGRESS: "loading"}
+_STATUS_CLASS = {
+    LoadStatus.SUCCESSFUL: "ok",
+    LoadStatus.FAILED: "failed",
+    LoadStatus.IN_PROGRESS: "loading",
+}
+_STATUS_TEXT = {
+    LoadStatus.SUCCESSFUL: "loaded",
+    LoadStatus.FAILED: "load failed",
+    LoadStatus.IN_PROGRESS: "loading",
+}
 _DOCS = (
     ("configuration.md", "Configuration reference"),
     ("service.md", "Running as a service"),
@@ -164,7 +172,7 @@ class Index:
             state = catalog.states.get(name)
             document[name] = {
                 **endpoint.info(),
-                "status": state.status if state else LOAD_IN_PROGRESS,
+                "status": state.status if state else LoadStatus.IN_PROGRESS,
                 "last_error": state.last_error if state else None,
             }
         return document
@@ -276,7 +284,7 @@ Extension Connection</em>, choose <em>TabPy</em>, and enter this server's host n
         return "<ul>" + "\n".join(items) + "</ul>"
 
     def _endpoint_card(self, endpoint: Endpoint, state: LoadState | None) -> str:
-        status = state.status if state else LOAD_IN_PROGRESS
+        status = state.status if state else LoadStatus.IN_PROGRESS
         searchable = " ".join(
             (endpoint.name, endpoint.description, endpoint.docstring, endpoint.type)
         ).lower()

@@ -19,11 +19,11 @@ from tabpy.config import ConfigError, Settings
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry, display_url
-from tabpy.runtime.pool import WorkerPool
+from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
 from tabpy.server.auth import build_authenticator
-from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 
 if TYPE_CHECKING:
@@ -86,7 +86,21 @@ def build_context(settings: Settings) -> ServerContext:
     logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
     import_legacy_state(registry, settings.state_path)
-    pool = WorkerPool(settings.workers, settings.worker_memory_limit_mb, settings.registry_url)
+    # Arrow plugs in here: a job handler in the workers and the table strategy of /evaluate.
+    extensions: dict[str, str] = {}
+    if settings.arrow_enabled:
+        from tabpy.arrow import WORKER_HANDLERS
+
+        extensions.update(WORKER_HANDLERS)
+    options = PoolOptions(
+        size=settings.workers,
+        memory_limit_mb=settings.worker_memory_limit_mb,
+        timeout=settings.evaluate_timeout,
+        timeout_text=settings.evaluate_timeout_text,
+        table_requests=settings.arrow_enabled,
+        extensions=extensions,
+    )
+    pool = WorkerPool(options)
     arrow = None
     if settings.arrow_enabled:
         from tabpy.arrow import create_service  # pyarrow only when Arrow is on
@@ -96,9 +110,10 @@ def build_context(settings: Settings) -> ServerContext:
         settings=settings,
         service_info=service_info,
         pool=pool,
-        catalog=Catalog(registry, pool, settings.evaluate_timeout),
+        catalog=Catalog(registry, pool),
         auth=auth,
         arrow=arrow,
+        tables=arrow,
     )
 
 
