@@ -218,6 +218,20 @@ def test_data_path_results(server: ServerProcess, client: flight.FlightClient) -
     client.do_action(flight.Action("clear", b""))
 
 
+def test_data_path_is_found_by_parsing_not_by_scanning_bytes(
+    server: ServerProcess, client: flight.FlightClient
+) -> None:
+    """A JSON escape in the key, as any JSON encoder may write it, still names the table."""
+    server.wait_until_warm()
+    path = put(client, sample())
+    body = '{"script": "return _arg1", "d\\u0061taPath": "' + path + '"}'
+    response = server.http.post(
+        "/evaluate", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert fetch(client, response.json()["outputDataPath"]) == sample()
+
+
 def test_runaway_prep_script_kills_only_its_worker(
     server: ServerProcess, client: flight.FlightClient
 ) -> None:

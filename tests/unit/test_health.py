@@ -13,9 +13,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from tabpy.server import health
 from tabpy.runtime.catalog import LoadState, LoadStatus
 from tabpy.runtime.pool import RestartCause
+from tabpy.server import health
 from tabpy.server.health import Health
 from tabpy.server.metrics import Metrics
 
