@@ -9,7 +9,17 @@ from typing import Any
 import cloudpickle
 
 from tabpy.runtime.endpoint_cache import EndpointCache
-from tabpy.runtime.protocol import Artifact, EndpointRef
+from tabpy.runtime.outcomes import error_of
+from tabpy.runtime.protocol import Artifact, EndpointRef, Reply
+from tabpy.server.http_errors import envelope, status_of
+
+
+def as_http(reply: Reply) -> tuple[int, bytes]:
+    """The status and body the server answers a worker's ``reply`` with."""
+    error = error_of(reply)
+    if error is None:
+        return 200, bytes(reply.body)
+    return status_of(error), envelope(error.message, error.info)
 
 
 class FakeServer:

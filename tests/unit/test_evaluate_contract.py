@@ -1,6 +1,6 @@
 """The /evaluate request and response rules, without a server.
 
-The worker's reply carries an outcome; :func:`as_http` maps it the way the server does (the
+The worker's reply carries an outcome; ``as_http`` maps it the way the server does (the
 outcome to a ``tabpy.errors`` exception, that exception to TabPy's status and envelope), so
 these tests pin the bytes a client receives.
 """
@@ -14,24 +14,14 @@ import pytest
 from tabpy.runtime.endpoint_cache import EndpointCache
 from tabpy.runtime.evaluate import handle_evaluate
 from tabpy.runtime.namespace import build_namespace
-from tabpy.runtime.outcomes import error_of
 from tabpy.runtime.protocol import Outcome, Reply, TableRequest
 from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO
 from tabpy.runtime.script_api import ScriptAPI
-from tabpy.server.http_errors import envelope, status_of
-from tests.unit.fakes import FakeServer
+from tests.unit.fakes import FakeServer, as_http
 
 NAMESPACE = build_namespace()
 CACHE = EndpointCache()
 API = ScriptAPI(CACHE, FakeServer(CACHE, {"double": lambda x, factor=2: factor * x}))
-
-
-def as_http(reply: Reply) -> tuple[int, bytes]:
-    """The status and body the server answers ``reply`` with."""
-    error = error_of(reply)
-    if error is None:
-        return 200, bytes(reply.body)
-    return status_of(error), envelope(error.message, error.info)
 
 
 def evaluate(body: object) -> tuple[int, object]:
