@@ -53,6 +53,7 @@ def _evaluate_table(job: dict[str, Any], context: JobContext) -> Reply:
         frame = read_frame(job["input"])
         # Whether the DataFrame still maps the input decides where the result may go.
         reuse_input = not is_mapped(job["input_name"])
+        context.tabpy.forget_failed_query()
         result = run_script(job["script"], {"_arg1": frame}, context.namespace, context.tabpy)
         del frame
         if result is None:
@@ -64,7 +65,7 @@ def _evaluate_table(job: dict[str, Any], context: JobContext) -> Reply:
     except MemoryError:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
-        return script_failure(exc)
+        return script_failure(exc, context.tabpy)
     written = {"rows": table.num_rows, "bytes": size, "in_input": reuse_input}
     return Reply.ok(orjson.dumps(written))
 

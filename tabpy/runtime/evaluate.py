@@ -18,9 +18,10 @@ import orjson
 
 from tabpy.errors import SCRIPT_ERROR, ExecutionFailed, InvalidRequest
 from tabpy.runtime.encoding import encode_result
-from tabpy.runtime.protocol import Outcome, Reply, TableRequest
-from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO, describe
-from tabpy.runtime.scripts import run_script, validate_arguments
+from tabpy.runtime.protocol import Failure, Outcome, Reply, TableRequest
+from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO, describe, exception_name, shorten
+from tabpy.runtime.script_api import ScriptAPI
+from tabpy.runtime.scripts import is_blank, run_script, user_line, validate_arguments
 
 __all__ = [
     "ScriptRequest",
@@ -70,6 +71,8 @@ def parse_request(request: Any, tables: bool) -> ScriptRequest | TableRequest:
         raise ExecutionFailed(
             f'TypeError : "script" must be a string, not {type(script).__name__}',
         )
+    if is_blank(script):
+        raise InvalidRequest("Script is empty.")
     if tables and DATA_PATH in request:
         path = request[DATA_PATH]
         if not isinstance(path, str):
@@ -90,7 +93,7 @@ def parse_request(request: Any, tables: bool) -> ScriptRequest | TableRequest:
 def handle_evaluate(
     body: bytes | bytearray | memoryview,
     namespace: Mapping[str, Any],
-    tabpy: object,
+    tabpy: ScriptAPI,
     *,
     tables: bool = False,
 ) -> Reply:
@@ -104,18 +107,30 @@ def handle_evaluate(
         return Reply.failed(Outcome.FAILED, exc.message, exc.info)
     if isinstance(request, TableRequest):
         return Reply(Outcome.TABLE_REQUEST, table=request)
+    return run_user_script(request.script, request.arguments, namespace, tabpy)
+
+
+def run_user_script(
+    script: str, arguments: Mapping[str, Any], namespace: Mapping[str, Any], tabpy: ScriptAPI
+) -> Reply:
+    """Run a script on JSON arguments; its result's JSON, or the reply for its failure."""
+    tabpy.forget_failed_query()
     try:
-        result = run_script(request.script, request.arguments, namespace, tabpy)
+        result = run_script(script, arguments, namespace, tabpy)
         return Reply.ok(encode_result(result))
     except MemoryError:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
-        return script_failure(exc)
+        return script_failure(exc, tabpy)
 
 
-def script_failure(exc: BaseException) -> Reply:
+def script_failure(exc: BaseException, tabpy: ScriptAPI) -> Reply:
     """The reply for an exception raised by a script (or by encoding its result)."""
+    failure = Failure(exception_name(exc), shorten(str(exc)), user_line(exc))
     if isinstance(exc, KeyError) and exc.args == ("response",):
-        # What `tabpy.query(...)['response']` raises when the query failed.
-        return Reply.failed(Outcome.QUERY_UNANSWERED, SCRIPT_ERROR, QUERY_FAILED_INFO)
-    return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, describe(exc))
+        # What `tabpy.query(...)['response']` raises when the query failed. TabPy's words,
+        # then what went wrong.
+        failed = tabpy.failed_query
+        info = QUERY_FAILED_INFO if failed is None else f"{QUERY_FAILED_INFO} {failed}"
+        return Reply.failed(Outcome.QUERY_UNANSWERED, SCRIPT_ERROR, info, failure)
+    return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, describe(exc), failure)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tabpy.runtime.protocol import Reply
+from tabpy.runtime.script_api import ScriptAPI
 
 __all__ = ["JobContext", "JobHandler", "JobHandlers", "UnknownHandler"]
 
@@ -26,7 +27,7 @@ class JobContext:
     #: The names scripts see without importing them (copied for every run).
     namespace: Mapping[str, Any]
     #: The ``tabpy`` object scripts receive as their first argument.
-    tabpy: object
+    tabpy: ScriptAPI
 
 
 JobHandler = Callable[[dict[str, Any], JobContext], Reply]

@@ -42,6 +42,7 @@ __all__ = [
     "EndpointRef",
     "EvaluateMeta",
     "ExtensionMeta",
+    "Failure",
     "FrameType",
     "Job",
     "JobKind",
@@ -231,23 +232,42 @@ class TableRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """What user code raised, for the server's log: never the data it ran on."""
+
+    #: The exception's class name.
+    exception: str
+    #: Its message, shortened.
+    message: str
+    #: The line of the user's script it was raised on (or found on, for a SyntaxError).
+    line: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"exception": self.exception, "message": self.message, "line": self.line}
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
-    """How a job ended. ``body`` is the answer (OK); ``message`` and ``info`` describe a failure;
-    ``table`` is the request to run as a table job (TABLE_REQUEST)."""
+    """How a job ended. ``body`` is the answer (OK); ``message`` and ``info`` describe a failure
+    to the caller and ``failure`` to the log; ``table`` is the request to run as a table job
+    (TABLE_REQUEST)."""
 
     outcome: Outcome
     body: bytes | bytearray = b""
     message: str = ""
     info: Any = None
     table: TableRequest | None = None
+    failure: Failure | None = None
 
     @classmethod
     def ok(cls, body: bytes | bytearray) -> Reply:
         return cls(Outcome.OK, body)
 
     @classmethod
-    def failed(cls, outcome: Outcome, message: str, info: Any = None) -> Reply:
-        return cls(outcome, message=message, info=info)
+    def failed(
+        cls, outcome: Outcome, message: str, info: Any = None, failure: Failure | None = None
+    ) -> Reply:
+        return cls(outcome, message=message, info=info, failure=failure)
 
     def __repr__(self) -> str:
         if self.outcome is Outcome.OK:
@@ -330,6 +350,8 @@ def encode_reply_meta(reply: Reply) -> bytes:
         value: dict[str, Any] = {"script": reply.table.script, "dataPath": reply.table.data_path}
     else:
         value = {"message": reply.message, "info": reply.info}
+        if reply.failure is not None:
+            value["failure"] = reply.failure.as_json()
     return _encoder.encode(value).encode("ascii")
 
 
@@ -340,4 +362,10 @@ def decode_reply(code: int, meta: bytes | bytearray, body: bytearray) -> Reply:
     value = json.loads(meta)
     if outcome is Outcome.TABLE_REQUEST:
         return Reply(outcome, table=TableRequest(value["script"], value["dataPath"]))
-    return Reply(outcome, message=value["message"], info=value["info"])
+    failure = value.get("failure")
+    return Reply(
+        outcome,
+        message=value["message"],
+        info=value["info"],
+        failure=None if failure is None else Failure(**failure),
+    )

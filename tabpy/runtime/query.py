@@ -13,8 +13,8 @@ from tabpy.runtime.endpoint_cache import (
     query_failed,
 )
 from tabpy.runtime.evaluate import decode_body
-from tabpy.runtime.protocol import EndpointRef, Outcome, Reply
-from tabpy.runtime.runtime_errors import describe
+from tabpy.runtime.protocol import EndpointRef, Failure, Outcome, Reply
+from tabpy.runtime.runtime_errors import describe, exception_name, shorten
 
 __all__ = ["handle_load", "handle_query"]
 
@@ -54,7 +54,8 @@ def handle_query(body: bytes | bytearray, endpoint: EndpointRef, cache: Endpoint
     except MemoryError:
         raise
     except BaseException as exc:  # noqa: BLE001 - user code; SystemExit must not end the worker
-        return _failed(Outcome.FAILED, name, describe(exc))
+        failure = Failure(exception_name(exc), shorten(str(exc)))
+        return _failed(Outcome.FAILED, name, describe(exc), failure)
     try:
         response = encode_result(result)
     except NotSerializable:
@@ -88,6 +89,6 @@ def _invalid(message: str, info: object = None) -> Reply:
     return Reply.failed(Outcome.INVALID_REQUEST, message, info)
 
 
-def _failed(outcome: Outcome, name: str, error: str) -> Reply:
-    failure = query_failed(name, error)
-    return Reply.failed(outcome, failure["message"], failure["info"])
+def _failed(outcome: Outcome, name: str, error: str, failure: Failure | None = None) -> Reply:
+    envelope = query_failed(name, error)
+    return Reply.failed(outcome, envelope["message"], envelope["info"], failure)

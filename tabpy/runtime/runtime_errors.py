@@ -18,7 +18,17 @@ from typing import Any
 from tabpy.errors import SCRIPT_ERROR, ExecutionFailed, NotFound, TabPyError
 from tabpy.runtime.encoding import NotSerializable
 
-__all__ = ["QUERY_FAILED_INFO", "QueryUnanswered", "ScriptFailed", "describe"]
+__all__ = [
+    "QUERY_FAILED_INFO",
+    "QueryUnanswered",
+    "ScriptFailed",
+    "describe",
+    "exception_name",
+    "shorten",
+]
+
+#: Longest exception message a log line carries (a message may quote a whole argument).
+LOGGED_MESSAGE_CHARS = 300
 
 #: TabPy's words when ``tabpy.query(...)['response']`` fails inside a script.
 QUERY_FAILED_INFO = (
@@ -27,10 +37,19 @@ QUERY_FAILED_INFO = (
 )
 
 
+def exception_name(exc: BaseException) -> str:
+    return "TypeError" if isinstance(exc, NotSerializable) else type(exc).__name__
+
+
 def describe(exc: BaseException) -> str:
     """TabPy's ``<ExceptionClass> : <message>`` form of an exception."""
-    name = "TypeError" if isinstance(exc, NotSerializable) else type(exc).__name__
-    return f"{name} : {exc}"
+    return f"{exception_name(exc)} : {exc}"
+
+
+def shorten(text: str, limit: int = LOGGED_MESSAGE_CHARS) -> str:
+    """``text`` on one line and at most ``limit`` characters, for a log."""
+    flat = text.replace("\r", "\\r").replace("\n", "\\n")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class ScriptFailed(ExecutionFailed):

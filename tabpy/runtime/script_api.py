@@ -38,24 +38,35 @@ class ScriptAPI:
     def __init__(self, endpoints: EndpointCache, source: EndpointSource) -> None:
         self._endpoints = endpoints
         self._source = source
+        #: What went wrong in the script's last failed query, in words for its caller.
+        self.failed_query: str | None = None
+
+    def forget_failed_query(self) -> None:
+        """Called before each script, so one script never explains another's failure."""
+        self.failed_query = None
 
     def query(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         endpoint = self._source.ask(name)
         if endpoint is None:
+            self.failed_query = f"The server said: there is no endpoint named {name!r}."
             return unknown_endpoint(name)
         try:
             obj = self._endpoints.load(endpoint)
         except LoadFailed as exc:
-            return query_failed(name, str(exc))
+            return self._failed(name, str(exc))
         try:
             response = call_endpoint(obj, args, kwargs)
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - the script decides what to do with it
-            return query_failed(name, describe(exc))
+            return self._failed(name, describe(exc))
         return {
             "response": response,
             "version": endpoint.version,
             "model": name,
             "uuid": new_call_id(),
         }
+
+    def _failed(self, name: str, error: str) -> dict[str, Any]:
+        self.failed_query = f"The endpoint said: {error}"
+        return query_failed(name, error)

@@ -14,7 +14,7 @@ import pytest
 from tabpy.runtime.endpoint_cache import EndpointCache
 from tabpy.runtime.evaluate import handle_evaluate
 from tabpy.runtime.namespace import build_namespace
-from tabpy.runtime.protocol import Outcome, Reply, TableRequest
+from tabpy.runtime.protocol import Failure, Outcome, Reply, TableRequest
 from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO
 from tabpy.runtime.script_api import ScriptAPI
 from tests.unit.fakes import FakeServer, as_http
@@ -66,7 +66,9 @@ def test_success() -> None:
             "",
         ),
         ({"script": "return (", "data": {}}, 500, "Error processing script", "SyntaxError : "),
-        ({"script": "", "data": {}}, 500, "Error processing script", "IndentationError : "),
+        ({"script": "", "data": {}}, 400, "Script is empty.", ""),
+        ({"script": " \n\t", "data": {}}, 400, "Script is empty.", ""),
+        ({"script": "if 1:", "data": {}}, 500, "Error processing script", "IndentationError : "),
         (
             {"script": "raise ValueError('boom')", "data": {}},
             500,
@@ -103,12 +105,32 @@ def test_errors(request_body: object, status: int, message: str, info_prefix: st
         assert body["info"] == {}
 
 
-def test_query_of_missing_endpoint_gives_tabpy_404() -> None:
+def test_query_of_missing_endpoint_gives_tabpy_404_and_says_why() -> None:
     status, body = evaluate({"script": "return tabpy.query('nope', 1)['response']", "data": {}})
-    assert (status, body) == (
-        404,
-        {"message": "Error processing script", "info": QUERY_FAILED_INFO},
+    explained = f"{QUERY_FAILED_INFO} The server said: there is no endpoint named 'nope'."
+    assert (status, body) == (404, {"message": "Error processing script", "info": explained})
+
+
+def test_failed_query_says_what_the_endpoint_raised() -> None:
+    script = "return tabpy.query('double', None)['response']"
+    status, body = evaluate({"script": script, "data": {}})
+    assert status == 404
+    assert body["info"] == (
+        f"{QUERY_FAILED_INFO} The endpoint said: TypeError : "
+        "unsupported operand type(s) for *: 'int' and 'NoneType'"
     )
+    # The explanation belongs to the script that failed, not to the next one.
+    status, body = evaluate({"script": "return {}['response']", "data": {}})
+    assert (status, body["info"]) == (404, QUERY_FAILED_INFO)
+
+
+def test_failures_carry_what_the_log_needs_and_no_data() -> None:
+    body = json.dumps({"script": "x = 1\nraise ValueError('bad')", "data": {}}).encode()
+    reply = handle_evaluate(body, NAMESPACE, API)
+    assert reply.failure == Failure("ValueError", "bad", 2)
+    syntax = handle_evaluate(b'{"script": "x = 1\\ny = (", "data": {}}', NAMESPACE, API)
+    assert syntax.failure == Failure("SyntaxError", "'(' was never closed (<string>, line 2)", 2)
+    assert syntax.info == "SyntaxError : '(' was never closed (<string>, line 2)"
 
 
 def test_query_calls_endpoint_in_process() -> None:

@@ -34,7 +34,7 @@ def test_a_result_passes_through_as_the_worker_wrote_it() -> None:
     run(scenario)
 
 
-def test_failures_are_raised_as_domain_errors() -> None:
+def test_failures_are_raised_as_domain_errors(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         async with started_pool() as pool:
             with pytest.raises(InvalidRequest, match=r"^Script is empty\.$"):
@@ -47,7 +47,13 @@ def test_failures_are_raised_as_domain_errors() -> None:
             )
             with pytest.raises(QueryUnanswered) as unanswered:
                 await pool.submit(evaluate_job("return tabpy.query('nope')['response']"))
-            assert unanswered.value.info == QUERY_FAILED_INFO
+            assert unanswered.value.info.startswith(QUERY_FAILED_INFO)
+            logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+            assert logged == [
+                "User code failed on line 1: ValueError: boom",
+                "User code failed on line 1: KeyError: 'response' "
+                "(The server said: there is no endpoint named 'nope'.)",
+            ]
             # The worker is still there and well.
             assert (await pool.submit(evaluate_job("return 1"))).body == b"1"
             assert sum(pool.restarts.values()) == 0
