@@ -105,14 +105,16 @@ class Channel(asyncio.BufferedProtocol):
         self._header = bytearray(FRAME_HEADER.size)
         self._target: bytearray = self._header
         self._filled = 0
-        self._frame = (0, 0)
-        self._sections: list[bytearray] = []
-        self._next = 0
+        # The frame being received: its type, code and sections (b"" when empty).
+        self._type = self._code = 0
+        self._meta: bytes | bytearray = b""
+        self._attachment: bytes | bytearray = b""
+        self._body: bytes | bytearray = b""
         self._waiter: asyncio.Future[Reply] | None = None
         self._lost = False
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: Called with a REQUEST frame's meta; answers a script's ``tabpy.query``.
-        self.on_request: Callable[[bytearray], None] | None = None
+        self.on_request: Callable[[bytes | bytearray], None] | None = None
         #: Called when the socket closes; the pool uses it to notice idle deaths.
         self.on_lost: Callable[[], None] | None = None
 
@@ -126,48 +128,52 @@ class Channel(asyncio.BufferedProtocol):
         self._waiter = waiter
         return waiter
 
-    def write(self, *parts: bytes | bytearray) -> None:
+    def write(self, parts: list[bytes | bytearray]) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.writelines(part for part in parts if part)
+            transport.writelines(parts)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return memoryview(self._target)[self._filled :]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._filled += nbytes
-        if self._filled < len(self._target):
+        target = self._target
+        if self._filled < len(target):
             return
-        if self._target is self._header:
-            frame_type, code, *lengths = FRAME_HEADER.unpack(self._header)
-            self._frame = (frame_type, code)
-            self._sections = [bytearray(length) for length in lengths]
-            self._next = 0
-        self._read_next_section()
-
-    def _read_next_section(self) -> None:
-        while self._next < len(self._sections):
-            section = self._sections[self._next]
-            self._next += 1
+        # A section is complete; receive the next non-empty one, or deliver the frame.
+        if target is self._header:
+            self._type, self._code, meta, attachment, body = FRAME_HEADER.unpack(target)
+            self._meta = bytearray(meta) if meta else b""
+            self._attachment = bytearray(attachment) if attachment else b""
+            self._body = bytearray(body) if body else b""
+            following: tuple[bytes | bytearray, ...] = (self._meta, self._attachment, self._body)
+        elif target is self._meta:
+            following = (self._attachment, self._body)
+        elif target is self._attachment:
+            following = (self._body,)
+        else:
+            following = ()
+        self._filled = 0
+        for section in following:
             if section:
-                self._target, self._filled = section, 0
+                self._target = cast(bytearray, section)
                 return
-        self._target, self._filled = self._header, 0
-        self._deliver(*self._frame, *self._sections)
+        self._target = self._header
+        self._deliver()
 
-    def _deliver(
-        self, frame_type: int, code: int, meta: bytearray, attachment: bytearray, body: bytearray
-    ) -> None:
-        if frame_type == FrameType.REQUEST:
+    def _deliver(self) -> None:
+        frame_type = self._type
+        if frame_type == FrameType.REPLY:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(decode_reply(self._code, self._meta, self._body))
+        elif frame_type == FrameType.REQUEST:
             if self.on_request is not None:
-                self.on_request(meta)
+                self.on_request(self._meta)
         elif frame_type == FrameType.READY:
             if not self.ready.done():
                 self.ready.set_result(None)
-        elif frame_type == FrameType.REPLY:
-            waiter, self._waiter = self._waiter, None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(decode_reply(code, meta, body))
         elif self.transport is not None:  # a worker that breaks the protocol is not trusted
             self.transport.close()
 
@@ -199,12 +205,18 @@ class Worker:
         forget = self._stale(directory)
         artifact, data = self._to_send(job.artifact)
         meta = encode_job_meta(job.meta, artifact, forget)
-        body_length = sum(len(chunk) for chunk in job.body)
+        body = job.body
+        body_length = 0
+        for chunk in body:
+            body_length += len(chunk)
         header = pack_header(FrameType.JOB, job.kind, len(meta), len(data), body_length)
-        self.channel.write(header, meta, data, *job.body)
+        if meta or data:
+            self.channel.write([header, meta, data, *body])
+        else:  # the usual /evaluate job
+            self.channel.write([header, *body])
         return waiter
 
-    def answer(self, request: bytearray, directory: EndpointDirectory) -> None:
+    def answer(self, request: bytes | bytearray, directory: EndpointDirectory) -> None:
         """Tell a script which version of the endpoint it queries is current."""
         try:
             deployed = directory.find(decode_request_meta(request))
@@ -215,7 +227,8 @@ class Worker:
         else:
             artifact, data = self._to_send(deployed.artifact)
             meta = encode_answer_meta(deployed.endpoint, artifact)
-        self.channel.write(pack_header(FrameType.ANSWER, 0, len(meta), len(data), 0), meta, data)
+        header = pack_header(FrameType.ANSWER, 0, len(meta), len(data), 0)
+        self.channel.write([header, meta, data] if data else [header, meta])
 
     def _to_send(self, artifact: Artifact | None) -> tuple[Artifact | None, bytes]:
         """What to tell the worker about an object: nothing if it holds it, else the bytes."""

@@ -200,6 +200,8 @@ class ExtensionMeta:
 
 
 JobMeta = EvaluateMeta | QueryMeta | LoadMeta | ExtensionMeta
+_EVALUATE = EvaluateMeta()
+_EVALUATE_KIND = int(JobKind.EVALUATE)
 _META_TYPES: dict[JobKind, Any] = {
     meta.KIND: meta for meta in (EvaluateMeta, QueryMeta, LoadMeta, ExtensionMeta)
 }
@@ -302,7 +304,7 @@ def encode_job_meta(meta: JobMeta, artifact: Artifact | None, forget: Sequence[s
 
 def decode_job_meta(
     kind: int, raw: bytes | bytearray
-) -> tuple[JobMeta, Artifact | None, list[str]]:
+) -> tuple[JobMeta, Artifact | None, Sequence[str]]:
     """``(meta, artifact without its bytes, artifacts to forget)`` of a JOB frame."""
     meta_type = _META_TYPES[JobKind(kind)]
     if not raw:
@@ -355,10 +357,10 @@ def encode_reply_meta(reply: Reply) -> bytes:
     return _encoder.encode(value).encode("ascii")
 
 
-def decode_reply(code: int, meta: bytes | bytearray, body: bytearray) -> Reply:
+def decode_reply(code: int, meta: bytes | bytearray, body: bytes | bytearray) -> Reply:
+    if code == Outcome.OK:
+        return Reply(Outcome.OK, body)
     outcome = Outcome(code)
-    if outcome is Outcome.OK:
-        return Reply(outcome, body)
     value = json.loads(meta)
     if outcome is Outcome.TABLE_REQUEST:
         return Reply(outcome, table=TableRequest(value["script"], value["dataPath"]))

@@ -93,7 +93,7 @@ def user_line(error: BaseException) -> int | None:
 
 def is_blank(script: str) -> bool:
     """True for a script with nothing to run (empty, or only whitespace)."""
-    return not script.strip()
+    return not script or script.isspace()
 
 
 def run_script(

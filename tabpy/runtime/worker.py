@@ -52,6 +52,8 @@ __all__ = ["ENVIRONMENT_PREFIX", "WorkerOptions", "scrub_environment", "worker_m
 _SERVER_CHECK_SECONDS = 1.0
 #: Variables a worker must not see: the server's configuration, secrets included.
 ENVIRONMENT_PREFIX = "TABPY_"
+#: Frames up to this size go out in one system call (joined); larger bodies are not copied.
+_JOIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,19 +91,20 @@ class Connection:
         frame_type, code, *lengths = FRAME_HEADER.unpack(header)
         sections = [bytearray(length) for length in lengths]
         for section in sections:
-            if not _recv_exactly(self.sock, memoryview(section)):
+            if section and not _recv_exactly(self.sock, memoryview(section)):
                 return None
         return Frame(frame_type, code, *sections)
 
     def send(
         self, frame: FrameType, code: int, meta: bytes = b"", body: bytes | bytearray = b""
     ) -> None:
+        header = pack_header(frame, code, len(meta), 0, len(body))
         with self.lock:
-            self.sock.sendall(pack_header(frame, code, len(meta), 0, len(body)))
-            if meta:
-                self.sock.sendall(meta)
-            if body:
-                self.sock.sendall(body)
+            if len(body) <= _JOIN_BYTES:
+                self.sock.sendall(b"".join((header, meta, body)))
+                return
+            self.sock.sendall(header + meta)
+            self.sock.sendall(body)
 
     def send_reply(self, reply: Reply) -> None:
         self.send(FrameType.REPLY, reply.outcome, encode_reply_meta(reply), reply.body)
