@@ -21,9 +21,10 @@ Hierarchy::
         ├── WorkerCrashed          its worker died; replaced
         └── MemoryLimitExceeded    its worker hit TABPY_WORKER_MEMORY_LIMIT_MB; replaced
 
-Feature packages extend these (``tabpy.registry.registry_errors``, ``tabpy.arrow.arrow_errors``,
-``tabpy.models.errors``). Configuration mistakes are ``tabpy.config.ConfigError``: they stop
-start-up instead of reaching a caller.
+Other packages extend these (``tabpy.runtime.runtime_errors``,
+``tabpy.registry.registry_errors``, ``tabpy.arrow.arrow_errors``, ``tabpy.models.errors``).
+Configuration mistakes are ``tabpy.config.ConfigError``: they stop start-up instead of reaching
+a caller.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from tabpy.runtime.endpoint_cache import (
     EndpointCache,
@@ -32,7 +33,9 @@ class ScriptAPI:
     TabPy: the worker asks the server which version is current (and receives its object if it
     does not hold it yet) over its own channel. Positional and keyword arguments are both passed
     (TabPy drops the keywords when there are positional ones). The reply has TabPy's shape,
-    error envelopes included, because scripts index it with ``['response']``.
+    error envelopes included, because scripts index it with ``['response']``. As in TabPy, which
+    puts the name in a URL path, a percent-encoded name means the decoded one
+    (``'Sentiment%20Analysis'``); endpoint names cannot contain ``%`` themselves.
     """
 
     def __init__(self, endpoints: EndpointCache, source: EndpointSource) -> None:
@@ -46,6 +49,7 @@ class ScriptAPI:
         self.failed_query = None
 
     def query(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        name = unquote(name)
         endpoint = self._source.ask(name)
         if endpoint is None:
             self.failed_query = f"The server said: there is no endpoint named {name!r}."

@@ -148,6 +148,13 @@ def test_tabpy_query_inside_evaluate(server: ServerProcess) -> None:
     assert set(full.json()) == {"response", "version", "model", "uuid"}
 
 
+def test_tabpy_query_decodes_percent_encoded_names(server: ServerProcess) -> None:
+    """TabPy's own tests call endpoints this way: the name travels in a URL path."""
+    script = "return tabpy.query('Sentiment%20Analysis', _arg1)['response']"
+    reply = server.evaluate(script, {"_arg1": ["happy", "sad"]})
+    assert (reply.status_code, reply.json()) == (200, [5, 3])
+
+
 def test_tabpy_query_missing_endpoint_or_failure(server: ServerProcess) -> None:
     """TabPy's 404, with what actually went wrong after TabPy's words."""
     for script, explained in (
