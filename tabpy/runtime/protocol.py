@@ -306,6 +306,8 @@ def decode_job_meta(
     kind: int, raw: bytes | bytearray
 ) -> tuple[JobMeta, Artifact | None, Sequence[str]]:
     """``(meta, artifact without its bytes, artifacts to forget)`` of a JOB frame."""
+    if kind == _EVALUATE_KIND and not raw:
+        return _EVALUATE, None, ()
     meta_type = _META_TYPES[JobKind(kind)]
     if not raw:
         return meta_type.from_json({}), None, []
