@@ -42,6 +42,13 @@ def _pyplot():
     return plt
 
 
+def _plain_log_axis(plt, axis) -> None:
+    """Ticks of a log axis as plain numbers (20, 50, 100), not as powers of ten."""
+    fmt = plt.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(fmt)
+    axis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
+
+
 def _series(points: list[dict], x: str, *ys: str) -> tuple[list, ...]:
     ordered = sorted(points, key=lambda p: p[x])
     return tuple([p[k] for p in ordered] for k in (x, *ys))
@@ -65,7 +72,7 @@ def _connections(plt, data: dict[str, list[dict]], title: str):
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({p["connections"] for ps in data.values() for p in ps}))
-        ax.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+        _plain_log_axis(plt, ax.xaxis)
         ax.set_xlabel("concurrent keep-alive connections")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
@@ -73,7 +80,8 @@ def _connections(plt, data: dict[str, list[dict]], title: str):
     left.set_ylim(bottom=0)
     right.set_ylabel("p99 latency (ms)")
     right.set_yscale("log")
-    fig.suptitle(f"Throughput and p99 latency against connections{title}")
+    _plain_log_axis(plt, right.yaxis)
+    fig.suptitle(f"Throughput and p99 latency against connections\n{title}")
     return fig
 
 
@@ -90,11 +98,12 @@ def _rows(plt, data: dict[str, list[dict]], title: str):
         ax.plot(*floor, color="gray", linestyle="--", label="in-process floor")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_axis(plt, ax.yaxis)
     ax.set_xlabel("rows per request (two float columns)")
     ax.set_ylabel("latency (ms), median, bars: min-max")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title(f"/evaluate latency against rows{title}")
+    ax.set_title(f"/evaluate latency against rows\n{title}")
     return fig
 
 
@@ -107,11 +116,12 @@ def _arrow(plt, data: dict[str, list[dict]], title: str):
         _errorbar_ms(ax, side, x, tot, lo, hi)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_axis(plt, ax.yaxis)
     ax.set_xlabel("rows (5 columns)")
     ax.set_ylabel("round trip (ms): put + evaluate + get, median, bars: min-max")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title(f"Arrow Flight round trip against rows{title}")
+    ax.set_title(f"Arrow Flight round trip against rows\n{title}")
     return fig
 
 
@@ -127,7 +137,7 @@ def _cores(plt, data: dict[str, list[dict]], title: str):
     ax.set_xticks(range(len(ks)), [f"{k} core{'s' if k > 1 else ''}" for k in ks])
     ax.set_ylabel("requests/s (trivial /evaluate, 16 conns)")
     ax.legend()
-    ax.set_title(f"Throughput with the server tree pinned{title}")
+    ax.set_title(f"Throughput with the server tree pinned\n{title}")
     return fig
 
 

@@ -273,7 +273,7 @@ def draw_plots(args, points, rundir: Path, started_at) -> list[tuple[Path, str]]
         log("matplotlib is not installed (pip install -e '.[bench]'): no plots drawn")
         return []
     outdir = BENCH / "plots" if args.record else rundir / "plots"
-    title = f" ({started_at:%Y-%m-%d %H:%M} UTC{', --quick' if args.quick else ''})"
+    title = f"{started_at:%Y-%m-%d %H:%M} UTC{', --quick' if args.quick else ''}"
     drawn = plots.draw(points, outdir, prefix=f"{started_at:%Y%m%d-%H%M%S}-", title=title)
     for path, _ in drawn:
         log(f"plot: {path}")
