@@ -2,7 +2,8 @@
 
 Drawn from the points that the workloads hand to ``ctx.point(figure, side, **values)``:
 
-* ``connections``: requests/s and p99 latency against concurrent connections;
+* ``connections``: requests/s, p99 latency and server CPU per request against concurrent
+  connections;
 * ``rows``: /evaluate latency against rows per request, with the in-process floor;
 * ``arrow``: Arrow Flight round-trip time against rows;
 * ``cores``: requests/s with the server pinned to 1 and to 2 cores.
@@ -62,14 +63,15 @@ def _errorbar_ms(ax, side: str, x: list, mid: list, lo: list, hi: list) -> None:
 
 
 def _connections(plt, data: dict[str, list[dict]], title: str):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right, cpu) = plt.subplots(1, 3, figsize=(15, 4.2))
     for side in SIDES:
         if side not in data:
             continue
-        x, rps, p99 = _series(data[side], "connections", "rps", "p99_ms")
+        x, rps, p99, us = _series(data[side], "connections", "rps", "p99_ms", "server_us_per_req")
         left.plot(x, rps, **STYLE[side])
         right.plot(x, p99, **STYLE[side])
-    for ax in (left, right):
+        cpu.plot(x, us, **STYLE[side])
+    for ax in (left, right, cpu):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({p["connections"] for ps in data.values() for p in ps}))
         _plain_log_axis(plt, ax.xaxis)
@@ -81,7 +83,9 @@ def _connections(plt, data: dict[str, list[dict]], title: str):
     right.set_ylabel("p99 latency (ms)")
     right.set_yscale("log")
     _plain_log_axis(plt, right.yaxis)
-    fig.suptitle(f"Throughput and p99 latency against connections\n{title}")
+    cpu.set_ylabel("server-process CPU per request (µs)")
+    cpu.set_ylim(bottom=0)
+    fig.suptitle(f"Throughput, p99 latency and server CPU per request against connections\n{title}")
     return fig
 
 
@@ -146,7 +150,10 @@ def _bar_style(side: str) -> dict:
 
 
 FIGURES = {
-    "connections": ("throughput and p99 latency against connections", _connections),
+    "connections": (
+        "throughput, p99 latency and server CPU per request against connections",
+        _connections,
+    ),
     "rows": ("/evaluate latency against rows per request", _rows),
     "arrow": ("Arrow Flight round trip against rows", _arrow),
     "cores": ("throughput pinned to 1 and 2 cores", _cores),

@@ -265,7 +265,7 @@ def _portable(text: str) -> str:
     return text.replace(sys.executable, "python").replace(f"{REPO}/", "").replace(str(REPO), ".")
 
 
-def draw_plots(args, points, rundir: Path, started_at) -> list[tuple[Path, str]]:
+def draw_plots(args, points, rundir: Path, started_at, background) -> list[tuple[Path, str]]:
     """PNGs into bench/plots/ with --record, into the work dir with --keep, else none."""
     if not points or not (args.record or args.keep):
         return []
@@ -273,7 +273,10 @@ def draw_plots(args, points, rundir: Path, started_at) -> list[tuple[Path, str]]
         log("matplotlib is not installed (pip install -e '.[bench]'): no plots drawn")
         return []
     outdir = BENCH / "plots" if args.record else rundir / "plots"
-    title = f"{started_at:%Y-%m-%d %H:%M} UTC{', --quick' if args.quick else ''}"
+    title = (
+        f"{started_at:%Y-%m-%d %H:%M} UTC{', --quick' if args.quick else ''}; "
+        f"other processes kept {background:.2f} cores busy before the run"
+    )
     drawn = plots.draw(points, outdir, prefix=f"{started_at:%Y%m%d-%H%M%S}-", title=title)
     for path, _ in drawn:
         log(f"plot: {path}")
@@ -296,7 +299,7 @@ def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted, d
         f"- Machine: nproc={m['nproc']}, CPU: {m['cpu']}, RAM {m['mem']}, "
         f"Linux {m['kernel']}, Python {m['python']}",
         f"- Reference: tabpy {ref_info['version']} in {args.ref_venv}; ours: {ours}",
-        f"- Load generator (trivial): {tool}",
+        f"- Load generator (throughput workloads): {tool}",
         "- Logging: both servers at WARNING through the same config logging sections, except "
         "in `trivial-default-logging` (each server's own default)\n",
         md_table(rows),
@@ -362,7 +365,7 @@ def parse_args(argv):
         "--loadgen",
         choices=("auto", "wrk", "asyncio"),
         default="auto",
-        help="load generator for 'trivial' (auto: wrk if installed)",
+        help="load generator of the throughput workloads (auto: wrk if installed)",
     )
     p.add_argument(
         "--ready-timeout",
@@ -413,9 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings: list[str] = []
     started: list[servers.Server] = []
     interrupted = False
-    background = servers.system_busy_cores()
+    background = background_before = servers.system_busy_cores()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"background CPU load before starting the servers: {background:.2f} cores busy")
-    notes.append(f"background CPU busy (no servers running) before: {background:.2f} cores")
+    notes.append(
+        f"background CPU busy (no servers running) before: {background:.2f} cores; "
+        f"load average {load}"
+    )
     if background > BUSY_WARN:
         msg = f"machine was busy before the run ({background:.2f} cores used by other "
         msg += "processes): numbers are noisy"
@@ -470,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     if not interrupted:
         background = servers.system_busy_cores()
         log(f"background CPU load after stopping the servers: {background:.2f} cores busy")
-        notes.append(f"background CPU busy (no servers running) after: {background:.2f} cores")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        notes.append(
+            f"background CPU busy (no servers running) after: {background:.2f} cores; "
+            f"load average {load}"
+        )
         if background > BUSY_WARN:
             warnings.append(
                 f"machine was busy after the run ({background:.2f} cores used by "
@@ -483,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     for w in warnings:
         print(f"WARNING: {w}")
     try:
-        drawn = draw_plots(args, points, rundir, started_at)
+        drawn = draw_plots(args, points, rundir, started_at, background_before)
     except Exception as e:  # noqa: BLE001  (a plot must not lose the run's numbers)
         traceback.print_exc()
         errors.append(f"plots: {type(e).__name__}: {e}")
