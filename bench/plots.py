@@ -107,7 +107,7 @@ def _rows(plt, data: dict[str, list[dict]], title: str):
     ax.set_ylabel("latency (ms), median, bars: min-max")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title(f"/evaluate latency against rows\n{title}")
+    ax.set_title(f"/evaluate latency against rows\n{title}", fontsize=10)
     return fig
 
 
@@ -125,12 +125,12 @@ def _arrow(plt, data: dict[str, list[dict]], title: str):
     ax.set_ylabel("round trip (ms): put + evaluate + get, median, bars: min-max")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title(f"Arrow Flight round trip against rows\n{title}")
+    ax.set_title(f"Arrow Flight round trip against rows\n{title}", fontsize=10)
     return fig
 
 
 def _cores(plt, data: dict[str, list[dict]], title: str):
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     ks = sorted({p["cores"] for ps in data.values() for p in ps})
     width = 0.38
     for i, side in enumerate(s for s in SIDES if s in data):
@@ -141,7 +141,7 @@ def _cores(plt, data: dict[str, list[dict]], title: str):
     ax.set_xticks(range(len(ks)), [f"{k} core{'s' if k > 1 else ''}" for k in ks])
     ax.set_ylabel("requests/s (trivial /evaluate, 16 conns)")
     ax.legend()
-    ax.set_title(f"Throughput with the server tree pinned\n{title}")
+    ax.set_title(f"Throughput with the server tree pinned\n{title}", fontsize=10)
     return fig
 
 

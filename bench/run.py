@@ -275,7 +275,7 @@ def draw_plots(args, points, rundir: Path, started_at, background) -> list[tuple
     outdir = BENCH / "plots" if args.record else rundir / "plots"
     title = (
         f"{started_at:%Y-%m-%d %H:%M} UTC{', --quick' if args.quick else ''}; "
-        f"other processes kept {background:.2f} cores busy before the run"
+        f"{background:.2f} cores busy elsewhere before the run"
     )
     drawn = plots.draw(points, outdir, prefix=f"{started_at:%Y%m%d-%H%M%S}-", title=title)
     for path, _ in drawn:
