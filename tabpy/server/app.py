@@ -41,6 +41,7 @@ from tabpy.server.index import (
 from tabpy.server.info import Info
 from tabpy.server.metrics import MetricsPage
 from tabpy.server.observe import Observe
+from tabpy.server.openapi import OPENAPI_PATH, OpenAPI
 from tabpy.server.proxy_headers import ProxyHeaders
 from tabpy.server.query import Query
 from tabpy.server.responses import JSON_UTF8, RawResponse, html_status_page
@@ -124,6 +125,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         route("/health", health.live, "GET", name="health"),
         route("/ready", health.ready, "GET", name="ready"),
         route("/metrics", MetricsPage(context.metrics).handle, "GET"),
+        route(OPENAPI_PATH, OpenAPI(context.settings, context.service_info).handle, "GET"),
     ]
     for path in (
         "/query/{name}",
