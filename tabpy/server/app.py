@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -172,4 +172,26 @@ class _Options:
 async def _framework_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    return html_status_page(status, _PHRASES.get(status, exc.detail))
+    headers = exc.headers
+    if status == 405:
+        # RFC 9110 requires Allow. Starlette's names only the first route of the path, but one
+        # path has a Route per method here, so collect them all.
+        headers = {
+            "Allow": ", ".join(sorted(_allowed_methods(request.app.router.routes, request.scope)))
+        }
+    return html_status_page(status, _PHRASES.get(status, exc.detail), headers)
+
+
+def _allowed_methods(routes: list[BaseRoute], scope: Scope) -> set[str]:
+    """The methods of every route whose path matches ``scope``'s, looking inside mounts.
+
+    Each ``Route`` is matched against the scope as the router left it: inside a mount
+    (the Subdirectory prefix), its ``root_path`` already holds the prefix.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Mount):
+            methods |= _allowed_methods(route.routes, scope)
+        elif isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return methods

@@ -30,6 +30,7 @@ from tabpy.errors import (
     TooManyFailures,
     envelope,
 )
+from tabpy.security.log_text import printable
 from tabpy.server.cors import CORS_EXEMPT
 from tabpy.server.responses import JSON, RawResponse
 
@@ -106,8 +107,8 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     logger.error(
         "Unexpected %s while serving %s %s",
         type(exc).__name__,
-        request.method,
-        request.url.path[:200],
+        printable(request.method, 20),
+        printable(request.url.path, 200),  # the client's: no line breaks in the log
         exc_info=exc,
     )
     info = "The server failed unexpectedly; the log has the details."

@@ -585,10 +585,9 @@ def _scope(operation: Operation, settings: Settings) -> str | None:
 
 
 def _refusals(operation: Operation, settings: Settings) -> Object:
-    refusals: Object = {
-        "401": _ref("responses", "Unauthorized"),
-        "429": _ref("responses", "TooManyFailures"),
-    }
+    refusals: Object = {"401": _ref("responses", "Unauthorized")}
+    if settings.auth_max_failures > 0:
+        refusals["429"] = _ref("responses", "TooManyFailures")
     if _scope(operation, settings) is not None:
         refusals["403"] = _ref("responses", "InsufficientScope")
     return refusals
@@ -669,8 +668,9 @@ def _shared_responses(settings: Settings) -> Object:
         },
         "TooManyFailures": {
             **_error(
-                "Too many failed logins from this client (TABPY_AUTH_MAX_FAILURES a minute); "
-                "credentials that worked recently are still accepted."
+                f"{settings.auth_max_failures} failed logins as one user from this client "
+                "within a minute (TABPY_AUTH_MAX_FAILURES); credentials that worked recently "
+                "are still accepted."
             ),
             "headers": {"Retry-After": {**retry_after, "required": True}},
         },

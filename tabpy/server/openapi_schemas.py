@@ -169,8 +169,20 @@ def _create_request() -> Schema:
         "type": "object",
         "properties": {"name": name, **_deploy_fields()},
         "required": ["name"],
+        "anyOf": [
+            {"required": ["artifact"], "properties": {"artifact": {"type": "string"}}},
+            {"required": ["src_path"], "properties": {"src_path": {"type": "string"}}},
+            {
+                "required": ["type", "target"],
+                "properties": {"type": {"const": "alias"}, "target": {"minLength": 1}},
+            },
+        ],
         "description": "A new endpoint: `artifact` or `src_path` names its object; an `alias` "
         "names a `target` instead.",
+        "examples": [
+            {"name": "add", "artifact": "0" * 64, "description": "Adds two columns."},
+            {"name": "plus", "type": "alias", "target": "add"},
+        ],
     }
 
 
@@ -205,6 +217,13 @@ def _evaluate_request() -> Schema:
             }
         ),
         "additionalProperties": True,
+        "examples": [
+            {
+                "script": "return [x + y for x, y in zip(_arg1, _arg2)]",
+                "data": {"_arg1": [1, 2], "_arg2": [3, 4]},
+            },
+            {"script": "return 42", "data": {}},
+        ],
     }
 
 
@@ -238,6 +257,7 @@ def _query_request() -> Schema:
             "method": {"description": "For the pre-built models that take a method."},
         },
         "anyOf": [{"required": ["data"]}, {"required": ["method"]}],
+        "examples": [{"data": {"x": [1, 2], "y": [3, 4]}}, {"data": [[1, 2], [3, 4]]}],
     }
 
 
@@ -299,10 +319,15 @@ def component_schemas() -> dict[str, Schema]:
         "LoadState": _load_state(),
         "CreateRequest": _create_request(),
         "UpdateRequest": _update_request(),
-        "DeleteRequest": {**_object({"name": _TEXT}), "additionalProperties": True},
-        "RollbackRequest": {
-            **_object({"version": {**_INTEGER, "minimum": 1}}),
+        "DeleteRequest": {
+            **_object({"name": _TEXT}),
             "additionalProperties": True,
+            "examples": [{"name": "add"}],
+        },
+        "RollbackRequest": {
+            **_object({"version": {**_INTEGER, "minimum": 1, "maximum": 2**63 - 1}}),
+            "additionalProperties": True,
+            "examples": [{"version": 1}],
         },
         "EvaluateRequest": _evaluate_request(),
         "TableRequest": _table_request(),

@@ -169,6 +169,12 @@ def test_a_password_file_means_basic_on_every_route_but_preflights(tmp_path: Pat
     assert unavailable["headers"]["Retry-After"]["required"] is False
 
 
+def test_no_429_without_a_failure_limit(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, pwd_file=tmp_path / "pwd", auth_max_failures=0)
+    for operation in operations(openapi_document(settings, INFO)).values():
+        assert "429" not in operation["responses"]
+
+
 def test_public_probes_need_no_credentials(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, pwd_file=tmp_path / "pwd", health_checks_public=True)
     ops = operations(openapi_document(settings, INFO))
