@@ -60,9 +60,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def client_for(tmp_path: Path, url: str, subdirectory: str = "") -> Iterator[TestClient]:
+def client_for(
+    tmp_path: Path, url: str, subdirectory: str = "", overrides: dict[str, str] | None = None
+) -> Iterator[TestClient]:
     registry = Registry(url)
-    settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path)})
+    settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path), **(overrides or {})})
     pool: Any = LoadsEverything()
     context = ServerContext(
         settings,
@@ -236,3 +238,37 @@ def test_an_unexpected_error_logs_the_path_escaped(caplog: pytest.LogCaptureFixt
     (record,) = caplog.records
     assert record.getMessage().isprintable()
     assert record.getMessage().endswith("GET /x\\x1b[2Jy\\x00")
+
+
+# --- odd header values ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password_file", [False, True])
+@pytest.mark.parametrize("credentials", ["Basic \u00ff\u00fe\u0080", "Basic caf\u00e9=="])
+def test_basic_credentials_that_are_not_ascii_are_refused_not_a_500(
+    tmp_path: Path, sqlite_url: str, password_file: bool, credentials: str
+) -> None:
+    """Was: 500 (base64 refuses a str with non-ASCII characters with a bare ValueError);
+    a header is latin-1 on the wire, so any client can send these bytes."""
+    overrides = {}
+    if password_file:
+        passwords = tmp_path / "passwords.txt"
+        passwords.write_text("someone 0123\n", encoding="utf-8")
+        overrides["TABPY_PWD_FILE"] = str(passwords)
+    with client_for(tmp_path, sqlite_url, overrides=overrides) as client:
+        response = client.get("/info", headers={"Authorization": credentials.encode("latin-1")})
+    # Malformed Basic credentials are no credentials: refused with 401 when the server has a
+    # password file, and anonymous (not the 406 of well-formed ones) when it has none.
+    assert response.status_code == (401 if password_file else 200), response.text
+
+
+@pytest.mark.parametrize("version", ["abc", "1.x", "-"])
+def test_metrics_with_an_unreadable_openmetrics_version_gets_the_text_format(
+    client: TestClient, version: str
+) -> None:
+    """Was: 500 (prometheus_client compares the version's parts as str and int)."""
+    accept = f"application/openmetrics-text; version={version}"
+    response = client.get("/metrics", headers={"Accept": accept})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert b"tabpy_" in response.content
