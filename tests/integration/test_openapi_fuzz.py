@@ -35,7 +35,9 @@ from security_support import password_line
 
 pytestmark = [
     pytest.mark.fuzz,
-    pytest.mark.skipif(sys.version_info < (3, 11), reason="schemathesis needs Python 3.11+"),
+    # schemathesis needs 3.11; on 3.11 its generator can hit a CPython bug ("SystemError: AST
+    # constructor recursion depth mismatch", python/cpython#106905) and stop with an error.
+    pytest.mark.skipif(sys.version_info < (3, 12), reason="the fuzzer needs Python 3.12+"),
 ]
 
 USER, PASSWORD = "fuzzer", "fuzz-pass-1"
@@ -188,7 +190,7 @@ def operations(document: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def script_error(entry: dict[str, Any]) -> bool:
-    from fuzz_checks import is_script_error  # here: it needs schemathesis (Python 3.11+)
+    from fuzz_checks import is_script_error  # here: schemathesis is installed on 3.12+ only
 
     text = entry["response"]["content"].get("text", "")
     try:

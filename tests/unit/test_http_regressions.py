@@ -198,11 +198,17 @@ def test_a_version_beyond_64_bits_is_a_400(client: TestClient, version: int) -> 
 # --- NUL in a path or a name, on PostgreSQL ------------------------------------------------------
 
 
-@pytest.fixture
-def postgres_client(tmp_path: Path) -> Iterator[TestClient]:
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
     from tests.integration.postgres_support import postgres_cluster
 
-    with postgres_cluster() as url, client_for(tmp_path, url) as test_client:
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_client(tmp_path: Path, postgres_url: str) -> Iterator[TestClient]:
+    with client_for(tmp_path, postgres_url) as test_client:
         yield test_client
 
 
