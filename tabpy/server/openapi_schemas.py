@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tabpy.errors import SCRIPT_ERROR
 from tabpy.registry.endpoint import MAX_NAME_LENGTH, MAX_TYPE_LENGTH
 
 __all__ = ["ARG_NAME_PATTERN", "NAME_PATTERN", "SHA256_PATTERN", "component_schemas"]
@@ -73,6 +74,13 @@ def _query_failed() -> Schema:
             }
         ),
         "description": "The error envelope of an endpoint that could not be loaded or called.",
+    }
+
+
+def _script_error() -> Schema:
+    return {
+        **_object({"message": {"const": SCRIPT_ERROR}, "info": {"type": ["string", "object"]}}),
+        "description": "A failed script: `info` is `<ExceptionClass> : <message>`.",
     }
 
 
@@ -313,6 +321,7 @@ def component_schemas() -> dict[str, Schema]:
     return {
         "Error": _error(),
         "QueryFailed": _query_failed(),
+        "ScriptError": _script_error(),
         "EndpointInfo": _endpoint_info(),
         "Endpoints": {"type": "object", "additionalProperties": _ref("EndpointInfo")},
         "VersionInfo": _version_info(),
