@@ -38,7 +38,7 @@ from tabpy import __version__
 from tabpy.config import Settings
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
-from tabpy.server.catalog import LOAD_FAILED, LOAD_IN_PROGRESS, LOAD_SUCCESSFUL, LoadState
+from tabpy.runtime.catalog import LoadState, LoadStatus
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
 
@@ -100,8 +100,16 @@ _LINKS = (
     ("health", "/health", "liveness"),
     ("ready", "/ready", "readiness"),
 )
-_STATUS_CLASS = {LOAD_SUCCESSFUL: "ok", LOAD_FAILED: "failed", LOAD_IN_PROGRESS: "loading"}
-_STATUS_TEXT = {LOAD_SUCCESSFUL: "loaded", LOAD_FAILED: "load failed", LOAD_IN_PROGRESS: "loading"}
+_STATUS_CLASS = {
+    LoadStatus.SUCCESSFUL: "ok",
+    LoadStatus.FAILED: "failed",
+    LoadStatus.IN_PROGRESS: "loading",
+}
+_STATUS_TEXT = {
+    LoadStatus.SUCCESSFUL: "loaded",
+    LoadStatus.FAILED: "load failed",
+    LoadStatus.IN_PROGRESS: "loading",
+}
 
 
 def _csp_hash(text: str) -> str:
@@ -278,7 +286,7 @@ class Index:
             state = catalog.states.get(name)
             document[name] = {
                 **endpoint.info(),
-                "status": state.status if state else LOAD_IN_PROGRESS,
+                "status": state.status if state else LoadStatus.IN_PROGRESS,
                 "last_error": state.last_error if state else None,
             }
         return document
@@ -311,13 +319,13 @@ class Index:
 
 def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:
     """What one endpoint's card shows; the template escapes every value."""
-    status = state.status if state else LOAD_IN_PROGRESS
+    status = state.status if state else LoadStatus.IN_PROGRESS
     searchable = (endpoint.name, endpoint.description, endpoint.docstring, endpoint.type)
     return {
         "name": endpoint.name,
         "search": " ".join(searchable).lower(),
         "status_class": _STATUS_CLASS.get(status, "loading"),
-        "status_text": _STATUS_TEXT.get(status, status),
+        "status_text": _STATUS_TEXT.get(status, str(status)),
         "version": endpoint.version,
         "type": endpoint.type,
         "public_text": _public_text(endpoint.is_public),
