@@ -2,7 +2,9 @@
 
 Each test is one finding: the request that used to get a 500 envelope, invalid JSON or a
 reply the document does not allow, and the answer it gets now. The endpoint routes run with
-a real registry (SQLite, and PostgreSQL where the bug was PostgreSQL's) and a stand-in pool.
+a real registry (SQLite, and PostgreSQL where the bug was PostgreSQL's) and a one-worker pool,
+shared by the module's tests (each uses its own endpoint names); routing and authentication
+need neither.
 """
 
 from __future__ import annotations
@@ -23,67 +25,54 @@ from starlette.testclient import TestClient
 from tabpy.config import load_settings
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.registry.store import Registry
+from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.app import create_app
-from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 from tabpy.server.http_errors import unexpected_error
 from tabpy.server.responses import encode_json
 
 
-class LoadsEverything:
-    """A worker pool that reports every load check as successful, at once."""
-
-    size = 1
-    ready_workers = 1
-    restarts: dict[str, int] = {}
-
-    def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def submit(self, job: Any, *args: Any, **kwargs: Any) -> Any:
-        return _Reply()
-
-
-class _Reply:
-    status = 200
-    flags = 0
-    body = b"null"
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'registry.db'}"
-
-
-@contextlib.contextmanager
-def client_for(
-    tmp_path: Path, url: str, subdirectory: str = "", overrides: dict[str, str] | None = None
-) -> Iterator[TestClient]:
-    registry = Registry(url)
-    settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path), **(overrides or {})})
-    pool: Any = LoadsEverything()
-    context = ServerContext(
+def context_for(
+    directory: Path,
+    registry: Registry | None = None,
+    subdirectory: str = "",
+    overrides: dict[str, str] | None = None,
+) -> ServerContext:
+    """A context with a worker pool and catalog when ``registry`` is given, else without."""
+    settings = load_settings(None, {"TABPY_STATE_PATH": str(directory), **(overrides or {})})
+    pool: Any = WorkerPool(PoolOptions(size=1)) if registry is not None else None
+    return ServerContext(
         settings,
         ServiceInfo("TabPy Server", "", "0", subdirectory, "", "", ""),
         pool=pool,
-        catalog=Catalog(registry, pool, 5.0),
+        catalog=Catalog(registry, pool) if registry is not None else None,  # type: ignore[arg-type]
         auth=build_authenticator(settings),
     )
+
+
+@contextlib.contextmanager
+def client_for(directory: Path, url: str) -> Iterator[TestClient]:
+    """The whole application on the registry at ``url``, started (pool, catalog)."""
+    registry = Registry(url)
     try:
-        with TestClient(create_app(context)) as client:
+        with TestClient(create_app(context_for(directory, registry))) as client:
             yield client
     finally:
         registry.close()
 
 
-@pytest.fixture
-def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
-    with client_for(tmp_path, sqlite_url) as test_client:
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    directory = tmp_path_factory.mktemp("sqlite")
+    with client_for(directory, f"sqlite:///{directory / 'registry.db'}") as test_client:
         yield test_client
+
+
+def routing_client(tmp_path: Path, **kwargs: Any) -> TestClient:
+    """The application without its lifespan: for what routing and authentication decide."""
+    return TestClient(create_app(context_for(tmp_path, **kwargs)))
 
 
 def alias(client: TestClient, name: str, **fields: Any) -> Any:
@@ -105,16 +94,16 @@ def alias(client: TestClient, name: str, **fields: Any) -> Any:
     ],
 )
 def test_405_lists_every_method_of_the_path_in_allow(
-    tmp_path: Path, sqlite_url: str, subdirectory: str, method: str, path: str, allowed: str
+    tmp_path: Path, subdirectory: str, method: str, path: str, allowed: str
 ) -> None:
     """Was: no ``Allow`` at all (RFC 9110 requires it). Starlette's own names only the first
     route of a path, and each method of a path is a route of its own here."""
     prefix = f"/{subdirectory}" if subdirectory else ""
-    with client_for(tmp_path, sqlite_url, subdirectory) as client:
-        response = client.request(method, prefix + path)
-        assert response.status_code == 405
-        assert response.headers["allow"] == allowed
-        assert response.headers["content-type"] == "text/html; charset=UTF-8"
+    client = routing_client(tmp_path, subdirectory=subdirectory)
+    response = client.request(method, prefix + path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == "text/html; charset=UTF-8"
 
 
 # --- lone surrogates -----------------------------------------------------------------------------
@@ -189,8 +178,10 @@ def test_encode_json_keeps_strings_and_python_separators() -> None:
 @pytest.mark.parametrize("version", [2**63, 10**30, -(2**70)])
 def test_a_version_beyond_64_bits_is_a_400(client: TestClient, version: int) -> None:
     """Was: 500 (OverflowError binding the number into the registry's query)."""
-    assert alias(client, "big").status_code == 201
-    response = client.post("/endpoints/big/rollback", content=json.dumps({"version": version}))
+    name = f"big {len(str(version))}"
+    assert alias(client, name).status_code == 201
+    body = json.dumps({"version": version})
+    response = client.post(f"/endpoints/{name}/rollback", content=body)
     assert response.status_code == 400, response.text
     assert f"version {version} is out of range" in response.json()["message"]
 
@@ -199,17 +190,11 @@ def test_a_version_beyond_64_bits_is_a_400(client: TestClient, version: int) -> 
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+def postgres_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from tests.integration.postgres_support import postgres_cluster
 
-    with postgres_cluster() as url:
-        yield url
-
-
-@pytest.fixture
-def postgres_client(tmp_path: Path, postgres_url: str) -> Iterator[TestClient]:
-    with client_for(tmp_path, postgres_url) as test_client:
-        yield test_client
+    with postgres_cluster() as url, client_for(tmp_path_factory.mktemp("pg"), url) as client:
+        yield client
 
 
 @pytest.mark.postgres
@@ -252,7 +237,7 @@ def test_an_unexpected_error_logs_the_path_escaped(caplog: pytest.LogCaptureFixt
 @pytest.mark.parametrize("password_file", [False, True])
 @pytest.mark.parametrize("credentials", ["Basic \u00ff\u00fe\u0080", "Basic caf\u00e9=="])
 def test_basic_credentials_that_are_not_ascii_are_refused_not_a_500(
-    tmp_path: Path, sqlite_url: str, password_file: bool, credentials: str
+    tmp_path: Path, password_file: bool, credentials: str
 ) -> None:
     """Was: 500 (base64 refuses a str with non-ASCII characters with a bare ValueError);
     a header is latin-1 on the wire, so any client can send these bytes."""
@@ -261,8 +246,8 @@ def test_basic_credentials_that_are_not_ascii_are_refused_not_a_500(
         passwords = tmp_path / "passwords.txt"
         passwords.write_text("someone 0123\n", encoding="utf-8")
         overrides["TABPY_PWD_FILE"] = str(passwords)
-    with client_for(tmp_path, sqlite_url, overrides=overrides) as client:
-        response = client.get("/info", headers={"Authorization": credentials.encode("latin-1")})
+    client = routing_client(tmp_path, overrides=overrides)
+    response = client.get("/info", headers={"Authorization": credentials.encode("latin-1")})
     # Malformed Basic credentials are no credentials: refused with 401 when the server has a
     # password file, and anonymous (not the 406 of well-formed ones) when it has none.
     assert response.status_code == (401 if password_file else 200), response.text
