@@ -15,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
@@ -74,6 +74,7 @@ def create_app(context: ServerContext) -> Starlette:
         exception_handlers={
             HTTPException: _framework_error,
             TabPyError: http_errors.handler(context.service_info.name),
+            ClientDisconnect: http_errors.client_disconnected,
             Exception: http_errors.unexpected_error,
         },
     )

@@ -36,6 +36,7 @@ from tabpy.server.responses import JSON, RawResponse
 
 __all__ = [
     "GATE_ERRORS",
+    "client_disconnected",
     "envelope",
     "error_response",
     "handler",
@@ -117,6 +118,18 @@ def handler(realm: str) -> Any:
         return error_response(exc, realm)
 
     return handle
+
+
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client went away before its whole body arrived (or sent one the HTTP edge refused
+    mid-way): nothing failed here, and nobody reads the reply. One line, no traceback."""
+    logger.info(
+        "Client disconnected during %s %s",
+        printable(request.method, 20),
+        printable(request.url.path, 200),
+    )
+    info = "The connection closed before the whole request body arrived."
+    return RawResponse(envelope("Incomplete request", info), 400, JSON)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

@@ -43,8 +43,8 @@ pytestmark = [
 USER, PASSWORD = "fuzzer", "fuzz-pass-1"
 #: Fixed, so that a failure in CI can be replayed; FUZZ_SEED (and FUZZ_EXAMPLES) explore more.
 SEED = int(os.environ.get("FUZZ_SEED", "20240611"))
-#: Cases per operation and phase: about 2,000 in all (over 10 s on an idle 2-core machine,
-#: 50 s on a loaded one).
+#: Cases per operation and phase: about 2,000 in all (15 to 50 s on a 2-core machine, idle
+#: to loaded).
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
 MIN_CASES = 500
 #: Far more than the run takes (about a minute); a hung run fails instead of blocking CI.

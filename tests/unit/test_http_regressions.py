@@ -263,3 +263,45 @@ def test_metrics_with_an_unreadable_openmetrics_version_gets_the_text_format(
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert b"tabpy_" in response.content
+
+
+# --- a client that goes away mid-body ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/evaluate", "/endpoints", "/endpoints/x/rollback"])
+def test_a_client_gone_mid_body_is_one_info_line_not_an_error_with_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """Was: ``Unexpected ClientDisconnect`` at ERROR with a traceback, twice (our handler and
+    uvicorn's), for every request whose body the HTTP edge refused half-way (a malformed
+    chunk): a cheap way to fill the log."""
+    app = create_app(context_for(tmp_path))
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-length", b"100")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 9004),
+        "scheme": "http",
+        "root_path": "",
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(app(scope, receive, send))  # raises nothing
+    assert sent[0]["status"] == 400
+    assert not [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "tabpy.access"
+    ]
+    assert not [r for r in caplog.records if r.exc_info]
+    assert any("Client disconnected during POST" in r.getMessage() for r in caplog.records)
