@@ -39,6 +39,7 @@ __all__ = [
 PICKLE_FILE = "pickle_archive"
 
 _STATE_ERROR = "Error when changing TabPy state: "
+_LARGEST_VERSION = 2**63 - 1
 _SOURCE_REQUIRED = "src_path is required to add/update an endpoint."
 
 
@@ -146,6 +147,11 @@ def parse_rollback(body: Mapping[str, Any]) -> int:
     version = body.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise InvalidRequest('Send {"version": <number>} with the version to restore.')
+    if abs(version) > _LARGEST_VERSION:  # the databases store 64-bit integers
+        raise InvalidRequest(
+            f"version {version} is out of range; send one that "
+            "GET /endpoints/<name>/versions lists."
+        )
     return version
 
 

@@ -6,7 +6,6 @@ Pure functions: a malformed value gives None, and the caller decides what that m
 from __future__ import annotations
 
 import base64
-import binascii
 
 __all__ = ["parse_basic", "parse_bearer", "scheme_of"]
 
@@ -26,7 +25,7 @@ def parse_basic(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(parts[1], validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         return None
     username, colon, password = decoded.partition(":")
     if not colon:

@@ -15,9 +15,9 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -41,6 +41,7 @@ from tabpy.server.index import (
 from tabpy.server.info import Info
 from tabpy.server.metrics import MetricsPage
 from tabpy.server.observe import Observe
+from tabpy.server.openapi import OPENAPI_PATH, OpenAPI
 from tabpy.server.proxy_headers import ProxyHeaders
 from tabpy.server.query import Query
 from tabpy.server.responses import JSON_UTF8, RawResponse, html_status_page
@@ -73,6 +74,7 @@ def create_app(context: ServerContext) -> Starlette:
         exception_handlers={
             HTTPException: _framework_error,
             TabPyError: http_errors.handler(context.service_info.name),
+            ClientDisconnect: http_errors.client_disconnected,
             Exception: http_errors.unexpected_error,
         },
     )
@@ -124,6 +126,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         route("/health", health.live, "GET", name="health"),
         route("/ready", health.ready, "GET", name="ready"),
         route("/metrics", MetricsPage(context.metrics).handle, "GET"),
+        route(OPENAPI_PATH, OpenAPI(context.settings, context.service_info).handle, "GET"),
     ]
     for path in (
         "/query/{name}",
@@ -170,4 +173,26 @@ class _Options:
 async def _framework_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    return html_status_page(status, _PHRASES.get(status, exc.detail))
+    headers = exc.headers
+    if status == 405:
+        # RFC 9110 requires Allow. Starlette's names only the first route of the path, but one
+        # path has a Route per method here, so collect them all.
+        headers = {
+            "Allow": ", ".join(sorted(_allowed_methods(request.app.router.routes, request.scope)))
+        }
+    return html_status_page(status, _PHRASES.get(status, exc.detail), headers)
+
+
+def _allowed_methods(routes: list[BaseRoute], scope: Scope) -> set[str]:
+    """The methods of every route whose path matches ``scope``'s, looking inside mounts.
+
+    Each ``Route`` is matched against the scope as the router left it: inside a mount
+    (the Subdirectory prefix), its ``root_path`` already holds the prefix.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Mount):
+            methods |= _allowed_methods(route.routes, scope)
+        elif isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return methods

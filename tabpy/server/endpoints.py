@@ -8,7 +8,6 @@ mapped to HTTP in :mod:`tabpy.server.http_errors`.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from pathlib import Path
 
@@ -18,11 +17,11 @@ from starlette.responses import Response
 from tabpy.errors import InvalidRequest
 from tabpy.registry.deploy_request import DeployRequest, Source, parse_rollback, read_staged
 from tabpy.registry.endpoint import Endpoint
-from tabpy.registry.registry_errors import EndpointNotFound
+from tabpy.registry.registry_errors import EndpointNotFound, UnknownEndpoint
 from tabpy.registry.store import Registry
 from tabpy.server.context import ServerContext
 from tabpy.server.json_body import read_json_object
-from tabpy.server.responses import JSON, JSON_UTF8, RawResponse
+from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, encode_json
 
 
 class Endpoints:
@@ -38,14 +37,14 @@ class Endpoints:
 
     async def list(self, request: Request) -> Response:
         body = {name: e.info() for name, e in self.context.catalog.endpoints.items()}
-        return RawResponse(json.dumps(body).encode(), 200, JSON)
+        return RawResponse(encode_json(body), 200, JSON)
 
     async def get(self, request: Request) -> Response:
         name = request.path_params["name"]
         endpoint = self.context.catalog.endpoints.get(name)
         if endpoint is None:
             raise EndpointNotFound(name)
-        return RawResponse(json.dumps(endpoint.info()).encode(), 200, JSON)
+        return RawResponse(encode_json(endpoint.info()), 200, JSON)
 
     async def create(self, request: Request) -> Response:
         body = await self._body(request)
@@ -81,7 +80,7 @@ class Endpoints:
         return Response(status_code=204)
 
     async def rollback(self, request: Request) -> Response:
-        name = request.path_params["name"]
+        name = _storable(request.path_params["name"])
         version = parse_rollback(await self._body(request))
         async with self._lock:
             restored = await asyncio.to_thread(self.registry.rollback, name, version)
@@ -89,9 +88,10 @@ class Endpoints:
         return self._reply(restored, 200)
 
     async def versions(self, request: Request) -> Response:
-        history = await asyncio.to_thread(self.registry.versions, request.path_params["name"])
+        name = _storable(request.path_params["name"])
+        history = await asyncio.to_thread(self.registry.versions, name)
         body = [version.info() for version in history]
-        return RawResponse(json.dumps(body).encode(), 200, JSON)
+        return RawResponse(encode_json(body), 200, JSON)
 
     async def _body(self, request: Request) -> dict[str, object]:
         settings = self.context.settings
@@ -107,6 +107,7 @@ class Endpoints:
         return endpoint
 
     async def _delete(self, name: str) -> None:
+        _storable(name)
         async with self._lock:
             await asyncio.to_thread(self.registry.delete, name)
             await self.context.catalog.refresh()
@@ -128,5 +129,16 @@ class Endpoints:
         await self.context.catalog.wait_loaded(name)
 
     def _reply(self, endpoint: Endpoint, status: int) -> Response:
-        body = json.dumps({endpoint.name: endpoint.info()}).encode()
+        body = encode_json({endpoint.name: endpoint.info()})
         return RawResponse(body, status, JSON_UTF8)
+
+
+def _storable(name: str) -> str:
+    """``name``, if an endpoint can have it; else the registry's "does not exist".
+
+    PostgreSQL refuses NUL in text, even in a query (a 500 instead of a 404), and deploys
+    refuse such names, so no registry holds one: there is nothing to look up.
+    """
+    if "\x00" in name:
+        raise UnknownEndpoint(name)
+    return name

@@ -30,11 +30,13 @@ from tabpy.errors import (
     TabPyError,
     TooManyFailures,
 )
+from tabpy.security.log_text import printable
 from tabpy.server.cors import CORS_EXEMPT
 from tabpy.server.responses import JSON, RawResponse
 
 __all__ = [
     "GATE_ERRORS",
+    "client_disconnected",
     "envelope",
     "error_response",
     "handler",
@@ -118,13 +120,25 @@ def handler(realm: str) -> Any:
     return handle
 
 
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client went away before its whole body arrived (or sent one the HTTP edge refused
+    mid-way): nothing failed here, and nobody reads the reply. One line, no traceback."""
+    logger.info(
+        "Client disconnected during %s %s",
+        printable(request.method, 20),
+        printable(request.url.path, 200),
+    )
+    info = "The connection closed before the whole request body arrived."
+    return RawResponse(envelope("Incomplete request", info), 400, JSON)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     """A bug or an unforeseen failure: logged with its traceback, answered with an envelope."""
     logger.error(
         "Unexpected %s while serving %s %s",
         type(exc).__name__,
-        request.method,
-        request.url.path[:200],
+        printable(request.method, 20),
+        printable(request.url.path, 200),  # the client's: no line breaks in the log
         exc_info=exc,
     )
     info = "The server failed unexpectedly; the log has the details."

@@ -260,5 +260,10 @@ class MetricsPage:
         self.metrics = metrics
 
     async def handle(self, request: Request) -> Response:
-        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        try:
+            encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        except (TypeError, ValueError):
+            # prometheus_client cannot read some versions (``version=abc``): the default
+            # format then, as for a scraper that names none.
+            encode, content_type = choose_encoder("")
         return RawResponse(encode(self.metrics.registry), 200, content_type)

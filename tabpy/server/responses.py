@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 
 from starlette.responses import Response
@@ -31,7 +33,31 @@ class RawResponse(Response):
         self.init_headers(headers)
 
 
-def html_status_page(status: int, phrase: str) -> RawResponse:
+def html_status_page(
+    status: int, phrase: str, headers: Mapping[str, str] | None = None
+) -> RawResponse:
     """The small HTML page TabPy's framework sends for 403/404/405."""
     body = f"<html><title>{status}: {phrase}</title><body>{status}: {phrase}</body></html>"
-    return RawResponse(body.encode("ascii"), status, "text/html; charset=UTF-8")
+    return RawResponse(body.encode("ascii"), status, "text/html; charset=UTF-8", headers)
+
+
+def encode_json(value: object) -> bytes:
+    """``value`` as JSON with Python's separators, as TabPy writes it.
+
+    NaN and the infinities, which a deploy may send in an endpoint's ``schema`` (Python's
+    parser reads them), are written as ``null``, so the reply is always valid JSON. They are
+    replaced in the text, outside strings, rather than by walking ``value``: no recursion.
+    """
+    text = json.dumps(value)
+    if "NaN" in text or "Infinity" in text:
+        text = _NON_FINITE.sub(_null_outside_strings, text)
+    return text.encode()
+
+
+#: A JSON string (kept) or a non-finite number Python writes (replaced).
+_NON_FINITE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?Infinity|NaN')
+
+
+def _null_outside_strings(match: re.Match[str]) -> str:
+    token = match.group()
+    return token if token.startswith('"') else "null"
