@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tabpy.errors import SCRIPT_ERROR
+from tabpy.runtime.containment import become_subreaper
 from tabpy.runtime.endpoint_cache import EndpointCache
 from tabpy.runtime.evaluate import handle_evaluate
 from tabpy.runtime.job_handlers import JobContext, JobHandlers, UnknownHandler
@@ -66,6 +67,8 @@ class WorkerOptions:
     table_requests: bool = False
     #: Job handler name -> the module that defines it (``tabpy.runtime.job_handlers``).
     extensions: Mapping[str, str] = field(default_factory=dict)
+    #: Whether to reap the orphans a script leaves (``tabpy.runtime.containment``).
+    subreaper: bool = False
 
 
 @dataclass(slots=True)
@@ -133,6 +136,8 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
     """Entry point of a worker process."""
     scrub_environment()
     _detach(options.server_pid)
+    if options.subreaper:
+        become_subreaper()
     connection = Connection(sock)
     cache = EndpointCache()
     context = JobContext(build_namespace(), ScriptAPI(cache, ServerEndpoints(connection, cache)))
