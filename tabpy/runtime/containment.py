@@ -135,10 +135,9 @@ class CgroupContainment:
         (group / "cgroup.procs").write_text(str(pid))
 
     def kill(self, pid: int) -> None:
-        try:
+        # Not adopted if it failed to start: then the process group is all there is.
+        with contextlib.suppress(OSError):
             (self.parent / f"worker-{pid}" / "cgroup.kill").write_text("1")
-        except OSError:
-            pass  # never adopted (it failed to start): the process group is all there is
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         _signal(pid, signal.SIGKILL)

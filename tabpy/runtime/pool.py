@@ -8,11 +8,12 @@ socket pair; a :class:`Channel` reads frames (:mod:`tabpy.runtime.protocol`) str
 buffers of the announced sizes.
 
 The pool guarantees capacity: a worker whose job times out is killed with everything its
-script started (:mod:`tabpy.runtime.containment`), a worker that dies or exceeds its memory limit is discarded, and every discarded worker
-is replaced at once. With ``isolate_callers``, a worker that has run one caller's code never
-runs another's: the pool prefers an idle worker bound to the same caller, and otherwise recycles
-one from the fork server's clean template. It also knows which endpoint objects each worker holds, so it sends an
-object's bytes to a worker once, and answers a script's ``tabpy.query`` from its
+script started (:mod:`tabpy.runtime.containment`), a worker that dies or exceeds its memory
+limit is discarded, and every discarded worker is replaced at once. With ``isolate_callers``,
+a worker that has run one caller's code never runs another's: the pool prefers an idle worker
+bound to the same caller, and otherwise recycles one from the fork server's clean template.
+It also knows which endpoint objects each worker holds, so it sends an object's bytes to a
+worker once, and answers a script's ``tabpy.query`` from its
 :class:`~tabpy.runtime.directory.EndpointDirectory`.
 """
 
