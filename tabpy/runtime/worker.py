@@ -151,6 +151,9 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
             if frame is None:
                 return
             reply = _run(frame, context, cache, handlers, options)
+        except RecursionError as exc:
+            # Whatever ran out of stack has unwound; the worker is still sound.
+            reply = Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"RecursionError : {exc}")
         except MemoryError:
             detail = (
                 f"MemoryError : the script used more than the worker memory limit of "
