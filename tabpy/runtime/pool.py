@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
 _SPAWN_RETRY_SECONDS = 1.0
+#: Clean workers kept beside the pool when callers are isolated, so a switch waits for no fork.
+_SPARE_WORKERS = 1
 _READY_TIMEOUT_SECONDS = 120.0
 #: ``asyncio.wait_for`` raises this; on Python 3.10 it is not the built-in ``TimeoutError``.
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
@@ -204,6 +206,8 @@ class Worker:
         self.containment = containment
         #: The caller whose code it has run (``Job.principal``); None while it is clean.
         self.principal: str | None = None
+        #: Kept clean, outside the idle queue, to replace a recycled worker at once.
+        self.spare = False
         #: SHA-256 of every endpoint object this worker has been sent.
         self.artifacts: set[str] = set()
         #: The directory generation this worker's objects were last checked against.
@@ -296,6 +300,7 @@ class WorkerPool:
         self._context: BaseContext = multiprocessing.get_context("forkserver")
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._workers: set[Worker] = set()
+        self._spares: collections.deque[Worker] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         #: Chosen when the pool starts (``start``), from ``options.containment``.
@@ -307,7 +312,7 @@ class WorkerPool:
 
     @property
     def ready_workers(self) -> int:
-        return len(self._workers)
+        return len(self._workers) - len(self._spares)
 
     def start(self) -> None:
         """Begin warming up workers in the background; returns immediately."""
@@ -319,6 +324,9 @@ class WorkerPool:
             multiprocessing.forkserver.ensure_running()
         for _ in range(self.size):
             self._schedule_spawn()
+        if self.options.isolate_callers:
+            for _ in range(_SPARE_WORKERS):
+                self._schedule_spawn(spare=True)
 
     async def submit(self, job: Job) -> Reply:
         """Run one job; queueing for a free worker counts against the timeout.
@@ -398,9 +406,17 @@ class WorkerPool:
                 self._idle.put_nowait(worker)
         if chosen is not None:
             return chosen
-        # Every idle worker has run someone else's code: replace one with a clean worker.
+        # Every idle worker has run someone else's code: recycle one. A spare takes its place
+        # at once (and is replaced off the request path); without one, the caller gets the
+        # replacement as soon as it is ready.
+        victim = self._idle.get_nowait()
+        if self._spares:
+            chosen = self._spares.popleft()
+            chosen.spare = False
+            self._discard(victim, RestartCause.RECYCLED, spare=True)
+            return chosen
         handoff: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
-        self._discard(self._idle.get_nowait(), RestartCause.RECYCLED, handoff)
+        self._discard(victim, RestartCause.RECYCLED, handoff)
         return handoff
 
     async def close(self) -> None:
@@ -420,11 +436,20 @@ class WorkerPool:
             self.containment.close()
 
     def _discard(
-        self, worker: Worker, cause: RestartCause, handoff: asyncio.Future[Worker] | None = None
+        self,
+        worker: Worker,
+        cause: RestartCause,
+        handoff: asyncio.Future[Worker] | None = None,
+        *,
+        spare: bool = False,
     ) -> None:
+        """Kill ``worker`` and start its replacement: for ``handoff``, as a spare, or idle."""
         if worker not in self._workers:
             return
         self._workers.discard(worker)
+        if worker.spare:
+            self._spares.remove(worker)
+            spare = True
         self.restarts[cause] += 1
         worker.kill()
         if cause is RestartCause.RECYCLED:
@@ -433,7 +458,7 @@ class WorkerPool:
             logger.warning("Replacing worker %d (%s)", worker.pid, cause)
         loop = asyncio.get_running_loop()
         loop.run_in_executor(None, self._release, worker)
-        self._schedule_spawn(handoff)
+        self._schedule_spawn(handoff, spare=spare)
 
     def _release(self, worker: Worker) -> None:
         """Reap a killed worker and remove what containment kept for it (off the loop)."""
@@ -445,10 +470,12 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, worker.process.join, 1)
 
-    def _schedule_spawn(self, handoff: asyncio.Future[Worker] | None = None) -> None:
+    def _schedule_spawn(
+        self, handoff: asyncio.Future[Worker] | None = None, *, spare: bool = False
+    ) -> None:
         if self._closing:
             return
-        task = asyncio.get_running_loop().create_task(self._spawn(handoff))
+        task = asyncio.get_running_loop().create_task(self._spawn(handoff, spare))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -467,7 +494,7 @@ class WorkerPool:
             raise RuntimeError("the pool has not been started")
         return self.containment
 
-    async def _spawn(self, handoff: asyncio.Future[Worker] | None = None) -> None:
+    async def _spawn(self, handoff: asyncio.Future[Worker] | None, spare: bool) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
             parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -499,7 +526,10 @@ class WorkerPool:
             self._workers.add(worker)
             channel.on_lost = lambda worker=worker: self._discard(worker, RestartCause.CRASH)
             channel.on_request = lambda meta, worker=worker: worker.answer(meta, self.directory)
-            if handoff is not None and not handoff.done():
+            if spare:
+                worker.spare = True
+                self._spares.append(worker)
+            elif handoff is not None and not handoff.done():
                 handoff.set_result(worker)
             else:
                 self._idle.put_nowait(worker)
