@@ -33,6 +33,7 @@ import ipaddress
 import logging
 import math
 import os
+import pwd
 import re
 import ssl
 import types
@@ -190,6 +191,7 @@ class Settings:
     max_connections: int
     worker_containment: str
     isolate_callers: bool
+    worker_user: str | None
     sources: Mapping[str, str]
 
     @property
@@ -315,6 +317,23 @@ def _containment(key: str, value: str) -> str:
             "machine allows it, else a subreaper), cgroup or subreaper."
         )
     return mode
+
+
+def _os_user(key: str, value: str) -> str:
+    """An existing account, usable only by a server running as root (it switches to it)."""
+    try:
+        pwd.getpwnam(value)
+    except KeyError:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a user on this machine: name an existing "
+            "unprivileged account, such as nobody, or create one for the workers."
+        ) from None
+    if os.geteuid() != 0:
+        raise ConfigError(
+            f"{key} = {_show(value)} needs the server to start as root, so that its workers can "
+            "switch to that user: start it as root, or leave the setting out."
+        )
+    return value
 
 
 def _default_isolate_callers(resolve: Resolve) -> bool:
@@ -531,6 +550,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_ARROW_ADMIN_USERS", "arrow_admin_users", (), _scopes),
     _Key("TABPY_WORKER_CONTAINMENT", "worker_containment", "auto", _containment),
     _Key("TABPY_ISOLATE_CALLERS", "isolate_callers", _default_isolate_callers, _boolean),
+    _Key("TABPY_WORKER_USER", "worker_user", None, _os_user),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}

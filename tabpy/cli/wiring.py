@@ -46,6 +46,7 @@ def build_context(settings: Settings) -> ServerContext:
         extensions=extensions,
         containment=cast(ContainmentMode, settings.worker_containment),
         isolate_callers=settings.isolate_callers,
+        worker_user=settings.worker_user,
     )
     pool = WorkerPool(options)
     arrow = None

@@ -103,6 +103,8 @@ class PoolOptions:
     containment: ContainmentMode = "auto"
     #: Whether a worker, once it has run one caller's code, only ever runs that caller's.
     isolate_callers: bool = False
+    #: The unprivileged OS user workers switch to (the server must be root); None: the server's.
+    worker_user: str | None = None
 
 
 class WorkerGone(Exception):
@@ -487,6 +489,7 @@ class WorkerPool:
             table_requests=options.table_requests,
             extensions=dict(options.extensions),
             subreaper=self._containment().name == "subreaper",
+            user=options.worker_user,
         )
 
     def _containment(self) -> Containment:
