@@ -327,7 +327,8 @@ def _isolation_text(context: ServerContext) -> str:
         if pool.options.isolate_callers
         else "callers share workers"
     )
-    return f"{mechanism} containment; {callers}"
+    user = context.settings.worker_user
+    return f"{mechanism} containment; {callers}" + (f"; workers run as {user}" if user else "")
 
 
 def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:

@@ -308,6 +308,14 @@ def test_worker_containment_and_caller_isolation(load: Load, tmp_path: Path) -> 
     settings = load(None, {"TABPY_PWD_FILE": str(passwords), "TABPY_ISOLATE_CALLERS": "false"})
     assert settings.isolate_callers is False
     assert load(None, {"TABPY_ISOLATE_CALLERS": "true"}).isolate_callers is True
+    message = error_of(load, None, {"TABPY_WORKER_USER": "no-such-user-here"})
+    assert message.startswith('TABPY_WORKER_USER = "no-such-user-here" is not a user')
+    if os.geteuid() == 0:
+        assert load(None, {"TABPY_WORKER_USER": "nobody"}).worker_user == "nobody"
+    else:
+        assert "needs the server to start as root" in error_of(
+            load, None, {"TABPY_WORKER_USER": "nobody"}
+        )
 
 
 def test_default_memory_limit_is_shared_between_workers(
