@@ -115,6 +115,7 @@ class CgroupContainment:
     def create(cls) -> CgroupContainment:
         """Make ``tabpy-<pid>`` in the server's own cgroup, or say why that is impossible."""
         own = _own_cgroup()
+        _remove_stale(own)
         parent = own / f"tabpy-{os.getpid()}"
         try:
             parent.mkdir(exist_ok=True)
@@ -243,6 +244,19 @@ def _own_cgroup() -> Path:
     if relative is None:
         raise ContainmentUnavailable("this process is in no cgroup v2 group")
     return Path(mount) / relative.lstrip("/")
+
+
+def _remove_stale(own: Path) -> None:
+    """Remove the empty groups of servers that were killed before they could clean up."""
+    for parent in own.glob("tabpy-*"):
+        pid = parent.name.removeprefix("tabpy-")
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        for group in parent.glob("worker-*"):
+            with contextlib.suppress(OSError):  # not empty: something still runs there
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 def _enable_memory(parent: Path) -> bool:

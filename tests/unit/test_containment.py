@@ -59,3 +59,17 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_groups_of_dead_servers_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed server leaves its (empty) groups behind; the next one removes them."""
+    dead = 2**22 + 1  # above the largest PID Linux hands out
+    stale = tmp_path / f"tabpy-{dead}"
+    (stale / "worker-7").mkdir(parents=True)
+    alive = tmp_path / f"tabpy-{os.getpid()}"
+    (alive / "worker-8").mkdir(parents=True)
+    containment._remove_stale(tmp_path)
+    assert not stale.exists()
+    assert (alive / "worker-8").exists()
