@@ -33,6 +33,7 @@ import ipaddress
 import logging
 import math
 import os
+import pwd
 import re
 import ssl
 import types
@@ -111,6 +112,7 @@ _TYPO_CUTOFF = 0.85
 _MAX_INTERPOLATION_DEPTH = 10
 _REFERENCE = re.compile(r"%(?:%|\(([^)]*)\)s)")
 _INLINE_COMMENT = ("#", ";")  # each starts a comment after whitespace, as in whole-line comments
+_CONTAINMENT_MODES = ("auto", "cgroup", "subreaper")
 _TRUE = frozenset({"1", "yes", "true", "on"})
 _FALSE = frozenset({"0", "no", "false", "off"})
 
@@ -187,6 +189,9 @@ class Settings:
     header_timeout: float
     keepalive_timeout: float
     max_connections: int
+    worker_containment: str
+    isolate_callers: bool
+    worker_user: str | None
     sources: Mapping[str, str]
 
     @property
@@ -302,6 +307,38 @@ def _log_format(key: str, value: str) -> str:
             "message) or json (one JSON object per line, for log shippers)."
         )
     return log_format
+
+
+def _containment(key: str, value: str) -> str:
+    mode = value.lower()
+    if mode not in _CONTAINMENT_MODES:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a containment mode: use auto (a cgroup where the "
+            "machine allows it, else a subreaper), cgroup or subreaper."
+        )
+    return mode
+
+
+def _os_user(key: str, value: str) -> str:
+    """An existing account, usable only by a server running as root (it switches to it)."""
+    try:
+        pwd.getpwnam(value)
+    except KeyError:
+        raise ConfigError(
+            f"{key} = {_show(value)} is not a user on this machine: name an existing "
+            "unprivileged account, such as nobody, or create one for the workers."
+        ) from None
+    if os.geteuid() != 0:
+        raise ConfigError(
+            f"{key} = {_show(value)} needs the server to start as root, so that its workers can "
+            "switch to that user: start it as root, or leave the setting out."
+        )
+    return value
+
+
+def _default_isolate_callers(resolve: Resolve) -> bool:
+    """Keep callers apart whenever there are callers to tell apart."""
+    return bool(resolve("pwd_file") is not None or resolve("oauth_enabled"))
 
 
 def _scopes(key: str, value: str) -> tuple[str, ...]:
@@ -511,6 +548,9 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_ARROW_ENTRY_TTL_SECONDS", "arrow_entry_ttl_seconds",
          DEFAULT_ARROW_ENTRY_TTL_SECONDS, _seconds(False)),
     _Key("TABPY_ARROW_ADMIN_USERS", "arrow_admin_users", (), _scopes),
+    _Key("TABPY_WORKER_CONTAINMENT", "worker_containment", "auto", _containment),
+    _Key("TABPY_ISOLATE_CALLERS", "isolate_callers", _default_isolate_callers, _boolean),
+    _Key("TABPY_WORKER_USER", "worker_user", None, _os_user),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}

@@ -70,7 +70,14 @@ SYSTEMD = Component(
     "Debian: apt-get install -y systemd; pip install '.[test]' (not only PYTHONPATH)",
 )
 
-ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD)
+CGROUP = Component(
+    "cgroup",
+    "a writable cgroup v2 hierarchy with cgroup.kill (Linux 5.14+)",
+    "run as root with /sys/fs/cgroup mounted read-write (docker: --cgroupns=private "
+    "--cgroup-parent, or --privileged), or under systemd with Delegate=yes",
+)
+
+ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP)
 
 
 def in_ci(environ: Mapping[str, str] | None = None) -> bool:

@@ -7,12 +7,14 @@ Flight) plug in here and the HTTP transport and the core stay unaware of them.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from tabpy.config import ConfigError, Settings
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry, display_url
 from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.containment import ContainmentMode
 from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.context import ServerContext
@@ -42,6 +44,9 @@ def build_context(settings: Settings) -> ServerContext:
         timeout_text=settings.evaluate_timeout_text,
         table_requests=settings.arrow_enabled,
         extensions=extensions,
+        containment=cast(ContainmentMode, settings.worker_containment),
+        isolate_callers=settings.isolate_callers,
+        worker_user=settings.worker_user,
     )
     pool = WorkerPool(options)
     arrow = None

@@ -63,6 +63,10 @@ def endpoint_ref(endpoint: Endpoint) -> EndpointRef:
     return EndpointRef(endpoint.name, endpoint.version, endpoint.type, endpoint.artifact)
 
 
+#: Listings read before giving up on one that objects keep disappearing from.
+_READ_ATTEMPTS = 5
+
+
 class Catalog:
     def __init__(self, registry: Registry, pool: WorkerPool) -> None:
         self.registry = registry
@@ -117,18 +121,28 @@ class Catalog:
     def _read(
         self, known: int, held: dict[str, Artifact]
     ) -> tuple[int, dict[str, Endpoint], dict[str, Deployed]] | None:
-        """In a thread: the registry's endpoints and their objects, unless ``known`` is current."""
-        revision, endpoints = self.registry.snapshot()
-        if revision == known:
-            return None
-        deployed: dict[str, Deployed] = {}
-        for name, endpoint in endpoints.items():
-            artifact = held.get(endpoint.artifact) if endpoint.artifact is not None else None
-            if artifact is None:
-                artifact = self._read_artifact(endpoint)
-                if artifact.data is not None and artifact.sha256 is not None:
-                    held[artifact.sha256] = artifact
-            deployed[name] = Deployed(endpoint_ref(endpoint), artifact)
+        """In a thread: the registry's endpoints and their objects, unless ``known`` is current.
+
+        Objects are read after the listing, outside its transaction. An object found missing
+        while the registry has moved on since the listing (a delete or a new version landed
+        in between) means the listing is stale: read again, so a deleted endpoint is published
+        as gone (404) rather than as a version without its object (a failed load).
+        """
+        for _ in range(_READ_ATTEMPTS):
+            revision, endpoints = self.registry.snapshot()
+            if revision == known:
+                return None
+            deployed: dict[str, Deployed] = {}
+            for name, endpoint in endpoints.items():
+                artifact = held.get(endpoint.artifact) if endpoint.artifact is not None else None
+                if artifact is None:
+                    artifact = self._read_artifact(endpoint)
+                    if artifact.data is not None and artifact.sha256 is not None:
+                        held[artifact.sha256] = artifact
+                deployed[name] = Deployed(endpoint_ref(endpoint), artifact)
+            complete = all(d.artifact.missing is None for d in deployed.values())
+            if complete or self.registry.revision() == revision:
+                break
         return revision, endpoints, deployed
 
     def _read_artifact(self, endpoint: Endpoint) -> Artifact:

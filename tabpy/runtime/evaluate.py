@@ -24,6 +24,7 @@ from tabpy.runtime.script_api import ScriptAPI
 from tabpy.runtime.scripts import is_blank, run_script, user_line, validate_arguments
 
 __all__ = [
+    "TOO_DEEP",
     "ScriptRequest",
     "decode_body",
     "handle_evaluate",
@@ -31,6 +32,10 @@ __all__ = [
     "script_failure",
 ]
 
+TOO_DEEP = (
+    "Request body is nested too deeply: JSON arrays and objects may be nested at most "
+    "1024 levels deep; send the data flatter."
+)
 #: The key that names a stored table instead of sending ``"data"``.
 DATA_PATH = "dataPath"
 
@@ -48,11 +53,16 @@ def decode_body(body: bytes | bytearray | memoryview) -> Any:
 
     orjson is strict where Python's parser (and thus TabPy) is lenient, for
     example about ``NaN`` tokens, so a body the standard parser accepts is used.
+    orjson refuses nesting deeper than it supports; the standard parser then runs out of
+    stack, which is the caller's mistake (:class:`InvalidRequest`), not a reason to crash.
     """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(bytes(body).decode("utf-8"))
+        try:
+            return json.loads(bytes(body).decode("utf-8"))
+        except RecursionError:
+            raise InvalidRequest(TOO_DEEP) from None
 
 
 def parse_request(request: Any, tables: bool) -> ScriptRequest | TableRequest:

@@ -7,10 +7,13 @@ environment, so no worker inherits the server's configuration or secrets. Each w
 socket pair; a :class:`Channel` reads frames (:mod:`tabpy.runtime.protocol`) straight into
 buffers of the announced sizes.
 
-The pool guarantees capacity: a worker whose job times out is killed with its whole process
-group, a worker that dies or exceeds its memory limit is discarded, and every discarded worker
-is replaced at once. It also knows which endpoint objects each worker holds, so it sends an
-object's bytes to a worker once, and answers a script's ``tabpy.query`` from its
+The pool guarantees capacity: a worker whose job times out is killed with everything its
+script started (:mod:`tabpy.runtime.containment`), a worker that dies or exceeds its memory
+limit is discarded, and every discarded worker is replaced at once. With ``isolate_callers``,
+a worker that has run one caller's code never runs another's: the pool prefers an idle worker
+bound to the same caller, and otherwise recycles one from the fork server's clean template.
+It also knows which endpoint objects each worker holds, so it sends an object's bytes to a
+worker once, and answers a script's ``tabpy.query`` from its
 :class:`~tabpy.runtime.directory.EndpointDirectory`.
 """
 
@@ -33,6 +36,7 @@ from multiprocessing.process import BaseProcess
 from typing import cast
 
 from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
+from tabpy.runtime.containment import Containment, ContainmentMode, choose_containment
 from tabpy.runtime.directory import EndpointDirectory
 from tabpy.runtime.namespace import OPTIONAL_MODULES
 from tabpy.runtime.outcomes import raise_for_outcome
@@ -57,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
 _SPAWN_RETRY_SECONDS = 1.0
+#: Clean workers kept beside the pool when callers are isolated, so a switch waits for no fork.
+_SPARE_WORKERS = 1
 _READY_TIMEOUT_SECONDS = 120.0
 #: ``asyncio.wait_for`` raises this; on Python 3.10 it is not the built-in ``TimeoutError``.
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
@@ -73,6 +79,8 @@ class RestartCause(str, enum.Enum):
     CRASH = "crash"
     #: The caller went away mid-job, leaving the worker in an unknown state.
     CANCELLED = "cancelled"
+    #: It had run another caller's code (``isolate_callers``).
+    RECYCLED = "recycled"
 
     def __str__(self) -> str:
         return self.value
@@ -91,6 +99,12 @@ class PoolOptions:
     table_requests: bool = False
     #: Job handler name -> the module defining it in the worker (``tabpy.runtime.job_handlers``).
     extensions: Mapping[str, str] = field(default_factory=dict)
+    #: How to kill everything a script started (``tabpy.runtime.containment``).
+    containment: ContainmentMode = "auto"
+    #: Whether a worker, once it has run one caller's code, only ever runs that caller's.
+    isolate_callers: bool = False
+    #: The unprivileged OS user workers switch to (the server must be root); None: the server's.
+    worker_user: str | None = None
 
 
 class WorkerGone(Exception):
@@ -188,9 +202,14 @@ class Channel(asyncio.BufferedProtocol):
 
 
 class Worker:
-    def __init__(self, process: BaseProcess, channel: Channel) -> None:
+    def __init__(self, process: BaseProcess, channel: Channel, containment: Containment) -> None:
         self.process = process
         self.channel = channel
+        self.containment = containment
+        #: The caller whose code it has run (``Job.principal``); None while it is clean.
+        self.principal: str | None = None
+        #: Kept clean, outside the idle queue, to replace a recycled worker at once.
+        self.spare = False
         #: SHA-256 of every endpoint object this worker has been sent.
         self.artifacts: set[str] = set()
         #: The directory generation this worker's objects were last checked against.
@@ -253,11 +272,7 @@ class Worker:
 
     def kill(self) -> None:
         """Kill the worker and anything its script started."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+        self.containment.kill(self.pid)
         if self.channel.transport is not None:
             self.channel.transport.close()
 
@@ -287,8 +302,11 @@ class WorkerPool:
         self._context: BaseContext = multiprocessing.get_context("forkserver")
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._workers: set[Worker] = set()
+        self._spares: collections.deque[Worker] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: Chosen when the pool starts (``start``), from ``options.containment``.
+        self.containment: Containment | None = None
 
     @property
     def size(self) -> int:
@@ -296,16 +314,21 @@ class WorkerPool:
 
     @property
     def ready_workers(self) -> int:
-        return len(self._workers)
+        return len(self._workers) - len(self._spares)
 
     def start(self) -> None:
         """Begin warming up workers in the background; returns immediately."""
         # The fork server imports these once; every worker forks with them loaded.
         self._context.set_forkserver_preload(list(PRELOADED_MODULES))  # type: ignore[attr-defined]
+        self.containment = choose_containment(self.options.containment)
+        logger.info("Worker containment: %s", self.containment.name)
         with _without_server_settings():
             multiprocessing.forkserver.ensure_running()
         for _ in range(self.size):
             self._schedule_spawn()
+        if self.options.isolate_callers:
+            for _ in range(_SPARE_WORKERS):
+                self._schedule_spawn(spare=True)
 
     async def submit(self, job: Job) -> Reply:
         """Run one job; queueing for a free worker counts against the timeout.
@@ -315,7 +338,7 @@ class WorkerPool:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
-        worker = await self._acquire(deadline)
+        worker = await self._acquire(deadline, job.principal)
         try:
             reply = await asyncio.wait_for(
                 worker.call(job, self.directory), max(deadline - loop.time(), 0)
@@ -340,8 +363,9 @@ class WorkerPool:
         self._idle.put_nowait(worker)
         return raise_for_outcome(reply)
 
-    async def _acquire(self, deadline: float) -> Worker:
+    async def _acquire(self, deadline: float, principal: str) -> Worker:
         loop = asyncio.get_running_loop()
+        isolate = self.options.isolate_callers
         while True:
             if self._idle.empty():
                 try:
@@ -350,8 +374,52 @@ class WorkerPool:
                     raise ScriptTimeout(self.timeout_text) from None
             else:
                 worker = self._idle.get_nowait()
-            if worker in self._workers:  # skip workers that died while idle
+            if worker not in self._workers:  # skip workers that died while idle
+                continue
+            if not isolate or worker.principal == principal:
                 return worker
+            chosen = self._select(worker, principal)
+            if isinstance(chosen, asyncio.Future):
+                try:
+                    chosen = await asyncio.wait_for(chosen, max(deadline - loop.time(), 0))
+                except _TIMEOUTS:
+                    raise ScriptTimeout(self.timeout_text) from None
+            chosen.principal = principal
+            return chosen
+
+    def _select(self, first: Worker, principal: str) -> Worker | asyncio.Future[Worker]:
+        """An idle worker for ``principal``: its own, else a clean one, else a recycled one.
+
+        A recycled worker is replaced from the fork server; its replacement is handed to this
+        caller (the future) rather than queued, so waiting callers do not recycle them all.
+
+        Only reached when ``first`` belongs to someone else, so a single caller never pays
+        for the scan.
+        """
+        idle = [first]
+        while not self._idle.empty():
+            idle.append(self._idle.get_nowait())
+        idle = [worker for worker in idle if worker in self._workers]
+        chosen = next((w for w in idle if w.principal == principal), None)
+        if chosen is None:
+            chosen = next((w for w in idle if w.principal is None), None)
+        for worker in idle:
+            if worker is not chosen:
+                self._idle.put_nowait(worker)
+        if chosen is not None:
+            return chosen
+        # Every idle worker has run someone else's code: recycle one. A spare takes its place
+        # at once (and is replaced off the request path); without one, the caller gets the
+        # replacement as soon as it is ready.
+        victim = self._idle.get_nowait()
+        if self._spares:
+            chosen = self._spares.popleft()
+            chosen.spare = False
+            self._discard(victim, RestartCause.RECYCLED, spare=True)
+            return chosen
+        handoff: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        self._discard(victim, RestartCause.RECYCLED, handoff)
+        return handoff
 
     async def close(self) -> None:
         self._closing = True
@@ -366,27 +434,50 @@ class WorkerPool:
             *(loop.run_in_executor(None, w.process.join, 5) for w in workers),
             return_exceptions=True,
         )
+        if self.containment is not None:
+            self.containment.close()
 
-    def _discard(self, worker: Worker, cause: RestartCause) -> None:
+    def _discard(
+        self,
+        worker: Worker,
+        cause: RestartCause,
+        handoff: asyncio.Future[Worker] | None = None,
+        *,
+        spare: bool = False,
+    ) -> None:
+        """Kill ``worker`` and start its replacement: for ``handoff``, as a spare, or idle."""
         if worker not in self._workers:
             return
         self._workers.discard(worker)
+        if worker.spare:
+            self._spares.remove(worker)
+            spare = True
         self.restarts[cause] += 1
         worker.kill()
-        logger.warning("Replacing worker %d (%s)", worker.pid, cause)
+        if cause is RestartCause.RECYCLED:
+            logger.info("Recycling worker %d: it ran another caller's code", worker.pid)
+        else:
+            logger.warning("Replacing worker %d (%s)", worker.pid, cause)
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, worker.process.join, 5)
-        self._schedule_spawn()
+        loop.run_in_executor(None, self._release, worker)
+        self._schedule_spawn(handoff, spare=spare)
+
+    def _release(self, worker: Worker) -> None:
+        """Reap a killed worker and remove what containment kept for it (off the loop)."""
+        worker.process.join(5)
+        worker.containment.release(worker.pid)
 
     async def _reap(self, worker: Worker) -> None:
         """Wait briefly for a dead worker's exit status, for the error message."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, worker.process.join, 1)
 
-    def _schedule_spawn(self) -> None:
+    def _schedule_spawn(
+        self, handoff: asyncio.Future[Worker] | None = None, *, spare: bool = False
+    ) -> None:
         if self._closing:
             return
-        task = asyncio.get_running_loop().create_task(self._spawn())
+        task = asyncio.get_running_loop().create_task(self._spawn(handoff, spare))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -397,9 +488,16 @@ class WorkerPool:
             server_pid=os.getpid(),
             table_requests=options.table_requests,
             extensions=dict(options.extensions),
+            subreaper=self._containment().name == "subreaper",
+            user=options.worker_user,
         )
 
-    async def _spawn(self) -> None:
+    def _containment(self) -> Containment:
+        if self.containment is None:
+            raise RuntimeError("the pool has not been started")
+        return self.containment
+
+    async def _spawn(self, handoff: asyncio.Future[Worker] | None, spare: bool) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
             parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -412,8 +510,10 @@ class WorkerPool:
             try:
                 await loop.run_in_executor(None, process.start)
                 child_end.close()
+                # Before the worker runs any job, so nothing a script starts is left outside.
+                self._containment().adopt(process.pid, self.options.memory_limit_mb)
                 _, channel = await loop.create_unix_connection(Channel, sock=parent_end)
-                worker = Worker(process, channel)
+                worker = Worker(process, channel, self._containment())
                 await asyncio.wait_for(channel.ready, _READY_TIMEOUT_SECONDS)
             except (OSError, WorkerGone, *_TIMEOUTS) as exc:
                 child_end.close()
@@ -429,7 +529,13 @@ class WorkerPool:
             self._workers.add(worker)
             channel.on_lost = lambda worker=worker: self._discard(worker, RestartCause.CRASH)
             channel.on_request = lambda meta, worker=worker: worker.answer(meta, self.directory)
-            self._idle.put_nowait(worker)
+            if spare:
+                worker.spare = True
+                self._spares.append(worker)
+            elif handoff is not None and not handoff.done():
+                handoff.set_result(worker)
+            else:
+                self._idle.put_nowait(worker)
             logger.debug("Worker %d ready", worker.pid)
             return
 

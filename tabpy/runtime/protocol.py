@@ -219,6 +219,9 @@ class Job:
     meta: JobMeta
     body: Sequence[bytes] = ()
     artifact: Artifact | None = None
+    #: Who asked (``"basic:alice"``); the pool keeps different callers' code on different
+    #: workers when it isolates callers. Never sent to the worker.
+    principal: str = ""
 
     @property
     def kind(self) -> JobKind:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tabpy.errors import InvalidRequest
 from tabpy.runtime.encoding import NotSerializable, encode_result
 from tabpy.runtime.endpoint_cache import (
     EndpointCache,
@@ -27,6 +28,8 @@ def handle_query(body: bytes | bytearray, endpoint: EndpointRef, cache: Endpoint
         request = decode_body(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return _invalid(describe(exc))
+    except InvalidRequest as exc:
+        return _invalid(exc.message, exc.info)
     if not isinstance(request, dict):
         return _invalid("RuntimeError : Input data must be a dictionary")
     if "data" not in request and "method" not in request:

@@ -14,7 +14,10 @@ its socket) and no ``TABPY_*`` environment variables.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
+import pwd
 import resource
 import signal
 import socket
@@ -24,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tabpy.errors import SCRIPT_ERROR
+from tabpy.runtime.containment import become_subreaper
 from tabpy.runtime.endpoint_cache import EndpointCache
 from tabpy.runtime.evaluate import handle_evaluate
 from tabpy.runtime.job_handlers import JobContext, JobHandlers, UnknownHandler
@@ -66,6 +70,10 @@ class WorkerOptions:
     table_requests: bool = False
     #: Job handler name -> the module that defines it (``tabpy.runtime.job_handlers``).
     extensions: Mapping[str, str] = field(default_factory=dict)
+    #: Whether to reap the orphans a script leaves (``tabpy.runtime.containment``).
+    subreaper: bool = False
+    #: The unprivileged account to run as (``TABPY_WORKER_USER``); None keeps the server's.
+    user: str | None = None
 
 
 @dataclass(slots=True)
@@ -132,7 +140,11 @@ class ServerEndpoints:
 def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
     """Entry point of a worker process."""
     scrub_environment()
-    _detach(options.server_pid)
+    _detach(options.server_pid, tolerate_other_user=options.user is not None)
+    if options.user is not None:
+        _become(options.user)
+    if options.subreaper:
+        become_subreaper()
     connection = Connection(sock)
     cache = EndpointCache()
     context = JobContext(build_namespace(), ScriptAPI(cache, ServerEndpoints(connection, cache)))
@@ -146,6 +158,9 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
             if frame is None:
                 return
             reply = _run(frame, context, cache, handlers, options)
+        except RecursionError as exc:
+            # Whatever ran out of stack has unwound; the worker is still sound.
+            reply = Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"RecursionError : {exc}")
         except MemoryError:
             detail = (
                 f"MemoryError : the script used more than the worker memory limit of "
@@ -192,7 +207,21 @@ def scrub_environment() -> None:
         del os.environ[name]
 
 
-def _detach(server_pid: int) -> None:
+def _become(user: str) -> None:
+    """Drop to ``user`` for good, before any job: groups first, while still allowed to."""
+    account = pwd.getpwnam(user)
+    # Codecs load lazily; the worker's own code needs these whatever the user may read.
+    for codec in ("ascii", "latin-1", "utf-8"):
+        codecs.lookup(codec)
+    os.initgroups(user, account.pw_gid)
+    os.setgid(account.pw_gid)
+    os.setuid(account.pw_uid)
+    os.environ.update(HOME=account.pw_dir, USER=user, LOGNAME=user)
+    with contextlib.suppress(OSError):
+        os.chdir(account.pw_dir)
+
+
+def _detach(server_pid: int, *, tolerate_other_user: bool = False) -> None:
     """Survive the service manager's shutdown signal; die with the server.
 
     systemd (and ``timeout``, and Ctrl+C) signal the whole process group, but
@@ -204,23 +233,28 @@ def _detach(server_pid: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _ignore)
     os.setsid()
-    threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
+    threading.Thread(target=_exit_with, args=(server_pid, tolerate_other_user), daemon=True).start()
 
 
 def _ignore(signum: int, frame: object) -> None:
     """Shutdown signals are the pool's business, not the worker's."""
 
 
-def _exit_with(server_pid: int) -> None:
-    """Exit if the server is gone, even while a script never yields to read its socket."""
+def _exit_with(server_pid: int, tolerate_other_user: bool) -> None:
+    """Exit if the server is gone, even while a script never yields to read its socket.
+
+    A worker running as another user may not signal the server, so for it "not permitted"
+    means the server is still there.
+    """
     while True:
         time.sleep(_SERVER_CHECK_SECONDS)
         try:
             os.kill(server_pid, 0)
         except ProcessLookupError:
             os._exit(1)
-        except PermissionError:  # pragma: no cover - the pid was reused by another user
-            os._exit(1)
+        except PermissionError:
+            if not tolerate_other_user:  # pragma: no cover - the pid was reused by another user
+                os._exit(1)
 
 
 def _limit_memory(limit_mb: int) -> None:

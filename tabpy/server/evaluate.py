@@ -12,6 +12,7 @@ from starlette.responses import Response
 from tabpy.errors import ExecutionFailed, ScriptsDisabled
 from tabpy.runtime.protocol import EvaluateMeta, Job
 from tabpy.server.body import check_declared_size, read_body
+from tabpy.server.caller import caller_key
 from tabpy.server.context import ServerContext
 from tabpy.server.metrics import counting_failures
 from tabpy.server.responses import JSON, RawResponse
@@ -28,7 +29,9 @@ class Evaluate:
             raise ScriptsDisabled()
         chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
         with counting_failures(self.context.metrics, "evaluate"):
-            reply = await self.context.pool.submit(Job(EvaluateMeta(), chunks))
+            reply = await self.context.pool.submit(
+                Job(EvaluateMeta(), chunks, principal=caller_key(request))
+            )
             if reply.table is not None:
                 tables = self.context.tables
                 if tables is None:  # workers only ask when the pool has tables on

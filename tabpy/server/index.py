@@ -266,6 +266,7 @@ class Index:
             ("Script timeout", f"{settings.evaluate_timeout_text} s"),
             ("Workers", workers),
             ("Worker memory limit", memory),
+            ("Worker isolation", _isolation_text(self.context)),
             ("Maximum request size", f"{settings.max_request_size_mb} MB"),
             ("Gzip request bodies", "accepted" if settings.gzip_enabled else "refused"),
             ("State location", str(settings.state_path)),
@@ -315,6 +316,19 @@ class Index:
             port=port,
             https=settings.transfer_protocol == "https",
         )
+
+
+def _isolation_text(context: ServerContext) -> str:
+    """Which containment kills what scripts start, and whether callers share workers."""
+    pool = context.pool
+    mechanism = pool.containment.name if pool.containment is not None else "starting"
+    callers = (
+        "each caller's code on its own workers"
+        if pool.options.isolate_callers
+        else "callers share workers"
+    )
+    user = context.settings.worker_user
+    return f"{mechanism} containment; {callers}" + (f"; workers run as {user}" if user else "")
 
 
 def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:

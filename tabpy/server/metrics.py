@@ -226,11 +226,17 @@ class RuntimeCollector:
             "tabpy_worker_restarts",
             "Worker processes replaced, by cause: timeout (script exceeded "
             "TABPY_EVALUATE_TIMEOUT), memory (exceeded TABPY_WORKER_MEMORY_LIMIT_MB), crash "
-            "(the process died), cancelled (the client went away mid-script).",
+            "(the process died), cancelled (the client went away mid-script), recycled (it had run "
+            "another caller's code: TABPY_ISOLATE_CALLERS).",
             labels=["cause"],
         )
         ready = GaugeMetricFamily("tabpy_workers_ready", "Worker processes ready for work.")
         size = GaugeMetricFamily("tabpy_workers_configured", "Worker processes configured.")
+        containment = GaugeMetricFamily(
+            "tabpy_worker_containment",
+            "1 for the mechanism that kills everything a script started (cgroup or subreaper).",
+            labels=["mechanism"],
+        )
         endpoints = GaugeMetricFamily(
             "tabpy_endpoints", "Deployed endpoints, by load status.", labels=["status"]
         )
@@ -243,6 +249,8 @@ class RuntimeCollector:
                 restarts.add_metric([cause.value], pool.restarts.get(cause, 0))
             ready.add_metric([], pool.ready_workers)
             size.add_metric([], pool.size)
+            if pool.containment is not None:
+                containment.add_metric([pool.containment.name], 1)
         if catalog is not None:
             by_status = dict.fromkeys(LoadStatus, 0)
             for state in list(catalog.states.values()):
@@ -250,7 +258,7 @@ class RuntimeCollector:
             for status, count in by_status.items():
                 endpoints.add_metric([status.value], count)
             revision.add_metric([], max(catalog.revision, 0))
-        yield from (restarts, ready, size, endpoints, revision)
+        yield from (restarts, ready, size, containment, endpoints, revision)
 
 
 class MetricsPage:

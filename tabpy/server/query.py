@@ -8,6 +8,7 @@ from starlette.responses import Response
 from tabpy.registry.registry_errors import UnknownURI
 from tabpy.runtime.protocol import Job, QueryMeta
 from tabpy.server.body import check_declared_size, read_body
+from tabpy.server.caller import caller_key
 from tabpy.server.context import ServerContext
 from tabpy.server.metrics import counting_failures
 from tabpy.server.observe import ENDPOINT_KEY
@@ -27,7 +28,7 @@ class Query:
             raise UnknownURI(name)
         request.scope[ENDPOINT_KEY] = name  # per-endpoint latency, for real names only
         chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
-        job = Job(QueryMeta(deployed.endpoint), chunks, deployed.artifact)
+        job = Job(QueryMeta(deployed.endpoint), chunks, deployed.artifact, caller_key(request))
         with counting_failures(self.context.metrics, "query"):
             reply = await self.context.pool.submit(job)
         return RawResponse(reply.body, 200, JSON_UTF8)

@@ -154,3 +154,41 @@ def test_new_workers_load_endpoints_while_the_registry_is_down(
                 await catalog.close()
 
     run(scenario)
+
+
+class DeletingRegistry(Registry):
+    """Deletes an endpoint between the catalog's listing and its read of the object."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.delete_on_read: str | None = None
+
+    def artifact_of(self, name: str, version: int) -> bytes:
+        if name == self.delete_on_read:
+            self.delete_on_read = None
+            self.delete(name)
+        return super().artifact_of(name, version)
+
+
+def test_an_endpoint_deleted_mid_read_is_not_published_without_its_object(
+    tmp_path: Path,
+) -> None:
+    """The listing said "gone" a moment later: publish that, not a version whose object is
+    missing (queries then got 500 ``Load failed: LookupError`` instead of 404)."""
+    registry = DeletingRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+    deploy(registry, "double", lambda x: 2 * x)
+    deploy(registry, "kept", lambda x: x)
+    registry.delete_on_read = "double"
+
+    async def scenario() -> None:
+        async with started_pool(size=1) as pool:
+            catalog = Catalog(registry, pool)
+            await catalog.start()
+            try:
+                assert catalog.deployed("double") is None
+                kept = catalog.deployed("kept")
+                assert kept is not None and kept.artifact.missing is None
+            finally:
+                await catalog.close()
+
+    run(scenario)

@@ -295,6 +295,29 @@ def test_workers_and_memory_limit(load: Load) -> None:
     )
 
 
+def test_worker_containment_and_caller_isolation(load: Load, tmp_path: Path) -> None:
+    assert load(None, {}).worker_containment == "auto"
+    assert load(None, {"TABPY_WORKER_CONTAINMENT": "Subreaper"}).worker_containment == "subreaper"
+    message = error_of(load, None, {"TABPY_WORKER_CONTAINMENT": "jail"})
+    assert message.startswith('TABPY_WORKER_CONTAINMENT = "jail" is not a containment mode')
+    # Isolation follows authentication unless set.
+    assert load(None, {}).isolate_callers is False
+    passwords = tmp_path / "passwords.txt"
+    passwords.write_text("alice hash\n", encoding="utf-8")
+    assert load(None, {"TABPY_PWD_FILE": str(passwords)}).isolate_callers is True
+    settings = load(None, {"TABPY_PWD_FILE": str(passwords), "TABPY_ISOLATE_CALLERS": "false"})
+    assert settings.isolate_callers is False
+    assert load(None, {"TABPY_ISOLATE_CALLERS": "true"}).isolate_callers is True
+    message = error_of(load, None, {"TABPY_WORKER_USER": "no-such-user-here"})
+    assert message.startswith('TABPY_WORKER_USER = "no-such-user-here" is not a user')
+    if os.geteuid() == 0:
+        assert load(None, {"TABPY_WORKER_USER": "nobody"}).worker_user == "nobody"
+    else:
+        assert "needs the server to start as root" in error_of(
+            load, None, {"TABPY_WORKER_USER": "nobody"}
+        )
+
+
 def test_default_memory_limit_is_shared_between_workers(
     load: Load, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tabpy.runtime.catalog import LoadState, LoadStatus
+from tabpy.runtime.containment import SubreaperContainment
 from tabpy.runtime.pool import RestartCause
 from tabpy.server import health
 from tabpy.server.health import Health
@@ -37,7 +38,10 @@ class FakeRegistry:
 
 def fake_context(ready: int = 2, public: bool = False) -> Any:
     pool = types.SimpleNamespace(
-        ready_workers=ready, size=2, restarts=collections.Counter({RestartCause.TIMEOUT: 3})
+        ready_workers=ready,
+        size=2,
+        restarts=collections.Counter({RestartCause.TIMEOUT: 3}),
+        containment=SubreaperContainment(),
     )
     catalog = types.SimpleNamespace(
         registry=FakeRegistry(),
@@ -146,6 +150,7 @@ def test_runtime_metrics_read_the_pool_and_catalog() -> None:
     assert value("tabpy_endpoints", {"status": "LoadFailed"}) == 1
     assert value("tabpy_endpoints", {"status": "LoadInProgress"}) == 0
     assert value("tabpy_registry_revision") == 7
+    assert value("tabpy_worker_containment", {"mechanism": "subreaper"}) == 1
 
 
 def test_runtime_metrics_before_the_pool_exists() -> None:
