@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from tabpy.config import Settings
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.pool import WorkerPool
+from tabpy.security.access import Authorization
 from tabpy.security.principal import Principal
 from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
@@ -24,6 +25,9 @@ class Authenticator(Protocol):
 
     ``AuthMiddleware`` calls it for every API route; tests may pass a fake.
     """
+
+    #: Who may do what (roles, owners, callers), shared with Arrow Flight.
+    authorization: Authorization
 
     async def authenticate(
         self, authorization: str | None, address: str, required_scope: str | None = None

@@ -90,6 +90,7 @@ def build_context(settings: Settings) -> ServerContext:
     auth = build_authenticator(settings)
     logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
+    auth.authorization.read_rules_from(registry)
     import_legacy_state(registry, settings.state_path)
     pool = WorkerPool(settings.workers, settings.worker_memory_limit_mb, settings.registry_url)
     arrow = None
@@ -109,7 +110,9 @@ def build_context(settings: Settings) -> ServerContext:
 
 def open_registry(settings: Settings) -> Registry:
     try:
-        registry = Registry(settings.registry_url)
+        registry = Registry(
+            settings.registry_url, audit_retention_days=settings.audit_retention_days
+        )
     except ConfigError:  # a registry we must not use (newer schema): its message says why
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin
