@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "LOG_FORMATS",
     "ConfigError",
+    "HttpLimits",
     "Settings",
     "describe_settings",
     "load_settings",
@@ -86,6 +87,14 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_AUTH_MAX_FAILURES = 10
 # How long verified Basic credentials stay cached after their last use (0: no cache).
 DEFAULT_AUTH_CACHE_SECONDS = 600
+# The HTTP edge (tabpy.server.http_limits): TabPy's web framework refuses heads over 64 KiB too.
+DEFAULT_MAX_HEADER_KB = 64
+DEFAULT_MAX_HEADER_COUNT = 100
+DEFAULT_HEADER_TIMEOUT = 10.0
+# Longer than the 60 s idle timeout of common proxies and load balancers, so that they close an
+# idle kept-alive connection first and never send a request on one the server is closing.
+DEFAULT_KEEPALIVE_TIMEOUT = 65.0
+DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_LOG_FORMAT = "text"
 LOG_FORMATS = ("text", "json")
 # Share of physical memory the worker pool may use by default; the rest is left to the server
@@ -113,6 +122,17 @@ class ConfigError(TabPyError):
     prints it and exits 1 without a traceback, because a stack trace does not help anyone
     correct a typo in a config file.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one client may make the HTTP edge hold: head size and count, and waiting time."""
+
+    max_head_bytes: int = DEFAULT_MAX_HEADER_KB * 1024
+    max_header_count: int = DEFAULT_MAX_HEADER_COUNT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +186,22 @@ class Settings:
     registry_url: str
     log_format: str
     health_checks_public: bool
+    max_header_kb: int
+    max_header_count: int
+    header_timeout: float
+    keepalive_timeout: float
+    max_connections: int
     sources: Mapping[str, str]
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            max_head_bytes=self.max_header_kb * 1024,
+            max_header_count=self.max_header_count,
+            header_timeout=self.header_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def max_request_size_bytes(self) -> int:
@@ -408,6 +443,9 @@ _processes = _whole_number(1, "of processes, at least 1")
 _memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
 _failure_limit = _whole_number(0, "of failed logins per minute, or 0 for no limit")
 _retention_days = _whole_number(0, "of days, or 0 to keep the audit trail forever")
+_kilobytes = _whole_number(1, "of KiB, at least 1")
+_header_count = _whole_number(1, "of headers, at least 1")
+_connections = _whole_number(1, "of connections, at least 1")
 
 
 def _networks(key: str, value: str) -> tuple[str, ...]:
@@ -488,6 +526,12 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_REGISTRY_URL", "registry_url", _default_registry_url, _database_url),
     _Key("TABPY_LOG_FORMAT", "log_format", DEFAULT_LOG_FORMAT, _log_format),
     _Key("TABPY_HEALTH_CHECKS_PUBLIC", "health_checks_public", False, _boolean),
+    _Key("TABPY_MAX_HEADER_KB", "max_header_kb", DEFAULT_MAX_HEADER_KB, _kilobytes),
+    _Key("TABPY_MAX_HEADER_COUNT", "max_header_count", DEFAULT_MAX_HEADER_COUNT, _header_count),
+    _Key("TABPY_HEADER_TIMEOUT", "header_timeout", DEFAULT_HEADER_TIMEOUT, _seconds(False)),
+    _Key("TABPY_KEEPALIVE_TIMEOUT", "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT,
+         _seconds(False)),
+    _Key("TABPY_MAX_CONNECTIONS", "max_connections", DEFAULT_MAX_CONNECTIONS, _connections),
     _Key("TABPY_ARROW_BIND_ADDRESS", "arrow_bind_address", _default_arrow_bind_address, _text),
     _Key("TABPY_ARROW_MAX_STORE_MB", "arrow_max_store_mb", DEFAULT_ARROW_MAX_STORE_MB, _megabytes),
     _Key("TABPY_ARROW_ENTRY_TTL_SECONDS", "arrow_entry_ttl_seconds",

@@ -13,23 +13,25 @@ byte are kept for ever. :class:`BoundedProtocol` keeps uvicorn's request handlin
   first byte of the next request on a kept-alive connection (408);
 * beyond ``max_connections`` open connections, a new one is answered 503 and closed at once.
 
-Every refusal is TabPy's JSON error envelope with ``Connection: close``, and is counted in
-:class:`EdgeCounters` (``/metrics`` shows them).
+Every refusal is TabPy's JSON error envelope with ``Connection: close``, and is reported to
+the server's metrics by reason (``uri_too_long``, ``head_too_large``, ``too_many_headers``,
+``header_timeout``, ``connection_limit``, ``malformed``). The idle time allowed between requests
+on a kept-alive connection is uvicorn's own ``timeout_keep_alive`` (``TABPY_KEEPALIVE_TIMEOUT``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tabpy.config import HttpLimits
 from tabpy.errors import envelope
 
-__all__ = ["BoundedProtocol", "EdgeCounters", "HttpLimits", "bounded_protocol"]
+__all__ = ["BoundedProtocol", "bounded_protocol"]
 
 _END_OF_HEAD = b"\r\n\r\n"
 _REASONS = {
@@ -39,21 +41,6 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    """What one client may make the HTTP edge hold (see the module docstring)."""
-
-    max_head_bytes: int = 64 * 1024
-    max_header_count: int = 100
-    header_timeout: float = 10.0
-    max_connections: int = 1000
-
-
-class EdgeCounters(collections.Counter[str]):
-    """Refusals by reason: ``uri_too_long``, ``head_too_large``, ``too_many_headers``,
-    ``header_timeout``, ``connection_limit``, ``malformed``."""
 
 
 class _Refused(Exception):
@@ -68,11 +55,11 @@ class _Refused(Exception):
 class BoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of :class:`HttpLimits`.
 
-    Configured per server by :func:`bounded_protocol`, which binds the limits and counters.
+    Configured per server by :func:`bounded_protocol`, which binds the limits and the metric.
     """
 
     limits: ClassVar[HttpLimits] = HttpLimits()
-    counters: ClassVar[EdgeCounters]
+    on_refused: ClassVar[Callable[[str], None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -197,7 +184,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
         """Answer with an envelope and close, without reading any more of the request."""
-        self.counters[reason] += 1
+        type(self).on_refused(reason)
         self._cancel_header_timer()
         if self.transport.is_closing():
             return
@@ -210,6 +197,15 @@ class BoundedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def bounded_protocol(limits: HttpLimits, counters: EdgeCounters) -> type[BoundedProtocol]:
-    """A protocol class for one server (uvicorn's ``http=`` setting), with its own counters."""
-    return type("TabPyHttpProtocol", (BoundedProtocol,), {"limits": limits, "counters": counters})
+def bounded_protocol(
+    limits: HttpLimits, on_refused: Callable[[str], None]
+) -> type[BoundedProtocol]:
+    """A protocol class for one server (uvicorn's ``http=`` setting).
+
+    ``on_refused`` is called with the reason of each refusal.
+    """
+    return type(
+        "TabPyHttpProtocol",
+        (BoundedProtocol,),
+        {"limits": limits, "on_refused": staticmethod(on_refused)},
+    )

@@ -116,6 +116,20 @@ class Metrics:
             ["action", "outcome"],
             registry=registry,
         )
+        self.http_refused = Counter(
+            "tabpy_http_refused",
+            "Connections refused at the HTTP edge before any route ran, by reason: "
+            "uri_too_long (414), head_too_large and too_many_headers (431), header_timeout "
+            "(408, TABPY_HEADER_TIMEOUT), connection_limit (503, TABPY_MAX_CONNECTIONS), "
+            "malformed (400, not HTTP/1.1).",
+            ["reason"],
+            registry=registry,
+        )
+        self.http_connections = Gauge(
+            "tabpy_http_connections",
+            "Open client connections, idle kept-alive ones included.",
+            registry=registry,
+        )
         Info("tabpy_build", "The running tabpy version.", registry=registry).info(
             {"version": __version__}
         )
@@ -164,6 +178,9 @@ class Metrics:
     def script_failed(self, source: str, cause: str) -> None:
         """``source``: evaluate or query; ``cause``: see :func:`failure_cause`."""
         self.script_errors.labels(source, cause).inc()
+
+    def http_refused_for(self, reason: str) -> None:
+        self.http_refused.labels(reason).inc()
 
     def auth_failed(self, status: int) -> None:
         self.auth_failures.labels(str(status)).inc()

@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -27,12 +28,16 @@ from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
 from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
+from tabpy.server.http_limits import bounded_protocol
 from tabpy.server.tls_handshake import HandshakeReporter, report_handshake_failures
 
 if TYPE_CHECKING:
     from tabpy.arrow.service import ArrowService
 
 logger = logging.getLogger("tabpy.server")
+
+#: File descriptors kept for what is not a client connection (workers, registry, logs).
+_SPARE_FILES = 256
 
 
 class TabPyServer(uvicorn.Server):
@@ -126,6 +131,7 @@ def open_registry(settings: Settings) -> Registry:
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``."""
+    _allow_open_files(settings.max_connections)
     tls = server_context(settings)
     if tls is not None:
         report_handshake_failures(tls)
@@ -151,7 +157,8 @@ def _serve_on(
         host=settings.bind_address,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(settings.http_limits, context.metrics.http_refused_for),
+        timeout_keep_alive=math.ceil(settings.keepalive_timeout),
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -164,6 +171,8 @@ def _serve_on(
         ssl_context_factory=(lambda config, default: tls) if tls is not None else None,
     )
     server = TabPyServer(config)
+    connections = server.server_state.connections
+    context.metrics.http_connections.set_function(lambda: len(connections))
     server.on_hangup = context.auth.reload
     server.arrow = context.arrow
     # uvicorn re-raises the shutdown signal after a graceful stop; with these
@@ -180,6 +189,28 @@ def _serve_on(
         logging.shutdown()
         os._exit(code)
     return code
+
+
+def _allow_open_files(connections: int) -> None:
+    """Raise the soft open-file limit so that ``TABPY_MAX_CONNECTIONS`` can really be reached.
+
+    Each connection is a file descriptor; so are the workers' sockets, the registry and the log
+    files, hence the margin. Without this, a default soft limit of 1024 would make the server
+    fail to accept (and log nothing useful) before the connection cap answers 503.
+    """
+    wanted = connections + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < wanted:
+            logger.warning(
+                "TABPY_MAX_CONNECTIONS = %d needs about %d open files, but the hard limit is "
+                "%d: raise it (LimitNOFILE= under systemd, ulimit -Hn) or lower the setting",
+                connections,
+                wanted,
+                hard,
+            )
 
 
 def _already_handled(signum: int, frame: FrameType | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import select
 import socket
@@ -12,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from tabpy.server.http_limits import EdgeCounters, HttpLimits, bounded_protocol
+from tabpy.config import HttpLimits
+from tabpy.server.http_limits import bounded_protocol
 
 LIMITS = HttpLimits(max_head_bytes=4096, max_header_count=20, header_timeout=0.5, max_connections=8)
 
@@ -40,12 +42,12 @@ async def echo_app(scope: dict, receive: object, send: object) -> None:
 
 class Edge:
     def __init__(self) -> None:
-        self.counters = EdgeCounters()
+        self.counters: collections.Counter[str] = collections.Counter()
         config = uvicorn.Config(
             echo_app,
             host="127.0.0.1",
             port=0,
-            http=bounded_protocol(LIMITS, self.counters),
+            http=bounded_protocol(LIMITS, lambda reason: self.counters.update((reason,))),
             lifespan="off",
             log_config=None,
             timeout_keep_alive=5,
