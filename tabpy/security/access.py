@@ -107,12 +107,10 @@ class Authorization:
         self,
         *,
         enabled: bool,
-        roles_claim: str | None = None,
         role_map: tuple[tuple[str, str], ...] = (),
         source: AccessSource | None = None,
     ) -> None:
         self.enabled = enabled
-        self.roles_claim = roles_claim
         self.role_map = role_map
         self.source = source
         self.rules = AccessRules()
@@ -124,7 +122,6 @@ class Authorization:
     def from_settings(cls, settings: Settings, source: AccessSource | None) -> Authorization:
         return cls(
             enabled=settings.authz,
-            roles_claim=settings.oauth_roles_claim,
             role_map=settings.oauth_role_map,
             source=source,
         )
@@ -179,6 +176,8 @@ class Authorization:
     ) -> None:
         """Raise unless ``principal`` is an admin, or a deployer among ``owners`` of ``endpoint``.
 
+        ``doing`` completes "may ... " in the refusal: ``"update it"``, ``"roll it back"``.
+
         ``owners`` is passed in (read in the registry's transaction), not taken from the copy, so
         a change of owners by another instance cannot slip between the check and the change.
         """
@@ -189,7 +188,7 @@ class Authorization:
             return
         listed = ", ".join(sorted(owners)) or "none: only admins may change it"
         raise PermissionDenied(
-            f"Permission denied: only an owner of endpoint {endpoint} or an admin may {doing} it.",
+            f"Permission denied: only an owner of endpoint {endpoint} or an admin may {doing}.",
             f"Its owners: {listed}. {_who(principal)} is not one of them; an owner or an admin "
             'can add you with PUT /endpoints/<name> {"owners": [...]}.',
         )

@@ -105,7 +105,7 @@ class Endpoints:
         name = request.path_params["name"]
         version = parse_rollback(await self._body(request))
         actor = actor_of(request.scope, principal_of(request))
-        authorize = self._owner_check(request, name, "roll back")
+        authorize = self._owner_check(request, name, "roll it back")
         async with self._lock:
             restored = await asyncio.to_thread(
                 self.registry.rollback, name, version, actor=actor, authorize=authorize
@@ -128,7 +128,7 @@ class Endpoints:
         self, request: Request, deploy: DeployRequest, access: AccessChange
     ) -> Endpoint:
         actor = actor_of(request.scope, principal_of(request))
-        authorize = None if deploy.creates else self._owner_check(request, deploy.name, "update")
+        authorize = None if deploy.creates else self._owner_check(request, deploy.name, "update it")
         async with self._lock:
             artifact = await self._store(deploy.source)
             endpoint = await asyncio.to_thread(
@@ -144,7 +144,7 @@ class Endpoints:
 
     async def _delete(self, request: Request, name: str) -> None:
         actor = actor_of(request.scope, principal_of(request))
-        authorize = self._owner_check(request, name, "remove")
+        authorize = self._owner_check(request, name, "remove it")
         async with self._lock:
             await asyncio.to_thread(self.registry.delete, name, actor=actor, authorize=authorize)
             await self._refresh()

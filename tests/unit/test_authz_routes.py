@@ -145,7 +145,7 @@ def test_rollback_by_a_deployer_who_does_not_own_the_endpoint_is_refused(server:
     )
     assert refused.status_code == 403
     assert refused.json() == {
-        "message": "Permission denied: only an owner of endpoint add or an admin may roll back it.",
+        "message": "Permission denied: only an owner of endpoint add or an admin may roll it back.",
         "info": 'Its owners: user:dev. User "dev2" is not one of them; an owner or an admin '
         'can add you with PUT /endpoints/<name> {"owners": [...]}.',
     }

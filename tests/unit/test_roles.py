@@ -193,7 +193,7 @@ def test_off_allows_everything_and_changes_no_principal() -> None:
     nobody = Principal("basic", "nobody")
     assert authorization.resolve(nobody) is nobody
     authorization.require_role(nobody, "admin")
-    authorization.require_owner(nobody, "add", {"user:someone"}, "remove")
+    authorization.require_owner(nobody, "add", {"user:someone"}, "remove it")
     assert authorization.query_refusal(nobody, "add") is None
 
 
@@ -228,11 +228,11 @@ def test_refusals_name_the_missing_role_or_ownership() -> None:
     assert refused.value.info.startswith('User "analyst" has caller. An admin can grant it:')
     other = Principal("basic", "dev2", roles=frozenset({"deployer"}))
     with pytest.raises(PermissionDenied, match="only an owner of endpoint add or an admin"):
-        authorization.require_owner(other, "add", {"user:dev"}, "update")
+        authorization.require_owner(other, "add", {"user:dev"}, "update it")
     owner = Principal("basic", "dev", roles=frozenset({"deployer"}))
-    authorization.require_owner(owner, "add", {"user:dev"}, "update")
+    authorization.require_owner(owner, "add", {"user:dev"}, "update it")
     admin = Principal("basic", "root", roles=frozenset({"admin"}))
-    authorization.require_owner(admin, "add", set(), "update")
+    authorization.require_owner(admin, "add", set(), "update it")
     refusal = authorization.query_refusal(analyst, "add")
     assert refusal is not None and "may be queried only by its callers" in refusal.message
     assert authorization.query_refusal(analyst, "other") is None
