@@ -28,6 +28,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import loadgen  # noqa: E402
+import plots  # noqa: E402
 import refvenv  # noqa: E402
 import servers  # noqa: E402
 import workloads  # noqa: E402,F401  (registers the workloads)
@@ -35,11 +36,15 @@ import workloads_arrow  # noqa: E402,F401  (registers the Arrow Flight round tri
 import workloads_auth  # noqa: E402,F401  (registers the authenticated workloads)
 import workloads_authz  # noqa: E402,F401  (registers authz-overhead: TABPY_AUTHZ on vs off)
 import workloads_query  # noqa: E402,F401  (registers /query, tabpy.query, deploy)
+import workloads_scaling  # noqa: E402,F401  (registers connections, cores, rows)
 from registry import WORKLOADS, Row, fmt_met, fmt_ratio  # noqa: E402
 
 # [TabPy] settings for every pair; a workload's profile is applied on top.
 # The generous timeout keeps the reference from answering 408 on the 1M-row workload.
 BASE_SETTINGS = {"TABPY_EVALUATE_TIMEOUT": "300"}
+# Profile keys for the harness itself, not [TabPy] settings: "@logging" is one of
+# servers.LOGGING_MODES (default "warning": both servers log at WARNING).
+HARNESS_KEYS = {"@logging": "warning"}
 REF_READY_TIMEOUT = 90.0
 BUSY_WARN = 0.25  # cores busy with other processes before/after the run -> warn about noise
 
@@ -51,10 +56,14 @@ def log(msg: str) -> None:
 class Ctx:
     """What a workload gets: the running pair, options, and a place to put results."""
 
-    def __init__(self, name: str, pair: dict, args, rows: list, notes: list):
+    def __init__(self, name: str, pair: dict, args, rows: list, notes: list, points: dict):
         self.name, self.servers = name, pair
         self.quick, self.loadgen = args.quick, args.loadgen
-        self._rows, self._notes = rows, notes
+        self._rows, self._notes, self._points = rows, notes, points
+
+    def point(self, figure: str, side: str, **values) -> None:
+        """One point for ``plots.py`` (figure name, "ours" or "reference", named values)."""
+        self._points.setdefault(figure, {}).setdefault(side, []).append(values)
 
     def row(self, metric, ours, reference, ratio=None, target="info", met=None):
         self._rows.append(Row(self.name, metric, ours, reference, ratio, target, met))
@@ -73,7 +82,9 @@ def _clean_env() -> dict[str, str]:
     }
 
 
-def _ref_server(label, workdir, port, settings, ref_info, ref_venv) -> servers.Server:
+def _ref_server(
+    label, workdir, port, settings, ref_info, ref_venv, logging="warning"
+) -> servers.Server:
     state = workdir / "state"
     state.mkdir()
     cfg = workdir / "tabpy.conf"
@@ -87,19 +98,20 @@ def _ref_server(label, workdir, port, settings, ref_info, ref_venv) -> servers.S
             "TABPY_QUERY_OBJECT_PATH": str(workdir / "query_objects"),
             **settings,
         },
+        logging,
     )
     cmd = [str(ref_venv / "bin" / "tabpy"), "--config", str(cfg), "--disable-auth-warning"]
     return servers.Server(label, "reference", cmd, workdir, port, _clean_env())
 
 
-def _ours_server(args, workdir, port, settings, ref_info) -> servers.Server:
+def _ours_server(args, workdir, port, settings, ref_info, logging="warning") -> servers.Server:
     if args.ours_cmd == "ref":  # debug: run the reference on the "ours" side too
-        return _ref_server("ours", workdir, port, settings, ref_info, args.ref_venv)
+        return _ref_server("ours", workdir, port, settings, ref_info, args.ref_venv, logging)
     state = workdir / "state"
     state.mkdir()
     cfg = workdir / "tabpy.conf"
     servers.write_ours_config(
-        cfg, {"TABPY_PORT": str(port), "TABPY_STATE_PATH": str(state), **settings}
+        cfg, {"TABPY_PORT": str(port), "TABPY_STATE_PATH": str(state), **settings}, workdir, logging
     )
     if args.ours_cmd:
         cmd = [a.format(config=cfg, port=port) for a in shlex.split(args.ours_cmd)]
@@ -119,6 +131,9 @@ def _ours_server(args, workdir, port, settings, ref_info) -> servers.Server:
 
 
 def start_pair(args, rundir: Path, tag: str, settings: dict, ref_info: dict, started: list) -> dict:
+    """Start both servers with ``settings`` ([TabPy] keys, plus the HARNESS_KEYS)."""
+    settings = dict(settings)
+    logging = settings.pop("@logging", HARNESS_KEYS["@logging"])
     ports: set[int] = set()
 
     def port():
@@ -131,8 +146,10 @@ def start_pair(args, rundir: Path, tag: str, settings: dict, ref_info: dict, sta
     ref_dir.mkdir(parents=True)
     ours_dir.mkdir(parents=True)
     pair = {
-        "reference": _ref_server("reference", ref_dir, port(), settings, ref_info, args.ref_venv),
-        "ours": _ours_server(args, ours_dir, port(), settings, ref_info),
+        "reference": _ref_server(
+            "reference", ref_dir, port(), settings, ref_info, args.ref_venv, logging
+        ),
+        "ours": _ours_server(args, ours_dir, port(), settings, ref_info, logging),
     }
     for side, srv in pair.items():
         log(f"starting {side} on port {srv.port}: {shlex.join(srv.cmd)}")
@@ -249,7 +266,25 @@ def _portable(text: str) -> str:
     return text.replace(sys.executable, "python").replace(f"{REPO}/", "").replace(str(REPO), ".")
 
 
-def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted) -> None:
+def draw_plots(args, points, rundir: Path, started_at, background) -> list[tuple[Path, str]]:
+    """PNGs into bench/plots/ with --record, into the work dir with --keep, else none."""
+    if not points or not (args.record or args.keep):
+        return []
+    if not plots.available():
+        log("matplotlib is not installed (pip install -e '.[bench]'): no plots drawn")
+        return []
+    outdir = BENCH / "plots" if args.record else rundir / "plots"
+    title = (
+        f"{started_at:%Y-%m-%d %H:%M} UTC{', --quick' if args.quick else ''}; "
+        f"{background:.2f} cores busy elsewhere before the run"
+    )
+    drawn = plots.draw(points, outdir, prefix=f"{started_at:%Y%m%d-%H%M%S}-", title=title)
+    for path, _ in drawn:
+        log(f"plot: {path}")
+    return drawn
+
+
+def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted, drawn=()) -> None:
     m = machine_info()
     cmd = shlex.join(["python", "bench/run.py", *argv])
     tool = (
@@ -265,10 +300,17 @@ def record(args, argv, rows, notes, errors, ref_info, started_at, interrupted) -
         f"- Machine: nproc={m['nproc']}, CPU: {m['cpu']}, RAM {m['mem']}, "
         f"Linux {m['kernel']}, Python {m['python']}",
         f"- Reference: tabpy {ref_info['version']} in {args.ref_venv}; ours: {ours}",
-        f"- Load generator (trivial): {tool}\n",
+        f"- Load generator (throughput workloads): {tool}",
+        "- Logging: both servers at WARNING through the same config logging sections, except "
+        "in `trivial-default-logging` (each server's own default)\n",
         md_table(rows),
         "",
     ]
+    if drawn:
+        parts += [
+            *(f"![{caption}]({path.relative_to(BENCH).as_posix()})" for path, caption in drawn),
+            "",
+        ]
     if errors:
         parts += ["Errors and warnings:", *(f"- {e}" for e in errors), ""]
     if notes:
@@ -324,7 +366,7 @@ def parse_args(argv):
         "--loadgen",
         choices=("auto", "wrk", "asyncio"),
         default="auto",
-        help="load generator for 'trivial' (auto: wrk if installed)",
+        help="load generator of the throughput workloads (auto: wrk if installed)",
     )
     p.add_argument(
         "--ready-timeout",
@@ -369,14 +411,19 @@ def main(argv: list[str] | None = None) -> int:
     args.ours_desc = describe_ours(args)
     log(f"ours: {args.ours_desc}")
     rows: list[Row] = []
+    points: dict = {}  # figure -> side -> points, for plots.py
     notes: list[str] = []
     errors: list[str] = []
     warnings: list[str] = []
     started: list[servers.Server] = []
     interrupted = False
-    background = servers.system_busy_cores()
+    background = background_before = servers.system_busy_cores()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"background CPU load before starting the servers: {background:.2f} cores busy")
-    notes.append(f"background CPU busy (no servers running) before: {background:.2f} cores")
+    notes.append(
+        f"background CPU busy (no servers running) before: {background:.2f} cores; "
+        f"load average {load}"
+    )
     if background > BUSY_WARN:
         msg = f"machine was busy before the run ({background:.2f} cores used by other "
         msg += "processes): numbers are noisy"
@@ -405,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"-- {w.name}: {w.doc}")
                 n_rows = len(rows)
                 try:
-                    w.fn(Ctx(w.name, pair, args, rows, notes))
+                    w.fn(Ctx(w.name, pair, args, rows, notes, points))
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # noqa: BLE001
@@ -431,7 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     if not interrupted:
         background = servers.system_busy_cores()
         log(f"background CPU load after stopping the servers: {background:.2f} cores busy")
-        notes.append(f"background CPU busy (no servers running) after: {background:.2f} cores")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        notes.append(
+            f"background CPU busy (no servers running) after: {background:.2f} cores; "
+            f"load average {load}"
+        )
         if background > BUSY_WARN:
             warnings.append(
                 f"machine was busy after the run ({background:.2f} cores used by "
@@ -443,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\nErrors:\n" + "\n".join(f"  - {e}" for e in errors))
     for w in warnings:
         print(f"WARNING: {w}")
+    try:
+        drawn = draw_plots(args, points, rundir, started_at, background_before)
+    except Exception as e:  # noqa: BLE001  (a plot must not lose the run's numbers)
+        traceback.print_exc()
+        errors.append(f"plots: {type(e).__name__}: {e}")
+        drawn = []
     if args.record and rows:
         record(
             args,
@@ -453,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             ref_info,
             started_at,
             interrupted,
+            drawn,
         )
     if args.keep or errors:
         log(f"work dir kept: {rundir}")

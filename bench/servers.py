@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpc
+import procfs
 
 TRIVIAL_READY = b'{"script": "return 1", "data": {}}'
 
@@ -37,66 +38,10 @@ def free_port() -> int:
     raise RuntimeError("could not find a free port")
 
 
-# --- /proc helpers -----------------------------------------------------------------------------
-def _ppid_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # comm may contain spaces/parens: fields after the last ')'
-        rest = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(rest[1]), []).append(int(entry))
-    return children
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its live descendants."""
-    kids = _ppid_map()
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        if not os.path.exists(f"/proc/{p}"):
-            continue
-        out.append(p)
-        todo.extend(kids.get(p, ()))
-    return out
-
-
-def memory_kb(pids: list[int]) -> dict[str, int]:
-    """Sum Pss and Rss (kB) from /proc/<pid>/smaps_rollup over pids."""
-    tot = {"pss": 0, "rss": 0, "nproc": 0}
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                text = f.read()
-        except OSError:
-            continue
-        tot["nproc"] += 1
-        for key, name in (("Pss:", "pss"), ("Rss:", "rss")):
-            m = re.search(rf"^{key}\s+(\d+) kB", text, re.M)
-            if m:
-                tot[name] += int(m.group(1))
-    return tot
-
-
-def tree_cpu_seconds(pids: list[int]) -> float:
-    """utime+stime (seconds) summed over pids."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat", "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(b")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+# --- /proc helpers (see procfs.py) -------------------------------------------------------------
+process_tree = procfs.process_tree
+memory_kb = procfs.memory_kb
+tree_cpu_seconds = procfs.tree_cpu_seconds
 
 
 def system_busy_cores(window: float = 1.0) -> float:
@@ -115,28 +60,81 @@ def system_busy_cores(window: float = 1.0) -> float:
 
 
 # --- config files ------------------------------------------------------------------------------
+#: How the servers log. ``warning``: both get the same logging sections (below), so neither
+#: formats a line per request and the comparison is of the servers, not of their logging.
+#: ``default``: each keeps its own default (TabPy: its shipped default.conf, DEBUG to a file and
+#: INFO to stdout; ours: no logging sections, one INFO line per request to stderr).
+LOGGING_MODES = ("warning", "default")
+WARNING_LOG_NAME = "server.log"
+
+
+def warning_logging_sections(log_file: Path) -> str:
+    """``logging.config.fileConfig`` sections: root at WARNING, one file handler at WARNING.
+
+    Both servers read these from their config file (TabPy 2.16 applies the file's logging
+    sections before anything else, and so do we), so the two are configured alike.
+    """
+    return (
+        "[loggers]\nkeys=root\n\n"
+        "[handlers]\nkeys=file\n\n"
+        "[formatters]\nkeys=plain\n\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=file\n\n"
+        "[handler_file]\nclass=FileHandler\nlevel=WARNING\nformatter=plain\n"
+        f"args=({str(log_file)!r}, 'a')\n\n"
+        "[formatter_plain]\nformat=%(asctime)s [%(levelname)s] %(name)s: %(message)s\n"
+    )
+
+
+def _settings_lines(settings: dict[str, str]) -> str:
+    return "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+
 def write_ref_config(
-    default_conf: Path, path: Path, workdir: Path, settings: dict[str, str]
+    default_conf: Path,
+    path: Path,
+    workdir: Path,
+    settings: dict[str, str],
+    logging: str = "warning",
 ) -> None:
-    """TabPy's shipped default.conf with our [TabPy] settings and the log file moved to workdir."""
+    """TabPy's shipped default.conf with our [TabPy] settings; its logging per ``logging``.
+
+    ``warning`` replaces default.conf's logging sections with :func:`warning_logging_sections`;
+    ``default`` keeps them and only moves their log file into ``workdir``.
+    """
     text = default_conf.read_text()
-    lines = "".join(f"{k} = {v}\n" for k, v in settings.items())
+    lines = _settings_lines(settings)
     text, n = re.subn(
         r"^\[TabPy\][ \t]*\n", lambda m: m.group(0) + lines, text, count=1, flags=re.M
     )
     if n != 1:
         text = "[TabPy]\n" + lines + "\n" + text
-    log_file = str(workdir / "tabpy_log.log")
-    text, n = re.subn(
-        r"^args=\('tabpy_log\.log',", lambda m: f"args=({log_file!r},", text, flags=re.M
-    )
-    if n != 1:
-        raise RuntimeError(f"could not relocate the log file in {default_conf}")
+    if logging == "warning":
+        cut = re.search(r"^\[loggers\]", text, re.M)
+        if cut is None:
+            raise RuntimeError(f"no [loggers] section in {default_conf}")
+        text = text[: cut.start()] + warning_logging_sections(workdir / WARNING_LOG_NAME)
+    elif logging == "default":
+        log_file = str(workdir / "tabpy_log.log")
+        text, n = re.subn(
+            r"^args=\('tabpy_log\.log',", lambda m: f"args=({log_file!r},", text, flags=re.M
+        )
+        if n != 1:
+            raise RuntimeError(f"could not relocate the log file in {default_conf}")
+    else:
+        raise ValueError(f"logging must be one of {LOGGING_MODES}, not {logging!r}")
     path.write_text(text)
 
 
-def write_ours_config(path: Path, settings: dict[str, str]) -> None:
-    path.write_text("[TabPy]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+def write_ours_config(
+    path: Path, settings: dict[str, str], workdir: Path, logging: str = "warning"
+) -> None:
+    """A [TabPy] section with ``settings``; the WARNING logging sections unless ``default``."""
+    text = "[TabPy]\n" + _settings_lines(settings)
+    if logging == "warning":
+        text += "\n" + warning_logging_sections(workdir / WARNING_LOG_NAME)
+    elif logging != "default":
+        raise ValueError(f"logging must be one of {LOGGING_MODES}, not {logging!r}")
+    path.write_text(text)
 
 
 # --- server process ----------------------------------------------------------------------------
@@ -179,7 +177,7 @@ class Server:
 
     def log_tail(self, n: int = 30) -> str:
         out = []
-        for p in (self.stdout_path, self.stderr_path):
+        for p in (self.stdout_path, self.stderr_path, self.workdir / WARNING_LOG_NAME):
             try:
                 lines = p.read_text(errors="replace").splitlines()[-n:]
             except OSError:
@@ -281,18 +279,10 @@ class Server:
 
 
 def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+    st = procfs.read_stat(pid)
+    return None if st is None else st.starttime
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
+    st = procfs.read_stat(pid)
+    return st is not None and st.state != "Z"

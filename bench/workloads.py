@@ -8,8 +8,9 @@ import threading
 import time
 
 import httpc
-import loadgen
+import procfs
 import servers
+import throughput
 from registry import workload
 
 SIDES = ("reference", "ours")
@@ -29,86 +30,123 @@ def _ratio(ours: float, ref: float) -> float | None:
 
 
 # --- idle memory -------------------------------------------------------------------------------
+IDLE_PSS_ANON_TARGET = 1.5  # ours / reference
+
+
 @workload("idle-memory", order=0)
 def idle_memory(ctx):
-    """PSS/RSS summed over each server's process tree after start-up, warm-up and ~2 s idle."""
+    """Pss_Anon, PSS and RSS summed over each server's process tree after start-up and ~2 s idle."""
     time.sleep(2.0)  # the idle period being measured, not a readiness wait
     mem = {}
     for side in SIDES:
         srv = ctx.servers[side]
         pids = srv.tree()
         mem[side] = servers.memory_kb(pids)
-        ctx.note(f"idle-memory {side}: {len(pids)} processes {pids}")
+        front = set(procfs.pids_listening_on(pids, srv.port) or pids[:1])
+        per = ", ".join(
+            f"{pid}{' (server)' if pid in front else ''} "
+            f"{(procfs.smaps_rollup(pid) or {}).get('Pss_Anon', 0) / 1024:.1f}"
+            for pid in pids
+        )
+        ctx.note(f"idle-memory {side}: {len(pids)} processes; Pss_Anon MB by pid: {per}")
     o, r = mem["ours"], mem["reference"]
+    ratio = _ratio(o["pss_anon"], r["pss_anon"])
     ctx.row(
-        "PSS (tree)",
-        f"{o['pss'] / 1024:.1f} MB",
-        f"{r['pss'] / 1024:.1f} MB",
-        _ratio(o["pss"], r["pss"]),
-        "info",
+        "Pss_Anon (tree)",
+        f"{o['pss_anon'] / 1024:.1f} MB",
+        f"{r['pss_anon'] / 1024:.1f} MB",
+        ratio,
+        f"<= {IDLE_PSS_ANON_TARGET:g}x",
+        ratio is not None and ratio <= IDLE_PSS_ANON_TARGET,
     )
-    ctx.row(
-        "RSS (tree)",
-        f"{o['rss'] / 1024:.1f} MB",
-        f"{r['rss'] / 1024:.1f} MB",
-        _ratio(o["rss"], r["rss"]),
-        "info",
-    )
+    for label, key in (("PSS (tree)", "pss"), ("RSS (tree)", "rss")):
+        ctx.row(
+            label,
+            f"{o[key] / 1024:.1f} MB",
+            f"{r[key] / 1024:.1f} MB",
+            _ratio(o[key], r[key]),
+            "info",
+        )
     ctx.row("processes", str(o["nproc"]), str(r["nproc"]), None, "info")
 
 
 # --- throughput (shared by the trivial, Basic-auth and /query workloads) -----------------------
-def measure_throughput(ctx, name, path, body, expected, headers=None, contains=False) -> dict:
-    """Warm up, then drive each server with 16 keep-alive connections; notes the details.
+CONNECTIONS = 16  # the same for both servers in every fixed-concurrency throughput workload
+SERVER_CPU_BUDGET_US = 50.0  # server-process CPU per trivial /evaluate (ours)
+
+
+def measure_throughput(
+    ctx, name, path, body, expected, headers=None, contains=False, connections=CONNECTIONS
+) -> dict:
+    """Warm up, then drive each server with ``connections`` keep-alive connections.
 
     ``expected``: the good reply, or a dict of them by side when the sides answer differently.
+    Returns :func:`throughput.drive`'s summary by side and notes the details.
     """
     duration = 3.0 if ctx.quick else 10.0
     warm = 1.0 if ctx.quick else 2.0
     res = {}
     for side in SIDES:
-        srv = ctx.servers[side]
         want = expected[side] if isinstance(expected, dict) else expected
-        loadgen.run(srv.port, path, body, want, 16, warm, ctx.loadgen, headers, contains)
-        pids = srv.tree()
-        c0 = servers.tree_cpu_seconds(pids)
-        res[side] = r = loadgen.run(
-            srv.port, path, body, want, 16, duration, ctx.loadgen, headers, contains
+        res[side] = r = throughput.drive(
+            ctx.servers[side],
+            path,
+            body,
+            want,
+            connections=connections,
+            duration=duration,
+            warm=warm,
+            tool=ctx.loadgen,
+            headers=headers,
+            contains=contains,
         )
-        server_cores = (servers.tree_cpu_seconds(pids) - c0) / r["duration_s"]
-        ctx.note(
-            f"{name} {side}: {r['requests']} requests in {r['duration_s']:.2f}s "
-            f"({r['tool']}), ok={r['ok']} bad={r['bad']}; CPU: server tree "
-            f"{server_cores:.2f} cores, load generator {r['loadgen_cores']:.2f} cores; "
-            f"p90 {r['p90_ms']:.1f} ms, max {r['max_ms']:.1f} ms"
-            + (f"; first bad: {r['first_bad']}" if r["bad"] else "")
-        )
+        ctx.note(throughput.describe(f"{name} {side}", r))
     return res
 
 
-def report_throughput(ctx, res, target, expected_label, suffix="", p99=True) -> None:
-    """Rows: requests/s against ``target`` (a ratio), p50 (and p99) latency, bad responses."""
+def report_throughput(
+    ctx, res, target, expected_label, suffix="", p99=True, cpu_budget_us=None
+) -> None:
+    """Rows: requests/s against ``target`` (a ratio, or None for information), the CPU split,
+    server CPU per request (against ``cpu_budget_us`` if given), p50 (and p99), bad responses.
+    """
     o, f = res["ours"], res["reference"]
+    conns = o["connections"]
     rps_ratio = _ratio(o["rps"], f["rps"])
     ctx.row(
-        f"requests/s{suffix}",
+        f"requests/s{suffix}, {conns} conns",
         f"{o['rps']:.0f}",
         f"{f['rps']:.0f}",
         rps_ratio,
-        f">= {target:g}x",
-        rps_ratio is not None and rps_ratio >= target and o["bad"] == 0,
+        "info" if target is None else f">= {target:g}x",
+        None if target is None else rps_ratio is not None and rps_ratio >= target and o["bad"] == 0,
+    )
+    ctx.row(
+        "  CPU cores: server / workers / load gen",
+        throughput.cpu_cell(o),
+        throughput.cpu_cell(f),
+        None,
+        "info",
+    )
+    ctx.row(
+        "  server CPU per request",
+        f"{o['server_us_per_req']:.0f} µs",
+        f"{f['server_us_per_req']:.0f} µs",
+        _ratio(o["server_us_per_req"], f["server_us_per_req"]),
+        "info" if cpu_budget_us is None else f"ours <= {cpu_budget_us:g} µs",
+        None if cpu_budget_us is None else o["server_us_per_req"] <= cpu_budget_us,
     )
     for pct in ("p50", "p99") if p99 else ("p50",):
         key = f"{pct}_ms"
         ctx.row(
-            f"{pct} latency{suffix}",
+            f"  {pct} latency{suffix}",
             f"{o[key]:.2f} ms",
             f"{f[key]:.2f} ms",
             _ratio(o[key], f[key]),
             "info",
         )
     ctx.row(
-        "bad responses",
+        "  bad responses",
         f"{o['bad']}/{o['ok'] + o['bad']}",
         f"{f['bad']}/{f['ok'] + f['bad']}",
         None,
@@ -119,9 +157,17 @@ def report_throughput(ctx, res, target, expected_label, suffix="", p99=True) -> 
 
 @workload("trivial", order=10)
 def trivial(ctx):
-    """Throughput/latency of a tiny /evaluate with 16 keep-alive connections."""
+    """Throughput of a tiny /evaluate with 16 keep-alive connections, both logging at WARNING."""
     res = measure_throughput(ctx, "trivial", "/evaluate", TRIVIAL, TRIVIAL_REPLY)
-    report_throughput(ctx, res, 4, "0 (200 [4, 1, 8])")
+    report_throughput(ctx, res, 4, "0 (200 [4, 1, 8])", cpu_budget_us=SERVER_CPU_BUDGET_US)
+
+
+# Both servers with their own default logging (see servers.LOGGING_MODES): a pair of its own.
+@workload("trivial-default-logging", order=11, profile={"@logging": "default"})
+def trivial_default_logging(ctx):
+    """`trivial` with each server's default logging (TabPy: DEBUG to a file, INFO to stdout)."""
+    res = measure_throughput(ctx, "trivial-default-logging", "/evaluate", TRIVIAL, TRIVIAL_REPLY)
+    report_throughput(ctx, res, None, "0 (200 [4, 1, 8])", " (default logging)", p99=False)
 
 
 # --- large payload -----------------------------------------------------------------------------
@@ -129,13 +175,17 @@ LARGE_ROWS = 1_000_000
 LARGE_SCRIPT = "return (pandas.Series(_arg1) + pandas.Series(_arg2)).tolist()"
 
 
-def _large_payload():
+FLOOR_TARGET = 1.2  # ours / in-process floor on 1M rows
+
+
+def _large_payload(rows: int = LARGE_ROWS):
+    """Two random float columns of ``rows`` values and the /evaluate body summing them."""
     import numpy as np
     import orjson
 
     rng = np.random.default_rng(20240601)
-    a = rng.uniform(-1000.0, 1000.0, LARGE_ROWS).tolist()
-    b = rng.uniform(-1000.0, 1000.0, LARGE_ROWS).tolist()
+    a = rng.uniform(-1000.0, 1000.0, rows).tolist()
+    b = rng.uniform(-1000.0, 1000.0, rows).tolist()
     body = orjson.dumps({"script": LARGE_SCRIPT, "data": {"_arg1": a, "_arg2": b}})
     return a, b, body
 
@@ -228,8 +278,8 @@ def large(ctx):
         _ms(med["ours"]),
         f"floor {_ms(floor)}",
         fr,
-        "<= 1.5x floor",
-        fr <= 1.5,
+        f"<= {FLOOR_TARGET:g}x floor",
+        fr <= FLOOR_TARGET,
     )
 
 

@@ -22,14 +22,14 @@ Hierarchy::
         ├── WorkerCrashed          its worker died; replaced
         └── MemoryLimitExceeded    its worker hit TABPY_WORKER_MEMORY_LIMIT_MB; replaced
 
-Feature packages extend these (``tabpy.registry.registry_errors``, ``tabpy.arrow.arrow_errors``,
-``tabpy.models.errors``). Configuration mistakes are ``tabpy.config.ConfigError``: they stop
-start-up instead of reaching a caller.
+Other packages extend these (``tabpy.runtime.runtime_errors``,
+``tabpy.registry.registry_errors``, ``tabpy.arrow.arrow_errors``, ``tabpy.models.errors``).
+Configuration mistakes are ``tabpy.config.ConfigError``: they stop start-up instead of reaching
+a caller.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 __all__ = [
@@ -49,24 +49,10 @@ __all__ = [
     "TabPyError",
     "TooManyFailures",
     "WorkerCrashed",
-    "envelope",
 ]
 
 #: TabPy's message for every failure of a script or of the worker running it.
 SCRIPT_ERROR = "Error processing script"
-
-#: TabPy's envelope uses Python's default separators (", " and ": ") and ASCII escaping;
-#: clients and TabPy's own tests compare these bytes.
-_envelope_encoder = json.JSONEncoder()
-
-
-def envelope(message: str, info: Any = None) -> bytes:
-    """TabPy's error body, ``{"message": ..., "info": ...}``; no info is written as ``{}``.
-
-    Shared by the HTTP edge and the workers, which answer script failures in these bytes.
-    """
-    body = {"message": message, "info": {} if info is None else info}
-    return _envelope_encoder.encode(body).encode("ascii")
 
 
 class TabPyError(Exception):

@@ -3,19 +3,33 @@
 Hierarchy (under :mod:`tabpy.errors`)::
 
     TabPyError
-    └── StoreFull          a table does not fit in TABPY_ARROW_MAX_STORE_MB
+    ├── StoreFull          a table does not fit in TABPY_ARROW_MAX_STORE_MB
+    └── ShutdownRefused    the caller may not stop the Flight listener
+    NotFound
+    ├── FlightNotFound     no table is stored under a descriptor or ticket
+    └── UnknownAction      a Flight action this server does not have
     ExecutionFailed
     └── TableNotFound      /evaluate named a dataPath the store does not hold
 
-Flight calls report these as ``FlightServerError`` with the same text; ``/evaluate`` answers
+Flight calls report these as :mod:`tabpy.arrow.flight_errors` maps them; ``/evaluate`` answers
 with TabPy's error envelope (TabPy reports a missing table as a failed script).
 """
 
 from __future__ import annotations
 
-from tabpy.errors import ExecutionFailed, TabPyError
+from collections.abc import Hashable, Iterable
 
-__all__ = ["NOT_FOUND", "StoreFull", "TableNotFound", "megabytes"]
+from tabpy.errors import ExecutionFailed, NotFound, TabPyError
+
+__all__ = [
+    "NOT_FOUND",
+    "FlightNotFound",
+    "ShutdownRefused",
+    "StoreFull",
+    "TableNotFound",
+    "UnknownAction",
+    "megabytes",
+]
 
 #: TabPy's words for a missing table; clients may look for them.
 NOT_FOUND = "Flight not found."
@@ -46,3 +60,20 @@ class TableNotFound(ExecutionFailed):
             "DoPut first. A table is removed once it is fetched or used by /evaluate, and after "
             f"{ttl_text} s if nobody fetches it (TABPY_ARROW_ENTRY_TTL_SECONDS).",
         )
+
+
+class FlightNotFound(NotFound):
+    def __init__(self, key: Hashable | None) -> None:
+        super().__init__(
+            f"{NOT_FOUND} No table is stored under {key!r}: tables are removed once fetched "
+            "(DoGet) or used by /evaluate, and expire if nobody fetches them."
+        )
+
+
+class UnknownAction(NotFound):
+    def __init__(self, action: str, known: Iterable[str]) -> None:
+        super().__init__(f"Unknown action {action!r}: use one of {', '.join(known)}")
+
+
+class ShutdownRefused(TabPyError):
+    """``message`` says who may shut down, and how to allow it."""

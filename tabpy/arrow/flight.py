@@ -25,8 +25,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from tabpy.arrow.arrow_errors import NOT_FOUND, StoreFull
+from tabpy.arrow.arrow_errors import FlightNotFound, ShutdownRefused, UnknownAction
 from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
+from tabpy.arrow.flight_errors import flight_errors
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
@@ -113,10 +114,11 @@ class FlightService(flight.FlightServerBase):
     def get_flight_info(
         self, context: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        table = self.store.get(key_of(descriptor))
-        if table is None:
-            raise _not_found(key_of(descriptor))
-        return self._info(table)
+        with flight_errors():
+            table = self.store.get(key_of(descriptor))
+            if table is None:
+                raise FlightNotFound(key_of(descriptor))
+            return self._info(table)
 
     def do_put(
         self,
@@ -127,25 +129,31 @@ class FlightService(flight.FlightServerBase):
     ) -> None:
         key = key_of(descriptor)
         try:
-            table = receive(reader, self.store, key)
-        except StoreFull as full:
+            with flight_errors():
+                table = receive(reader, self.store, key)
+        except flight.FlightServerError as full:
             logger.warning("Arrow Flight: refused a table for %r: %s", key, full)
-            raise flight.FlightServerError(str(full)) from None
+            raise
         finally:
             release_memory()  # gRPC's receive buffers: the table is in its segment now
         logger.debug("Arrow Flight: stored %d rows (%d bytes) as %r", table.rows, table.size, key)
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
-        key = _key_of_ticket(ticket.ticket)
-        table = self.store.take(key) if key is not None else None
-        if table is None:
-            raise _not_found(key)
-        return flight.GeneratorStream(table.schema, _stream(self.store, table))
+        with flight_errors():
+            key = _key_of_ticket(ticket.ticket)
+            table = self.store.take(key) if key is not None else None
+            if table is None:
+                raise FlightNotFound(key)
+            return flight.GeneratorStream(table.schema, _stream(self.store, table))
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         return list(ACTIONS)
 
     def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
+        with flight_errors():
+            yield from self._act(context, action)
+
+    def _act(self, context: Any, action: flight.Action) -> Iterator[bytes]:
         kind = action.type
         if kind == "getUniquePath":
             yield str(uuid.uuid4()).encode("ascii")
@@ -159,14 +167,13 @@ class FlightService(flight.FlightServerBase):
             refusal = self.may_shut_down(caller.caller.principal)
             if refusal is not None:
                 logger.warning("Arrow Flight: shutdown refused: %s", refusal)
-                raise flight.FlightUnauthorizedError(refusal)
+                raise ShutdownRefused(refusal)
             logger.info("Arrow Flight: shutdown requested by %s", caller.caller.principal.user)
             self.store.clear()
             yield b"Shutdown!"
             self.on_shutdown()
         else:
-            names = ", ".join(name for name, _ in ACTIONS)
-            raise flight.FlightServerError(f"Unknown action {kind!r}: use one of {names}")
+            raise UnknownAction(kind, (name for name, _ in ACTIONS))
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -213,13 +220,6 @@ def _stream(store: TableStore, table: StoredTable) -> Iterator[pa.RecordBatchRea
             yield pa.ipc.open_stream(source)
     finally:
         store.discard(table)
-
-
-def _not_found(key: Hashable | None) -> flight.FlightServerError:
-    return flight.FlightServerError(
-        f"{NOT_FOUND} No table is stored under {key!r}: tables are removed once fetched (DoGet) "
-        "or used by /evaluate, and expire if nobody fetches them."
-    )
 
 
 class _Handshake(flight.ServerAuthHandler):

@@ -5,9 +5,11 @@ started once the event loop runs (the Flight middleware checks credentials on it
 together with the HTTP server: the listener first lets its calls finish, then the store frees
 every segment.
 
-``/evaluate`` with ``"dataPath"`` moves no rows through the server: the stored table's segment
-and an empty one for the result are named in the job meta, the worker maps the first, writes
-the second (:mod:`tabpy.arrow.worker`), and the server stores the result under a new path.
+It is also the server's :class:`~tabpy.runtime.tables.TableEvaluator`: ``/evaluate`` with
+``"dataPath"`` moves no rows through the server. The worker that parses the request says it is
+a table request; the stored table's segment and an empty one for the result are then named in
+a table job, the worker maps the first, writes the second (:mod:`tabpy.arrow.worker`), and the
+server stores the result under a new path.
 """
 
 from __future__ import annotations
@@ -17,41 +19,29 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
 
 import orjson
 import pyarrow as pa
 
+from tabpy.arrow import TABLE_JOB
 from tabpy.arrow.arrow_errors import StoreFull, TableNotFound
 from tabpy.arrow.credentials import FlightAuthentication, FlightCredentials
 from tabpy.arrow.flight import FlightService, Key, path_key
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.config import ConfigError, Settings
-from tabpy.errors import ExecutionFailed, InvalidRequest
-from tabpy.runtime.evaluate import Reply
-from tabpy.runtime.pool import Job, WorkerPool
-from tabpy.runtime.protocol import JobKind, ReplyFlag
+from tabpy.errors import ExecutionFailed
+from tabpy.runtime.pool import WorkerPool
+from tabpy.runtime.protocol import ExtensionMeta, Job, TableRequest
 from tabpy.security.principal import Principal
 
-__all__ = ["ArrowService", "mentions_data_path"]
+__all__ = ["ArrowService"]
 
 logger = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
-_MARKER = b"dataPath"
 #: How often expired tables are looked for, at most (a shorter time to live checks sooner).
 _SWEEP_SECONDS = 30.0
-
-
-def mentions_data_path(chunks: Sequence[bytes]) -> bool:
-    """True if the body may hold a ``dataPath`` key; a cheap scan, no parsing."""
-    previous = b""
-    for chunk in chunks:
-        if _MARKER in chunk or (previous and _MARKER in previous[-7:] + chunk[:7]):
-            return True
-        previous = chunk
-    return False
 
 
 class ArrowService:
@@ -157,41 +147,28 @@ class ArrowService:
         while not self._closed.wait(interval):
             self.store.expire()
 
-    # --- /evaluate -------------------------------------------------------------------------------
+    # --- /evaluate ----------------------------------------------------------------------------
 
-    async def evaluate(self, chunks: Sequence[bytes], revision: int) -> Reply | None:
-        """Run a ``dataPath`` request; None if the body is not one (the JSON path takes it)."""
-        if not mentions_data_path(chunks):
-            return None
-        try:
-            request = orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError:
-            return None  # the worker reports the parse error exactly as for any body
-        if not isinstance(request, dict) or "dataPath" not in request:
-            return None
-        script, path = _table_request(request)
-        table = self.store.take(path_key(path))
+    async def evaluate_table(self, request: TableRequest) -> bytes:
+        """Run a ``dataPath`` request; the answer's bytes (``null`` or the new table's path)."""
+        table = self.store.take(path_key(request.data_path))
         if table is None:
-            raise TableNotFound(path, f"{self.store.ttl:g}")
+            raise TableNotFound(request.data_path, f"{self.store.ttl:g}")
         spare = Segment()  # for the result, if it cannot go over the input
         written: Segment | None = None
         try:
-            meta = {
-                "script": script,
+            params = {
+                "script": request.script,
                 "input": table.segment.path,
                 "input_name": table.segment.name,
                 "output": spare.path,
                 "available": self.store.available,
                 "limit": self.store.max_bytes,
             }
-            job = Job(JobKind.EVALUATE_TABLE, (), orjson.dumps(meta), revision)
-            settings = self.settings
-            reply = await self.pool.submit(
-                job, settings.evaluate_timeout, settings.evaluate_timeout_text
-            )
-            if not reply.flags & ReplyFlag.TABLE:
-                return Reply(reply.status, bytes(reply.body))
-            result = orjson.loads(reply.body)
+            reply = await self.pool.submit(Job(ExtensionMeta(TABLE_JOB, params)))
+            if reply.body == b"null":  # the script returned None: no table
+                return b"null"
+            result = orjson.loads(reply.body)  # what the worker wrote, not the table itself
             if result["in_input"]:  # the worker wrote over the input (tabpy.arrow.worker)
                 written, table.segment = table.segment, spare
                 self.store.adjust(-table.size)  # counted again by _adopt, at the result's size
@@ -205,7 +182,7 @@ class ArrowService:
             if written is None:
                 spare.close()
         logger.info("outputDataPath=%s", output_path)
-        return Reply(200, json.dumps({"outputDataPath": output_path}).encode("ascii"))
+        return json.dumps({"outputDataPath": output_path}).encode("ascii")
 
     def _adopt(self, segment: Segment, key: Key, rows: int) -> None:
         """Store a worker's result; the segment is the store's (or closed) from here on."""
@@ -223,21 +200,6 @@ class ArrowService:
             self.store.adjust(-size)
             raise
         self.store.add(StoredTable(key, segment, size, rows, schema))
-
-
-def _table_request(request: dict[str, object]) -> tuple[str, str]:
-    """Check a dataPath request in TabPy's order: the script first, then the path."""
-    if "script" not in request:
-        raise InvalidRequest("Script is empty.")
-    script = request["script"]
-    if not isinstance(script, str):
-        raise ExecutionFailed(f'TypeError : "script" must be a string, not {type(script).__name__}')
-    path = request["dataPath"]
-    if not isinstance(path, str):
-        raise InvalidRequest(
-            '"dataPath" must be a string: the path a table was stored under with DoPut.'
-        )
-    return script, path
 
 
 def _tls_certificates(settings: Settings) -> list[tuple[bytes, bytes]] | None:

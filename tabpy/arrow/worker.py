@@ -1,10 +1,12 @@
 """Running a Tableau Prep script in a worker: the table comes and goes in shared memory.
 
-The job meta names two segments (:mod:`tabpy.arrow.segments`): the stored input table and an
-empty one for the result. The input is mapped, not read: Arrow reads the IPC stream in place
-and only the conversion to the pandas DataFrame passed as ``_arg1`` copies it. A result that is
-a table is written as an Arrow IPC stream, and the reply says so (``ReplyFlag.TABLE``) and
-where; the server stores that segment.
+The worker side of Arrow's table jobs, plugged into the worker through :data:`JOB_HANDLERS`
+(``tabpy.runtime.job_handlers``) and imported only when the first such job arrives. The job
+names two segments (:mod:`tabpy.arrow.segments`): the stored input table and an empty one for
+the result. The input is mapped, not read: Arrow reads the IPC stream in place and only the
+conversion to the pandas DataFrame passed as ``_arg1`` copies it. A result that is a table is
+written as an Arrow IPC stream, and the reply's body describes it (rows, bytes, and which
+segment holds it); the server stores that segment. A script that returns None gets ``null``.
 
 The result goes over the input when the DataFrame no longer maps it (the usual case: a table
 put in several batches is copied by the conversion): its memory pages are already there, so
@@ -20,37 +22,42 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from tabpy.arrow import TABLE_JOB
 from tabpy.arrow.arrow_errors import StoreFull
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import is_mapped
-from tabpy.runtime.evaluate import Reply, script_failure
-from tabpy.runtime.protocol import ReplyFlag
+from tabpy.runtime.evaluate import script_failure
+from tabpy.runtime.job_handlers import JobContext, JobHandler
+from tabpy.runtime.protocol import Reply
 from tabpy.runtime.scripts import run_script
 
-__all__ = ["handle_evaluate_table"]
+__all__ = ["JOB_HANDLERS", "handle_evaluate_table"]
 
 #: Size of the record batches a result is cut into: DoGet sends one gRPC message per batch,
 #: and a few megabytes each stream faster than one huge message.
 BATCH_BYTES = 4 * 1024 * 1024
 
 
-def handle_evaluate_table(
-    meta: bytes | bytearray, namespace: dict[str, Any], tabpy: object
-) -> Reply:
-    reply = _evaluate_table(orjson.loads(meta), namespace, tabpy)
+def handle_evaluate_table(params: dict[str, Any], context: JobContext) -> Reply:
+    """``params``: see ``TableJob`` in :mod:`tabpy.arrow.service`."""
+    reply = _evaluate_table(params, context)
     release_memory()  # the job's DataFrames are gone
     return reply
 
 
-def _evaluate_table(job: dict[str, Any], namespace: dict[str, Any], tabpy: object) -> Reply:
+JOB_HANDLERS: dict[str, JobHandler] = {TABLE_JOB: handle_evaluate_table}
+
+
+def _evaluate_table(job: dict[str, Any], context: JobContext) -> Reply:
     try:
         frame = read_frame(job["input"])
         # Whether the DataFrame still maps the input decides where the result may go.
         reuse_input = not is_mapped(job["input_name"])
-        result = run_script(job["script"], {"_arg1": frame}, namespace, tabpy)
+        context.tabpy.forget_failed_query()
+        result = run_script(job["script"], {"_arg1": frame}, context.namespace, context.tabpy)
         del frame
         if result is None:
-            return Reply(200, b"null")
+            return Reply.ok(b"null")
         table = as_table(result)
         del result
         target = job["input"] if reuse_input else job["output"]
@@ -58,9 +65,9 @@ def _evaluate_table(job: dict[str, Any], namespace: dict[str, Any], tabpy: objec
     except MemoryError:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
-        return script_failure(exc)
-    described = {"rows": table.num_rows, "bytes": size, "in_input": reuse_input}
-    return Reply(200, orjson.dumps(described), ReplyFlag.TABLE)
+        return script_failure(exc, context.tabpy)
+    written = {"rows": table.num_rows, "bytes": size, "in_input": reuse_input}
+    return Reply.ok(orjson.dumps(written))
 
 
 def read_frame(path: str) -> Any:

@@ -140,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     if not _confirm_without_authentication(settings, disable_warning):
         print(abort_message(settings))
         return 0
+    from tabpy.cli.wiring import build_context
     from tabpy.server.runner import serve
 
     try:
-        return serve(settings)
+        return serve(settings, build_context)
     except ConfigError as error:
         sys.stderr.write(f"tabpy: {error}\n")
         return 1

@@ -1,7 +1,24 @@
-"""Script and endpoint execution in isolated, long-lived worker processes.
+"""Running scripts and endpoints in isolated, long-lived worker processes: the core.
 
-The server process never runs user code and never parses data columns: request
-bodies travel to a worker as raw bytes (``protocol``), the worker decodes, runs
-and encodes (``evaluate``, ``encoding``), and the pool (``pool``) supervises the
-workers, killing and replacing any that time out, run out of memory or crash.
+The server process never runs user code and never parses data columns: request bodies travel
+to a worker as raw bytes, and the worker decodes, runs and encodes. Nothing here knows about
+HTTP or Arrow: transports map the :mod:`tabpy.errors` exceptions raised here, and feature
+packages plug in through :mod:`~tabpy.runtime.tables` and :mod:`~tabpy.runtime.job_handlers`.
+
+Worker side (standard library, cloudpickle and orjson only; pandas and pyarrow optional):
+
+* ``protocol``: the typed messages between server and workers, and their framing;
+* ``worker``: the worker process's entry point and loop;
+* ``evaluate`` and ``query``: the ``/evaluate`` and ``/query`` contracts;
+* ``scripts``, ``namespace``, ``encoding``: wrapping, running and encoding a script;
+* ``script_api`` and ``endpoint_cache``: ``tabpy.query`` and the endpoint objects a worker holds;
+* ``job_handlers``: jobs that feature packages plug into the worker;
+* ``runtime_errors``: the errors of user code and how they are described.
+
+Server side:
+
+* ``pool``: supervises the workers and talks to them; ``outcomes`` turns replies into errors;
+* ``directory``: what the workers may run (endpoint versions and their objects' bytes);
+* ``catalog``: mirrors the registry into the directory and checks that new versions load;
+* ``tables``: the protocol of a table strategy for ``/evaluate`` (Arrow implements it).
 """

@@ -1,7 +1,9 @@
-"""The ``/evaluate`` contract, run inside a worker: bytes in, status and bytes out.
+"""The ``/evaluate`` contract, run inside a worker: request bytes in, a :class:`Reply` out.
 
-This module holds the request and response rules of SPEC 3.4 (validation order,
-status codes, exact messages).  It needs no sockets, so it is unit-tested
+This module alone holds the request rules (their order, the exact messages) for both kinds of
+input: arguments sent as JSON (``"data"``) and, when tables are enabled on this server, a
+table stored beforehand (``"dataPath"``), which the worker hands back to the server to run as a
+table job. The server never parses a request body. Needs no sockets, so it is unit-tested
 directly.
 """
 
@@ -9,35 +11,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from tabpy.errors import SCRIPT_ERROR, ExecutionFailed, InvalidRequest, envelope
+from tabpy.errors import SCRIPT_ERROR, ExecutionFailed, InvalidRequest
 from tabpy.runtime.encoding import encode_result
-from tabpy.runtime.errors import describe
-from tabpy.runtime.protocol import ReplyFlag
-from tabpy.runtime.scripts import run_script, validate_arguments
+from tabpy.runtime.protocol import Failure, Outcome, Reply, TableRequest
+from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO, describe, exception_name, shorten
+from tabpy.runtime.script_api import ScriptAPI
+from tabpy.runtime.scripts import is_blank, run_script, user_line, validate_arguments
 
-ERROR_MESSAGE = SCRIPT_ERROR
-QUERY_FAILED_INFO = (
-    "The endpoint you're trying to query did not respond. Please make sure the endpoint "
-    "exists and the correct set of arguments are provided."
-)
+__all__ = [
+    "ScriptRequest",
+    "decode_body",
+    "handle_evaluate",
+    "parse_request",
+    "script_failure",
+]
+
+#: The key that names a stored table instead of sending ``"data"``.
+DATA_PATH = "dataPath"
 
 
-class Reply:
-    """What the worker sends back: an HTTP status and the exact body."""
+@dataclass(frozen=True, slots=True)
+class ScriptRequest:
+    """An ``/evaluate`` request with its arguments in the body."""
 
-    __slots__ = ("status", "body", "flags")
-
-    def __init__(self, status: int, body: bytes, flags: ReplyFlag = ReplyFlag.NONE) -> None:
-        self.status = status
-        self.body = body
-        self.flags = flags
-
-    def __repr__(self) -> str:
-        return f"Reply({self.status}, {self.body[:80]!r})"
+    script: str
+    arguments: dict[str, Any]
 
 
 def decode_body(body: bytes | bytearray | memoryview) -> Any:
@@ -52,37 +55,11 @@ def decode_body(body: bytes | bytearray | memoryview) -> Any:
         return json.loads(bytes(body).decode("utf-8"))
 
 
-def handle_evaluate(
-    body: bytes | bytearray | memoryview, namespace: Mapping[str, Any], tabpy: object
-) -> Reply:
-    try:
-        request = decode_body(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
-    try:
-        script, arguments = _parse_request(request)
-    except InvalidRequest as exc:
-        return Reply(400, envelope(exc.message, exc.info))
-    except ExecutionFailed as exc:
-        return Reply(500, envelope(exc.message, exc.info))
-    try:
-        result = run_script(script, arguments, namespace, tabpy)
-        return Reply(200, encode_result(result))
-    except MemoryError:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
-        return script_failure(exc)
+def parse_request(request: Any, tables: bool) -> ScriptRequest | TableRequest:
+    """Check a decoded request in TabPy's order; raises ``InvalidRequest`` or ``ExecutionFailed``.
 
-
-def script_failure(exc: BaseException) -> Reply:
-    """The reply for an exception raised by a script (or by encoding its result)."""
-    if isinstance(exc, KeyError) and exc.args == ("response",):
-        # What `tabpy.query(...)['response']` raises when the query failed.
-        return Reply(404, envelope(ERROR_MESSAGE, QUERY_FAILED_INFO))
-    return Reply(500, envelope(ERROR_MESSAGE, describe(exc)))
-
-
-def _parse_request(request: Any) -> tuple[str, dict[str, Any]]:
+    ``tables``: whether ``"dataPath"`` names a stored table on this server (else it is ignored).
+    """
     if isinstance(request, list) or (isinstance(request, dict) and "script" not in request):
         raise InvalidRequest("Script is empty.")
     if not isinstance(request, dict):
@@ -94,6 +71,15 @@ def _parse_request(request: Any) -> tuple[str, dict[str, Any]]:
         raise ExecutionFailed(
             f'TypeError : "script" must be a string, not {type(script).__name__}',
         )
+    if is_blank(script):
+        raise InvalidRequest("Script is empty.")
+    if tables and DATA_PATH in request:
+        path = request[DATA_PATH]
+        if not isinstance(path, str):
+            raise InvalidRequest(
+                '"dataPath" must be a string: the path a table was stored under with DoPut.'
+            )
+        return TableRequest(script, path)  # "data" is ignored, as in TabPy
     if "data" not in request:
         # TabPy answers 500 here and its tests pin that status; we keep the
         # status but say what to send.
@@ -101,4 +87,50 @@ def _parse_request(request: Any) -> tuple[str, dict[str, Any]]:
             'TypeError : the request has no "data" object; send the arguments as '
             '{"_arg1": [...], ...}, or {} for a script without arguments',
         )
-    return script, validate_arguments(request["data"])
+    return ScriptRequest(script, validate_arguments(request["data"]))
+
+
+def handle_evaluate(
+    body: bytes | bytearray | memoryview,
+    namespace: Mapping[str, Any],
+    tabpy: ScriptAPI,
+    *,
+    tables: bool = False,
+) -> Reply:
+    try:
+        request = parse_request(decode_body(body), tables)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, describe(exc))
+    except InvalidRequest as exc:
+        return Reply.failed(Outcome.INVALID_REQUEST, exc.message, exc.info)
+    except ExecutionFailed as exc:
+        return Reply.failed(Outcome.FAILED, exc.message, exc.info)
+    if isinstance(request, TableRequest):
+        return Reply(Outcome.TABLE_REQUEST, table=request)
+    return run_user_script(request.script, request.arguments, namespace, tabpy)
+
+
+def run_user_script(
+    script: str, arguments: Mapping[str, Any], namespace: Mapping[str, Any], tabpy: ScriptAPI
+) -> Reply:
+    """Run a script on JSON arguments; its result's JSON, or the reply for its failure."""
+    tabpy.forget_failed_query()
+    try:
+        result = run_script(script, arguments, namespace, tabpy)
+        return Reply.ok(encode_result(result))
+    except MemoryError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit must not end the worker
+        return script_failure(exc, tabpy)
+
+
+def script_failure(exc: BaseException, tabpy: ScriptAPI) -> Reply:
+    """The reply for an exception raised by a script (or by encoding its result)."""
+    failure = Failure(exception_name(exc), shorten(str(exc)), user_line(exc))
+    if isinstance(exc, KeyError) and exc.args == ("response",):
+        # What `tabpy.query(...)['response']` raises when the query failed. TabPy's words,
+        # then what went wrong.
+        failed = tabpy.failed_query
+        info = QUERY_FAILED_INFO if failed is None else f"{QUERY_FAILED_INFO} {failed}"
+        return Reply.failed(Outcome.QUERY_UNANSWERED, SCRIPT_ERROR, info, failure)
+    return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, describe(exc), failure)

@@ -1,14 +1,17 @@
 """Supervision of the worker processes.
 
-Workers are forked from a multiprocessing *fork server* that has already
-imported the worker module (and with it pandas), so a replacement is ready in
-milliseconds instead of the second a cold interpreter needs.  Each worker owns
-one socket pair; a ``Channel`` reads replies straight into a buffer of the
-announced size.
+Workers are forked from a multiprocessing *fork server* that has already imported the worker
+module (and with it pandas), so a replacement is ready in milliseconds instead of the second a
+cold interpreter needs. The fork server starts with the ``TABPY_*`` variables removed from its
+environment, so no worker inherits the server's configuration or secrets. Each worker owns one
+socket pair; a :class:`Channel` reads frames (:mod:`tabpy.runtime.protocol`) straight into
+buffers of the announced sizes.
 
-The pool guarantees capacity: a worker whose job times out is killed with its
-whole process group, a worker that dies or exceeds its memory limit is
-discarded, and every discarded worker is replaced at once.
+The pool guarantees capacity: a worker whose job times out is killed with its whole process
+group, a worker that dies or exceeds its memory limit is discarded, and every discarded worker
+is replaced at once. It also knows which endpoint objects each worker holds, so it sends an
+object's bytes to a worker once, and answers a script's ``tabpy.query`` from its
+:class:`~tabpy.runtime.directory.EndpointDirectory`.
 """
 
 from __future__ import annotations
@@ -16,40 +19,82 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import cast
 
 from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
+from tabpy.runtime.directory import EndpointDirectory
 from tabpy.runtime.namespace import OPTIONAL_MODULES
-from tabpy.runtime.protocol import REPLY_HEADER, JobKind, ReplyFlag, pack_request_header
-from tabpy.runtime.worker import worker_main
+from tabpy.runtime.outcomes import raise_for_outcome
+from tabpy.runtime.protocol import (
+    FRAME_HEADER,
+    Artifact,
+    FrameType,
+    Job,
+    Outcome,
+    Reply,
+    decode_reply,
+    decode_request_meta,
+    encode_answer_meta,
+    encode_job_meta,
+    pack_header,
+)
+from tabpy.runtime.worker import ENVIRONMENT_PREFIX, WorkerOptions, worker_main
+
+__all__ = ["Channel", "PoolOptions", "RestartCause", "WorkerGone", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
 PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
 _SPAWN_RETRY_SECONDS = 1.0
 _READY_TIMEOUT_SECONDS = 120.0
+#: ``asyncio.wait_for`` raises this; on Python 3.10 it is not the built-in ``TimeoutError``.
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
+
+
+class RestartCause(str, enum.Enum):
+    """Why a worker was replaced."""
+
+    #: Its job ran past the timeout.
+    TIMEOUT = "timeout"
+    #: It hit its memory limit.
+    MEMORY = "memory"
+    #: The process died.
+    CRASH = "crash"
+    #: The caller went away mid-job, leaving the worker in an unknown state.
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    size: int
+    #: Per worker, on top of what it uses after start-up; 0 for no limit.
+    memory_limit_mb: int = 0
+    #: Seconds a job may take, waiting for a free worker included.
+    timeout: float = 30.0
+    #: The timeout as the 408 message shows it (``30``, or ``3.0``); by default ``str(timeout)``.
+    timeout_text: str = ""
+    #: Whether ``"dataPath"`` in an ``/evaluate`` request names a stored table.
+    table_requests: bool = False
+    #: Job handler name -> the module defining it in the worker (``tabpy.runtime.job_handlers``).
+    extensions: Mapping[str, str] = field(default_factory=dict)
 
 
 class WorkerGone(Exception):
     """The worker's socket closed before a complete reply arrived."""
-
-
-class RawReply:
-    __slots__ = ("status", "flags", "body")
-
-    def __init__(self, status: int, flags: ReplyFlag, body: bytearray) -> None:
-        self.status = status
-        self.flags = flags
-        self.body = body
 
 
 class Channel(asyncio.BufferedProtocol):
@@ -57,47 +102,85 @@ class Channel(asyncio.BufferedProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._header = bytearray(REPLY_HEADER.size)
+        self._header = bytearray(FRAME_HEADER.size)
         self._target: bytearray = self._header
         self._filled = 0
-        self._status = 0
-        self._flags = ReplyFlag.NONE
-        self._waiter: asyncio.Future[RawReply] | None = None
+        # The frame being received: its type, code and sections (b"" when empty).
+        self._type = self._code = 0
+        self._meta: bytes | bytearray = b""
+        self._attachment: bytes | bytearray = b""
+        self._body: bytes | bytearray = b""
+        self._waiter: asyncio.Future[Reply] | None = None
         self._lost = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Called with a REQUEST frame's meta; answers a script's ``tabpy.query``.
+        self.on_request: Callable[[bytes | bytearray], None] | None = None
         #: Called when the socket closes; the pool uses it to notice idle deaths.
         self.on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
-    def expect_reply(self) -> asyncio.Future[RawReply]:
+    def expect_reply(self) -> asyncio.Future[Reply]:
         waiter = asyncio.get_running_loop().create_future()
         if self._lost:
             waiter.set_exception(WorkerGone())
         self._waiter = waiter
         return waiter
 
+    def write(self, parts: list[bytes | bytearray]) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.writelines(parts)
+
     def get_buffer(self, sizehint: int) -> memoryview:
         return memoryview(self._target)[self._filled :]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._filled += nbytes
-        if self._filled < len(self._target):
+        target = self._target
+        if self._filled < len(target):
             return
-        if self._target is self._header:
-            self._status, flags, length = REPLY_HEADER.unpack(self._header)
-            self._flags = ReplyFlag(flags)
-            self._target, self._filled = bytearray(length), 0
-            if length:
+        # A section is complete; receive the next non-empty one, or deliver the frame.
+        if target is self._header:
+            self._type, self._code, meta, attachment, body = FRAME_HEADER.unpack(target)
+            self._meta = bytearray(meta) if meta else b""
+            self._attachment = bytearray(attachment) if attachment else b""
+            self._body = bytearray(body) if body else b""
+            following: tuple[bytes | bytearray, ...] = (self._meta, self._attachment, self._body)
+        elif target is self._meta:
+            following = (self._attachment, self._body)
+        elif target is self._attachment:
+            following = (self._body,)
+        else:
+            following = ()
+        self._filled = 0
+        for section in following:
+            if section:
+                self._target = cast(bytearray, section)
                 return
-        reply = RawReply(self._status, self._flags, self._target)
-        self._target, self._filled = self._header, 0
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(reply)
+        self._target = self._header
+        self._deliver()
+
+    def _deliver(self) -> None:
+        frame_type = self._type
+        if frame_type == FrameType.REPLY:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(decode_reply(self._code, self._meta, self._body))
+        elif frame_type == FrameType.REQUEST:
+            if self.on_request is not None:
+                self.on_request(self._meta)
+        elif frame_type == FrameType.READY:
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif self.transport is not None:  # a worker that breaks the protocol is not trusted
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        if not self.ready.done():
+            self.ready.set_exception(WorkerGone())
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(WorkerGone())
         elif self.on_lost is not None:
@@ -108,21 +191,65 @@ class Worker:
     def __init__(self, process: BaseProcess, channel: Channel) -> None:
         self.process = process
         self.channel = channel
+        #: SHA-256 of every endpoint object this worker has been sent.
+        self.artifacts: set[str] = set()
+        #: The directory generation this worker's objects were last checked against.
+        self.generation = 0
 
     @property
     def pid(self) -> int:
         return cast(int, self.process.pid)
 
-    def call(self, job: Job) -> asyncio.Future[RawReply]:
+    def call(self, job: Job, directory: EndpointDirectory) -> asyncio.Future[Reply]:
         waiter = self.channel.expect_reply()
-        transport = self.channel.transport
-        if transport is not None and not transport.is_closing():
-            body_length = sum(len(chunk) for chunk in job.chunks)
-            transport.write(pack_request_header(job.kind, job.revision, len(job.meta), body_length))
-            if job.meta:
-                transport.write(job.meta)
-            transport.writelines(job.chunks)
+        forget = self._stale(directory)
+        artifact, data = self._to_send(job.artifact)
+        meta = encode_job_meta(job.meta, artifact, forget)
+        body = job.body
+        body_length = 0
+        for chunk in body:
+            body_length += len(chunk)
+        header = pack_header(FrameType.JOB, job.kind, len(meta), len(data), body_length)
+        if meta or data:
+            self.channel.write([header, meta, data, *body])
+        else:  # the usual /evaluate job
+            self.channel.write([header, *body])
         return waiter
+
+    def answer(self, request: bytes | bytearray, directory: EndpointDirectory) -> None:
+        """Tell a script which version of the endpoint it queries is current."""
+        try:
+            deployed = directory.find(decode_request_meta(request))
+        except (ValueError, KeyError, TypeError):
+            deployed = None
+        if deployed is None:
+            meta, data = encode_answer_meta(None, None), b""
+        else:
+            artifact, data = self._to_send(deployed.artifact)
+            meta = encode_answer_meta(deployed.endpoint, artifact)
+        header = pack_header(FrameType.ANSWER, 0, len(meta), len(data), 0)
+        self.channel.write([header, meta, data] if data else [header, meta])
+
+    def _to_send(self, artifact: Artifact | None) -> tuple[Artifact | None, bytes]:
+        """What to tell the worker about an object: nothing if it holds it, else the bytes."""
+        if artifact is None:
+            return None, b""
+        sha256 = artifact.sha256
+        if artifact.data is None or sha256 is None:
+            return artifact, b""  # it cannot be loaded; the worker reports why
+        if sha256 in self.artifacts:
+            return None, b""
+        self.artifacts.add(sha256)
+        return artifact, artifact.data
+
+    def _stale(self, directory: EndpointDirectory) -> list[str]:
+        """Objects the worker holds that are no longer deployed (checked once per change)."""
+        if self.generation == directory.generation:
+            return []
+        self.generation = directory.generation
+        stale = [sha256 for sha256 in self.artifacts if not directory.is_live(sha256)]
+        self.artifacts.difference_update(stale)
+        return stale
 
     def kill(self) -> None:
         """Kill the worker and anything its script started."""
@@ -146,32 +273,26 @@ class Worker:
         return f"it exited with code {code}"
 
 
-@dataclass(frozen=True)
-class Job:
-    """One unit of work: what to do, for which endpoint, on which bytes."""
-
-    kind: JobKind
-    chunks: Sequence[bytes]
-    meta: bytes = b""
-    #: The registry revision the server has seen; workers refresh when theirs differs.
-    revision: int = 0
-
-
 class WorkerPool:
     """A fixed number of worker processes, kept at full strength."""
 
-    def __init__(self, size: int, memory_limit_mb: int, registry_url: str) -> None:
-        if size < 1:
+    def __init__(self, options: PoolOptions) -> None:
+        if options.size < 1:
             raise ValueError("a worker pool needs at least one worker")
-        self.size = size
-        self.memory_limit_mb = memory_limit_mb
-        self.registry_url = registry_url
-        self.restarts: collections.Counter[str] = collections.Counter()
+        self.options = options
+        self.timeout_text = options.timeout_text or str(options.timeout)
+        #: What workers may run; the catalog keeps it current.
+        self.directory = EndpointDirectory()
+        self.restarts: collections.Counter[RestartCause] = collections.Counter()
         self._context: BaseContext = multiprocessing.get_context("forkserver")
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._workers: set[Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+
+    @property
+    def size(self) -> int:
+        return self.options.size
 
     @property
     def ready_workers(self) -> int:
@@ -181,44 +302,52 @@ class WorkerPool:
         """Begin warming up workers in the background; returns immediately."""
         # The fork server imports these once; every worker forks with them loaded.
         self._context.set_forkserver_preload(list(PRELOADED_MODULES))  # type: ignore[attr-defined]
+        with _without_server_settings():
+            multiprocessing.forkserver.ensure_running()
         for _ in range(self.size):
             self._schedule_spawn()
 
-    async def submit(self, job: Job, timeout: float, timeout_text: str) -> RawReply:
-        """Run one job; queueing for a free worker counts against ``timeout``."""
+    async def submit(self, job: Job) -> Reply:
+        """Run one job; queueing for a free worker counts against the timeout.
+
+        Returns an OK or TABLE_REQUEST reply; every other outcome is raised as the
+        :mod:`tabpy.errors` exception it stands for (:mod:`tabpy.runtime.outcomes`).
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        worker = await self._acquire(deadline, timeout_text)
+        deadline = loop.time() + self.options.timeout
+        worker = await self._acquire(deadline)
         try:
-            reply = await asyncio.wait_for(worker.call(job), max(deadline - loop.time(), 0))
-        except TimeoutError:
-            self._discard(worker, "timeout")
-            raise ScriptTimeout(timeout_text) from None
+            reply = await asyncio.wait_for(
+                worker.call(job, self.directory), max(deadline - loop.time(), 0)
+            )
+        except _TIMEOUTS:
+            self._discard(worker, RestartCause.TIMEOUT)
+            raise ScriptTimeout(self.timeout_text) from None
         except WorkerGone:
             await self._reap(worker)
-            self._discard(worker, "crash")
+            self._discard(worker, RestartCause.CRASH)
             raise WorkerCrashed(
                 "WorkerCrashed : the worker process running this script died "
                 f"({worker.exit_description()}); it has been replaced"
             ) from None
         except BaseException:
             # Cancelled mid-job: the worker's state is unknown, so replace it.
-            self._discard(worker, "cancelled")
+            self._discard(worker, RestartCause.CANCELLED)
             raise
-        if reply.flags & ReplyFlag.MEMORY_EXCEEDED:
-            self._discard(worker, "memory")
-            raise MemoryLimitExceeded(_info_of(reply))
+        if reply.outcome is Outcome.MEMORY_EXCEEDED:
+            self._discard(worker, RestartCause.MEMORY)
+            raise MemoryLimitExceeded(str(reply.info))
         self._idle.put_nowait(worker)
-        return reply
+        return raise_for_outcome(reply)
 
-    async def _acquire(self, deadline: float, timeout_text: str) -> Worker:
+    async def _acquire(self, deadline: float) -> Worker:
         loop = asyncio.get_running_loop()
         while True:
             if self._idle.empty():
                 try:
                     worker = await asyncio.wait_for(self._idle.get(), deadline - loop.time())
-                except TimeoutError:
-                    raise ScriptTimeout(timeout_text) from None
+                except _TIMEOUTS:
+                    raise ScriptTimeout(self.timeout_text) from None
             else:
                 worker = self._idle.get_nowait()
             if worker in self._workers:  # skip workers that died while idle
@@ -238,7 +367,7 @@ class WorkerPool:
             return_exceptions=True,
         )
 
-    def _discard(self, worker: Worker, cause: str) -> None:
+    def _discard(self, worker: Worker, cause: RestartCause) -> None:
         if worker not in self._workers:
             return
         self._workers.discard(worker)
@@ -261,13 +390,22 @@ class WorkerPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _worker_options(self) -> WorkerOptions:
+        options = self.options
+        return WorkerOptions(
+            memory_limit_mb=options.memory_limit_mb,
+            server_pid=os.getpid(),
+            table_requests=options.table_requests,
+            extensions=dict(options.extensions),
+        )
+
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
             parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             process = self._context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(child_end, self.memory_limit_mb, self.registry_url, os.getpid()),
+                args=(child_end, self._worker_options()),
                 daemon=True,
                 name="tabpy-worker",
             )
@@ -276,10 +414,8 @@ class WorkerPool:
                 child_end.close()
                 _, channel = await loop.create_unix_connection(Channel, sock=parent_end)
                 worker = Worker(process, channel)
-                ready = await asyncio.wait_for(channel.expect_reply(), _READY_TIMEOUT_SECONDS)
-                if not ready.flags & ReplyFlag.READY:
-                    raise WorkerGone()
-            except (OSError, WorkerGone, TimeoutError) as exc:
+                await asyncio.wait_for(channel.ready, _READY_TIMEOUT_SECONDS)
+            except (OSError, WorkerGone, *_TIMEOUTS) as exc:
                 child_end.close()
                 parent_end.close()
                 if process.pid is not None:
@@ -291,16 +427,24 @@ class WorkerPool:
                 worker.kill()
                 return
             self._workers.add(worker)
-            channel.on_lost = lambda worker=worker: self._discard(worker, "crash")
+            channel.on_lost = lambda worker=worker: self._discard(worker, RestartCause.CRASH)
+            channel.on_request = lambda meta, worker=worker: worker.answer(meta, self.directory)
             self._idle.put_nowait(worker)
             logger.debug("Worker %d ready", worker.pid)
             return
 
 
-def _info_of(reply: RawReply) -> str:
-    import json
+@contextlib.contextmanager
+def _without_server_settings() -> Iterator[None]:
+    """Remove ``TABPY_*`` variables while the fork server starts, so it never holds them.
 
+    Start-up runs before the server serves anything, so nothing else reads the environment
+    meanwhile; the variables are put back for the server's own use.
+    """
+    removed = {k: v for k, v in os.environ.items() if k.startswith(ENVIRONMENT_PREFIX)}
+    for name in removed:
+        del os.environ[name]
     try:
-        return str(json.loads(bytes(reply.body))["info"])
-    except (ValueError, KeyError, TypeError):
-        return "the worker exceeded its memory limit and was replaced"
+        yield
+    finally:
+        os.environ.update(removed)

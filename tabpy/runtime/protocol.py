@@ -1,60 +1,375 @@
-"""Framing between the server and its workers.
+"""The messages between the server and its workers, and how they travel.
 
-Each message is a fixed header followed by a body, so a body of any size can be
-received straight into one preallocated buffer (no reassembly, no extra copy).
+Every message is a frame: a fixed header, then three sections whose lengths it announces::
 
-Request (server -> worker)::
+    <type:u8> <code:u8> <meta length:u32> <attachment length:u64> <body length:u64>
+    meta  attachment  body
 
-    <kind:u8> <registry revision:u64> <meta length:u32> <body length:u64>  meta  body
+``meta`` is a small JSON object (the typed fields below), ``attachment`` an endpoint's pickled
+object when the worker does not hold it yet, and ``body`` the request or answer bytes, passed
+through untouched: the server never parses data. Each section is received straight into a
+buffer of its announced size, so a body of any size costs no reassembly and no extra copy.
 
-``meta`` is a small JSON object (which endpoint and version to run); the
-registry revision lets a worker notice that its cached view of the deployed
-endpoints is stale.
+A conversation, per job::
 
-Reply (worker -> server)::
+    server                                  worker
+      JOB (code: JobKind)          ---->
+                                   <----    REQUEST  (a script calls tabpy.query: which endpoint?)
+      ANSWER                       ---->             (zero or more times)
+                                   <----    REPLY (code: Outcome)
 
-    <status:u16> <flags:u8> <body length:u64>  body
+and once, before the first job, the worker sends READY.
 
-``status`` is the HTTP status the server should answer with; ``body`` is the
-exact HTTP response body.  ``flags`` carries out-of-band facts about the worker
-itself (for example that it must be retired after this reply).
+Replies carry an :class:`Outcome`, never a transport status: the server maps each outcome to a
+:mod:`tabpy.errors` exception (:mod:`tabpy.runtime.outcomes`), and a transport maps those.
+
+This module and the rest of the worker side import only the standard library, cloudpickle
+and orjson, so a worker can run in any interpreter that has those three.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-REQUEST_HEADER = struct.Struct("<BQIQ")
-REPLY_HEADER = struct.Struct("<HBQ")
+__all__ = [
+    "FRAME_HEADER",
+    "Artifact",
+    "EndpointRef",
+    "EvaluateMeta",
+    "ExtensionMeta",
+    "Failure",
+    "FrameType",
+    "Job",
+    "JobKind",
+    "JobMeta",
+    "LoadMeta",
+    "Outcome",
+    "QueryMeta",
+    "Reply",
+    "TableRequest",
+    "decode_answer_meta",
+    "decode_job_meta",
+    "decode_reply",
+    "decode_request_meta",
+    "encode_answer_meta",
+    "encode_job_meta",
+    "encode_reply_meta",
+    "encode_request_meta",
+    "pack_header",
+]
+
+FRAME_HEADER = struct.Struct("<BBIQQ")
+
+
+class FrameType(enum.IntEnum):
+    #: server -> worker: a job; the code is its :class:`JobKind`.
+    JOB = 1
+    #: server -> worker: the answer to a REQUEST (an endpoint and maybe its object).
+    ANSWER = 2
+    #: worker -> server, once: warmed up and waiting for jobs.
+    READY = 3
+    #: worker -> server: how the job ended; the code is its :class:`Outcome`.
+    REPLY = 4
+    #: worker -> server, during a job: a script asks for an endpoint by name.
+    REQUEST = 5
 
 
 class JobKind(enum.IntEnum):
-    """What the worker is asked to do with the request body."""
+    """What the worker is asked to do; each kind has its own meta type."""
 
+    #: Run an ``/evaluate`` request (the body): :class:`EvaluateMeta`.
     EVALUATE = 1
-    #: Run a deployed endpoint (``POST /query/<name>``).
+    #: Run a deployed endpoint on a ``/query`` request (the body): :class:`QueryMeta`.
     QUERY = 2
-    #: Load an endpoint version and report whether that worked.
+    #: Load an endpoint's object and report whether that worked: :class:`LoadMeta`.
     LOAD = 3
-    #: ``/evaluate`` with ``dataPath``: the table is in shared memory named by the meta
-    #: (see ``tabpy.arrow.worker``); the body is empty.
-    EVALUATE_TABLE = 4
+    #: A job for a handler a feature package plugs into the worker: :class:`ExtensionMeta`.
+    EXTENSION = 4
 
 
-class ReplyFlag(enum.IntFlag):
-    NONE = 0
-    #: The worker hit its memory limit and exits after sending this reply.
-    MEMORY_EXCEEDED = 1
-    #: Sent once, before any job: the worker finished warming up.
-    READY = 2
-    #: The script returned a table, now in one of the job's segments; the body says which.
-    TABLE = 4
+class Outcome(enum.IntEnum):
+    """How a job ended, in the worker's words; never a transport status."""
+
+    #: The body is the answer, exactly as the caller receives it.
+    OK = 0
+    #: The request breaks a rule of the API (message, info).
+    INVALID_REQUEST = 1
+    #: User code (a script, an endpoint or its loading) failed (message, info).
+    FAILED = 2
+    #: A script used ``tabpy.query(...)['response']`` and the query gave no response.
+    QUERY_UNANSWERED = 3
+    #: The worker hit its memory limit (message, info); it exits after this reply.
+    MEMORY_EXCEEDED = 4
+    #: The request asked for a stored table (``dataPath``): run it as a table job.
+    TABLE_REQUEST = 5
 
 
-def pack_request_header(kind: JobKind, revision: int, meta_length: int, body_length: int) -> bytes:
-    return REQUEST_HEADER.pack(kind, revision, meta_length, body_length)
+@dataclass(frozen=True, slots=True)
+class EndpointRef:
+    """One deployed endpoint version, as a worker needs to know it."""
+
+    name: str
+    version: int
+    type: str
+    #: SHA-256 of the pickled object (the cache key in workers); None if there is no object.
+    artifact: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "type": self.type,
+            "artifact": self.artifact,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> EndpointRef:
+        return cls(value["name"], value["version"], value["type"], value["artifact"])
 
 
-def pack_reply_header(status: int, flags: ReplyFlag, body_length: int) -> bytes:
-    return REPLY_HEADER.pack(status, flags, body_length)
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """An endpoint's pickled object as the server holds it: the bytes, or why there are none."""
+
+    sha256: str | None
+    data: bytes | None = None
+    #: Why ``data`` is None (for example a legacy import whose pickle was lost).
+    missing: str | None = None
+
+
+# --- job meta, one type per kind ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluateMeta:
+    KIND: ClassVar[JobKind] = JobKind.EVALUATE
+
+    def as_json(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> EvaluateMeta:
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMeta:
+    KIND: ClassVar[JobKind] = JobKind.QUERY
+    endpoint: EndpointRef
+
+    def as_json(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint.as_json()}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> QueryMeta:
+        return cls(EndpointRef.from_json(value["endpoint"]))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadMeta:
+    KIND: ClassVar[JobKind] = JobKind.LOAD
+    endpoint: EndpointRef
+
+    def as_json(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint.as_json()}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> LoadMeta:
+        return cls(EndpointRef.from_json(value["endpoint"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionMeta:
+    """``handler`` names the plug-in (see ``tabpy.runtime.job_handlers``); ``params`` is its own."""
+
+    KIND: ClassVar[JobKind] = JobKind.EXTENSION
+    handler: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"handler": self.handler, "params": self.params}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ExtensionMeta:
+        return cls(value["handler"], value["params"])
+
+
+JobMeta = EvaluateMeta | QueryMeta | LoadMeta | ExtensionMeta
+_EVALUATE = EvaluateMeta()
+_EVALUATE_KIND = int(JobKind.EVALUATE)
+_META_TYPES: dict[JobKind, Any] = {
+    meta.KIND: meta for meta in (EvaluateMeta, QueryMeta, LoadMeta, ExtensionMeta)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of work.
+
+    ``body`` is the request as received, in chunks, forwarded without joining. ``artifact`` is
+    the object of the endpoint the job runs (QUERY, LOAD): the pool sends its bytes only to a
+    worker that does not hold them yet.
+    """
+
+    meta: JobMeta
+    body: Sequence[bytes] = ()
+    artifact: Artifact | None = None
+
+    @property
+    def kind(self) -> JobKind:
+        return self.meta.KIND
+
+
+@dataclass(frozen=True, slots=True)
+class TableRequest:
+    """An ``/evaluate`` request naming a stored table (``dataPath``) instead of sending data."""
+
+    script: str
+    data_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What user code raised, for the server's log: never the data it ran on."""
+
+    #: The exception's class name.
+    exception: str
+    #: Its message, shortened.
+    message: str
+    #: The line of the user's script it was raised on (or found on, for a SyntaxError).
+    line: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"exception": self.exception, "message": self.message, "line": self.line}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """How a job ended. ``body`` is the answer (OK); ``message`` and ``info`` describe a failure
+    to the caller and ``failure`` to the log; ``table`` is the request to run as a table job
+    (TABLE_REQUEST)."""
+
+    outcome: Outcome
+    body: bytes | bytearray = b""
+    message: str = ""
+    info: Any = None
+    table: TableRequest | None = None
+    failure: Failure | None = None
+
+    @classmethod
+    def ok(cls, body: bytes | bytearray) -> Reply:
+        return cls(Outcome.OK, body)
+
+    @classmethod
+    def failed(
+        cls, outcome: Outcome, message: str, info: Any = None, failure: Failure | None = None
+    ) -> Reply:
+        return cls(outcome, message=message, info=info, failure=failure)
+
+    def __repr__(self) -> str:
+        if self.outcome is Outcome.OK:
+            return f"Reply(OK, {bytes(self.body[:80])!r})"
+        return f"Reply({self.outcome.name}, {self.message!r}, {self.info!r})"
+
+
+# --- encoding -------------------------------------------------------------------------------------
+
+# Meta is small and may hold any text a script produced (lone surrogates included), which only
+# the standard library's ASCII-escaping encoder writes and reads back unchanged.
+_encoder = json.JSONEncoder()
+
+
+def pack_header(
+    frame: FrameType, code: int, meta_length: int, attachment_length: int, body_length: int
+) -> bytes:
+    return FRAME_HEADER.pack(frame, code, meta_length, attachment_length, body_length)
+
+
+def encode_job_meta(meta: JobMeta, artifact: Artifact | None, forget: Sequence[str] = ()) -> bytes:
+    """The JOB frame's meta. Evaluate jobs, the hot path, send none at all."""
+    if isinstance(meta, EvaluateMeta) and artifact is None and not forget:
+        return b""
+    value: dict[str, Any] = {"job": meta.as_json()}
+    if artifact is not None:
+        value["artifact"] = {"sha256": artifact.sha256, "missing": artifact.missing}
+    if forget:
+        value["forget"] = list(forget)
+    return _encoder.encode(value).encode("ascii")
+
+
+def decode_job_meta(
+    kind: int, raw: bytes | bytearray
+) -> tuple[JobMeta, Artifact | None, Sequence[str]]:
+    """``(meta, artifact without its bytes, artifacts to forget)`` of a JOB frame."""
+    if kind == _EVALUATE_KIND and not raw:
+        return _EVALUATE, None, ()
+    meta_type = _META_TYPES[JobKind(kind)]
+    if not raw:
+        return meta_type.from_json({}), None, []
+    value = json.loads(raw)
+    artifact = value.get("artifact")
+    described = (
+        None if artifact is None else Artifact(artifact["sha256"], None, artifact["missing"])
+    )
+    return meta_type.from_json(value["job"]), described, value.get("forget", [])
+
+
+def encode_request_meta(name: str) -> bytes:
+    return _encoder.encode({"name": name}).encode("ascii")
+
+
+def decode_request_meta(raw: bytes | bytearray) -> str:
+    name = json.loads(raw)["name"]
+    if not isinstance(name, str):
+        raise ValueError("an endpoint request names its endpoint with a string")
+    return name
+
+
+def encode_answer_meta(endpoint: EndpointRef | None, artifact: Artifact | None) -> bytes:
+    value: dict[str, Any] = {"endpoint": None if endpoint is None else endpoint.as_json()}
+    if artifact is not None:
+        value["artifact"] = {"sha256": artifact.sha256, "missing": artifact.missing}
+    return _encoder.encode(value).encode("ascii")
+
+
+def decode_answer_meta(raw: bytes | bytearray) -> tuple[EndpointRef | None, Artifact | None]:
+    value = json.loads(raw)
+    endpoint = value["endpoint"]
+    artifact = value.get("artifact")
+    return (
+        None if endpoint is None else EndpointRef.from_json(endpoint),
+        None if artifact is None else Artifact(artifact["sha256"], None, artifact["missing"]),
+    )
+
+
+def encode_reply_meta(reply: Reply) -> bytes:
+    if reply.outcome is Outcome.OK:
+        return b""
+    if reply.table is not None:
+        value: dict[str, Any] = {"script": reply.table.script, "dataPath": reply.table.data_path}
+    else:
+        value = {"message": reply.message, "info": reply.info}
+        if reply.failure is not None:
+            value["failure"] = reply.failure.as_json()
+    return _encoder.encode(value).encode("ascii")
+
+
+def decode_reply(code: int, meta: bytes | bytearray, body: bytes | bytearray) -> Reply:
+    if code == Outcome.OK:
+        return Reply(Outcome.OK, body)
+    outcome = Outcome(code)
+    value = json.loads(meta)
+    if outcome is Outcome.TABLE_REQUEST:
+        return Reply(outcome, table=TableRequest(value["script"], value["dataPath"]))
+    failure = value.get("failure")
+    return Reply(
+        outcome,
+        message=value["message"],
+        info=value["info"],
+        failure=None if failure is None else Failure(**failure),
+    )

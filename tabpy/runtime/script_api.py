@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote
 
-from tabpy.runtime.endpoints import (
+from tabpy.runtime.endpoint_cache import (
     EndpointCache,
     LoadFailed,
     call_endpoint,
@@ -12,34 +13,64 @@ from tabpy.runtime.endpoints import (
     query_failed,
     unknown_endpoint,
 )
-from tabpy.runtime.errors import describe
+from tabpy.runtime.protocol import EndpointRef
+from tabpy.runtime.runtime_errors import describe
+
+__all__ = ["EndpointSource", "ScriptAPI"]
+
+
+class EndpointSource(Protocol):
+    """Where a worker learns which version of an endpoint is current: the server."""
+
+    def ask(self, name: str) -> EndpointRef | None:
+        """The current version of ``name`` (its object then in the cache), or None."""
 
 
 class ScriptAPI:
     """Gives scripts ``tabpy.query(name, *args, **kwargs)``.
 
-    The endpoint runs right here in the worker, not through a loopback HTTP
-    request as in TabPy, and positional and keyword arguments are both passed
-    (TabPy drops the keywords when there are positional ones).  The reply has
-    TabPy's shape, error envelopes included, because scripts index it with
-    ``['response']``.
+    The endpoint runs right here in the worker, not through a loopback HTTP request as in
+    TabPy: the worker asks the server which version is current (and receives its object if it
+    does not hold it yet) over its own channel. Positional and keyword arguments are both passed
+    (TabPy drops the keywords when there are positional ones). The reply has TabPy's shape,
+    error envelopes included, because scripts index it with ``['response']``. As in TabPy, which
+    puts the name in a URL path, a percent-encoded name means the decoded one
+    (``'Sentiment%20Analysis'``); endpoint names cannot contain ``%`` themselves.
     """
 
-    def __init__(self, endpoints: EndpointCache) -> None:
+    def __init__(self, endpoints: EndpointCache, source: EndpointSource) -> None:
         self._endpoints = endpoints
+        self._source = source
+        #: What went wrong in the script's last failed query, in words for its caller.
+        self.failed_query: str | None = None
+
+    def forget_failed_query(self) -> None:
+        """Called before each script, so one script never explains another's failure."""
+        self.failed_query = None
 
     def query(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        version = self._endpoints.current_version(name)
-        if version is None:
+        name = unquote(name)
+        endpoint = self._source.ask(name)
+        if endpoint is None:
+            self.failed_query = f"The server said: there is no endpoint named {name!r}."
             return unknown_endpoint(name)
         try:
-            obj = self._endpoints.load(name, version)
+            obj = self._endpoints.load(endpoint)
         except LoadFailed as exc:
-            return query_failed(name, str(exc))
+            return self._failed(name, str(exc))
         try:
             response = call_endpoint(obj, args, kwargs)
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - the script decides what to do with it
-            return query_failed(name, describe(exc))
-        return {"response": response, "version": version, "model": name, "uuid": new_call_id()}
+            return self._failed(name, describe(exc))
+        return {
+            "response": response,
+            "version": endpoint.version,
+            "model": name,
+            "uuid": new_call_id(),
+        }
+
+    def _failed(self, name: str, error: str) -> dict[str, Any]:
+        self.failed_query = f"The endpoint said: {error}"
+        return query_failed(name, error)

@@ -1,93 +1,195 @@
 """The worker process: receive a job, run it, send the reply, repeat.
 
-Workers are forked from a warmed-up fork server (see ``pool``), so heavy
-imports such as pandas happen once, not once per worker or per replacement.
-This module itself stays light: the server process imports it to name the
-worker's entry point.  A worker
-trusts nothing it runs: a script can loop forever (the pool kills it), exhaust
-memory (the address-space limit turns that into ``MemoryError``; the worker
-reports it and exits), call ``sys.exit`` (caught) or crash the interpreter (the
-pool sees the closed socket and replaces the worker).
+Workers are forked from a warmed-up fork server (see ``pool``), so heavy imports such as
+pandas happen once, not once per worker or per replacement. This module itself stays light:
+the server process imports it to name the worker's entry point, and the worker side as a whole
+needs only the standard library, cloudpickle and orjson.
+
+A worker trusts nothing it runs: a script can loop forever (the pool kills it), exhaust memory
+(the address-space limit turns that into ``MemoryError``; the worker reports it and exits), call
+``sys.exit`` (caught) or crash the interpreter (the pool sees the closed socket and replaces
+the worker). It holds no secrets either: no registry connection (endpoint objects arrive over
+its socket) and no ``TABPY_*`` environment variables.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import resource
 import signal
 import socket
 import threading
 import time
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-import orjson
-
-from tabpy.errors import envelope
-from tabpy.registry.store import Registry
-from tabpy.runtime.endpoints import EndpointCache, RegistryUnavailable
-from tabpy.runtime.evaluate import ERROR_MESSAGE, Reply, handle_evaluate
+from tabpy.errors import SCRIPT_ERROR
+from tabpy.runtime.endpoint_cache import EndpointCache
+from tabpy.runtime.evaluate import handle_evaluate
+from tabpy.runtime.job_handlers import JobContext, JobHandlers, UnknownHandler
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.protocol import (
-    REQUEST_HEADER,
-    JobKind,
-    ReplyFlag,
-    pack_reply_header,
+    FRAME_HEADER,
+    EndpointRef,
+    EvaluateMeta,
+    ExtensionMeta,
+    FrameType,
+    LoadMeta,
+    Outcome,
+    QueryMeta,
+    Reply,
+    decode_answer_meta,
+    decode_job_meta,
+    encode_reply_meta,
+    encode_request_meta,
+    pack_header,
 )
 from tabpy.runtime.query import handle_load, handle_query
 from tabpy.runtime.script_api import ScriptAPI
 
+__all__ = ["ENVIRONMENT_PREFIX", "WorkerOptions", "scrub_environment", "worker_main"]
+
 _SERVER_CHECK_SECONDS = 1.0
+#: Variables a worker must not see: the server's configuration, secrets included.
+ENVIRONMENT_PREFIX = "TABPY_"
+#: Frames up to this size go out in one system call (joined); larger bodies are not copied.
+_JOIN_BYTES = 64 * 1024
 
 
-def worker_main(
-    sock: socket.socket, memory_limit_mb: int, registry_url: str, server_pid: int
-) -> None:
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker is told when it starts (pickled to the fork server)."""
+
+    memory_limit_mb: int
+    server_pid: int
+    #: Whether ``"dataPath"`` in an ``/evaluate`` request names a stored table on this server.
+    table_requests: bool = False
+    #: Job handler name -> the module that defines it (``tabpy.runtime.job_handlers``).
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Frame:
+    type: int
+    code: int
+    meta: bytearray
+    attachment: bytearray
+    body: bytearray
+
+
+class Connection:
+    """The worker's end of its socket. One frame at a time, whichever thread sends it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.RLock()
+
+    def receive(self) -> Frame | None:
+        header = bytearray(FRAME_HEADER.size)
+        if not _recv_exactly(self.sock, memoryview(header)):
+            return None
+        frame_type, code, *lengths = FRAME_HEADER.unpack(header)
+        sections = [bytearray(length) for length in lengths]
+        for section in sections:
+            if section and not _recv_exactly(self.sock, memoryview(section)):
+                return None
+        return Frame(frame_type, code, *sections)
+
+    def send(
+        self, frame: FrameType, code: int, meta: bytes = b"", body: bytes | bytearray = b""
+    ) -> None:
+        header = pack_header(frame, code, len(meta), 0, len(body))
+        with self.lock:
+            if len(body) <= _JOIN_BYTES:
+                self.sock.sendall(b"".join((header, meta, body)))
+                return
+            self.sock.sendall(header + meta)
+            self.sock.sendall(body)
+
+    def send_reply(self, reply: Reply) -> None:
+        self.send(FrameType.REPLY, reply.outcome, encode_reply_meta(reply), reply.body)
+
+
+class ServerEndpoints:
+    """Asks the server, mid-job, for the endpoint a script queries (``tabpy.query``)."""
+
+    def __init__(self, connection: Connection, cache: EndpointCache) -> None:
+        self.connection = connection
+        self.cache = cache
+
+    def ask(self, name: str) -> EndpointRef | None:
+        with self.connection.lock:  # a question and its answer stay together
+            self.connection.send(FrameType.REQUEST, 0, encode_request_meta(name))
+            answer = self.connection.receive()
+        if answer is None or answer.type != FrameType.ANSWER:
+            os._exit(1)  # the server is gone, or broke the protocol: nothing left to do
+        endpoint, artifact = decode_answer_meta(answer.meta)
+        if artifact is not None:
+            self.cache.install(artifact, answer.attachment)
+        return endpoint
+
+
+def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
     """Entry point of a worker process."""
-    _detach(server_pid)
-    namespace = build_namespace()
-    endpoints = EndpointCache(functools.partial(_open_registry, registry_url))
-    tabpy = ScriptAPI(endpoints)
-    _limit_memory(memory_limit_mb)
-    _send(sock, 200, ReplyFlag.READY, b"")
+    scrub_environment()
+    _detach(options.server_pid)
+    connection = Connection(sock)
+    cache = EndpointCache()
+    context = JobContext(build_namespace(), ScriptAPI(cache, ServerEndpoints(connection, cache)))
+    handlers = JobHandlers(options.extensions)
+    _limit_memory(options.memory_limit_mb)
+    connection.send(FrameType.READY, 0)
     while True:
         try:
-            job = _receive(sock)
-            if job is None:
+            with connection.lock:
+                frame = connection.receive()
+            if frame is None:
                 return
-            reply = _run(job, namespace, endpoints, tabpy)
+            reply = _run(frame, context, cache, handlers, options)
         except MemoryError:
-            job = None
             detail = (
                 f"MemoryError : the script used more than the worker memory limit of "
-                f"{memory_limit_mb} MB (TABPY_WORKER_MEMORY_LIMIT_MB); its worker was replaced"
+                f"{options.memory_limit_mb} MB (TABPY_WORKER_MEMORY_LIMIT_MB); its worker was "
+                "replaced"
             )
-            _send(sock, 500, ReplyFlag.MEMORY_EXCEEDED, envelope(ERROR_MESSAGE, detail))
+            connection.send_reply(Reply.failed(Outcome.MEMORY_EXCEEDED, SCRIPT_ERROR, detail))
             os._exit(0)
-        _send(sock, reply.status, reply.flags, reply.body)
+        connection.send_reply(reply)
 
 
-def _run(job: Job, namespace: dict[str, Any], endpoints: EndpointCache, tabpy: ScriptAPI) -> Reply:
-    endpoints.observe(job.revision)
-    if job.kind == JobKind.EVALUATE:
-        return handle_evaluate(job.body, namespace, tabpy)
-    if job.kind == JobKind.EVALUATE_TABLE:
-        from tabpy.arrow.worker import handle_evaluate_table  # pyarrow only when used
-
-        return handle_evaluate_table(job.meta, namespace, tabpy)
-    target = orjson.loads(job.meta)
+def _run(
+    frame: Frame,
+    context: JobContext,
+    cache: EndpointCache,
+    handlers: JobHandlers,
+    options: WorkerOptions,
+) -> Reply:
+    if frame.type != FrameType.JOB:
+        return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"unexpected frame type {frame.type}")
+    meta, artifact, forget = decode_job_meta(frame.code, frame.meta)
+    cache.forget(forget)
+    if artifact is not None:
+        cache.install(artifact, frame.attachment)
+    if isinstance(meta, EvaluateMeta):
+        return handle_evaluate(
+            frame.body, context.namespace, context.tabpy, tables=options.table_requests
+        )
+    if isinstance(meta, QueryMeta):
+        return handle_query(frame.body, meta.endpoint, cache)
+    if isinstance(meta, LoadMeta):
+        return handle_load(meta.endpoint, cache)
+    assert isinstance(meta, ExtensionMeta)
     try:
-        if job.kind == JobKind.QUERY:
-            return handle_query(job.body, target["name"], target["version"], endpoints)
-        if job.kind == JobKind.LOAD:
-            return handle_load(target["name"], target["version"], endpoints)
-    except RegistryUnavailable as exc:
-        return Reply(503, envelope("Registry unavailable", str(exc)))
-    return Reply(500, envelope(ERROR_MESSAGE, f"unknown job kind {job.kind}"))
+        handler = handlers.get(meta.handler)
+    except (UnknownHandler, ImportError) as exc:
+        return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"{type(exc).__name__} : {exc}")
+    return handler(meta.params, context)
 
 
-def _open_registry(url: str) -> Registry:
-    return Registry(url, create=False)
+def scrub_environment() -> None:
+    """Drop the server's ``TABPY_*`` variables: scripts must not read its settings or secrets."""
+    for name in [name for name in os.environ if name.startswith(ENVIRONMENT_PREFIX)]:
+        del os.environ[name]
 
 
 def _detach(server_pid: int) -> None:
@@ -138,25 +240,6 @@ def _data_segment_bytes() -> int:
     return 0
 
 
-class Job(NamedTuple):
-    kind: int
-    revision: int
-    meta: bytearray
-    body: bytearray
-
-
-def _receive(sock: socket.socket) -> Job | None:
-    header = bytearray(REQUEST_HEADER.size)
-    if not _recv_exactly(sock, memoryview(header)):
-        return None
-    kind, revision, meta_length, body_length = REQUEST_HEADER.unpack(header)
-    meta = bytearray(meta_length)
-    body = bytearray(body_length)
-    if not (_recv_exactly(sock, memoryview(meta)) and _recv_exactly(sock, memoryview(body))):
-        return None
-    return Job(kind, revision, meta, body)
-
-
 def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:
     received = 0
     while received < len(view):
@@ -165,9 +248,3 @@ def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:
             return False
         received += count
     return True
-
-
-def _send(sock: socket.socket, status: int, flags: ReplyFlag, body: bytes) -> None:
-    sock.sendall(pack_reply_header(status, flags, len(body)))
-    if body:
-        sock.sendall(body)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from tabpy.config import Settings
 from tabpy.registry.service_info import ServiceInfo
+from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.pool import WorkerPool
+from tabpy.runtime.tables import TableService
 from tabpy.security.access import Authorization
 from tabpy.security.principal import Principal
-from tabpy.server.catalog import Catalog
 from tabpy.server.cors import cors_headers
 from tabpy.server.metrics import Metrics
-
-if TYPE_CHECKING:
-    from tabpy.arrow.service import ArrowService
 
 
 class Authenticator(Protocol):
@@ -48,8 +46,9 @@ class ServerContext:
     pool: WorkerPool
     catalog: Catalog
     auth: Authenticator
-    #: Arrow Flight, when ``TABPY_ARROW_ENABLE`` is true.
-    arrow: ArrowService | None = None
+    #: Runs ``/evaluate`` requests that name a stored table (``dataPath``) and listens for
+    #: the tables themselves (Arrow Flight when ``TABPY_ARROW_ENABLE`` is true); None: no tables.
+    tables: TableService | None = None
     started_at: float = field(default_factory=time.time)
     cors: dict[str, str] = field(init=False)
     metrics: Metrics = field(init=False)

@@ -1,14 +1,16 @@
-"""``POST /evaluate``: authentication and size checks here, everything else in a worker."""
+"""``POST /evaluate``: authentication and size checks here, everything else in a worker.
+
+The body goes to a worker unparsed. If the worker finds a table request (``"dataPath"``) and a
+table evaluator is configured, the request runs there instead (``tabpy.runtime.tables``).
+"""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import ScriptsDisabled
-from tabpy.runtime.evaluate import Reply
-from tabpy.runtime.pool import Job, RawReply
-from tabpy.runtime.protocol import JobKind
+from tabpy.errors import ExecutionFailed, ScriptsDisabled
+from tabpy.runtime.protocol import EvaluateMeta, Job
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
 from tabpy.server.metrics import counting_failures
@@ -25,17 +27,11 @@ class Evaluate:
             check_declared_size(request, settings.max_request_size_bytes)
             raise ScriptsDisabled()
         chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
-        revision = self.context.catalog.revision
-        arrow = self.context.arrow
         with counting_failures(self.context.metrics, "evaluate"):
-            reply: Reply | RawReply | None = None
-            if arrow is not None:
-                reply = await arrow.evaluate(chunks, revision)
-            if reply is None:
-                job = Job(JobKind.EVALUATE, chunks, revision=revision)
-                reply = await self.context.pool.submit(
-                    job, settings.evaluate_timeout, settings.evaluate_timeout_text
-                )
-        if reply.status >= 500:
-            self.context.metrics.script_failed("evaluate", "exception")
-        return RawResponse(reply.body, reply.status, JSON)
+            reply = await self.context.pool.submit(Job(EvaluateMeta(), chunks))
+            if reply.table is not None:
+                tables = self.context.tables
+                if tables is None:  # workers only ask when the pool has tables on
+                    raise ExecutionFailed("this server has no table evaluator for dataPath")
+                return RawResponse(await tables.evaluate_table(reply.table), 200, JSON)
+        return RawResponse(reply.body, 200, JSON)

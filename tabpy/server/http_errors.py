@@ -9,6 +9,7 @@ plain-text page.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -29,14 +30,24 @@ from tabpy.errors import (
     ServiceUnavailable,
     TabPyError,
     TooManyFailures,
-    envelope,
 )
 from tabpy.server.cors import CORS_EXEMPT
 from tabpy.server.responses import JSON, RawResponse
 
-__all__ = ["GATE_ERRORS", "error_response", "handler", "status_of", "unexpected_error"]
+__all__ = [
+    "GATE_ERRORS",
+    "envelope",
+    "error_response",
+    "handler",
+    "status_of",
+    "unexpected_error",
+]
 
 logger = logging.getLogger(__name__)
+
+#: TabPy's envelope uses Python's default separators (", " and ": ") and ASCII escaping;
+#: clients and TabPy's own tests compare these bytes.
+_envelope_encoder = json.JSONEncoder()
 
 #: Status per error type; the most specific class along the error's MRO wins.
 _STATUS: dict[type[TabPyError], int] = {
@@ -62,6 +73,12 @@ GATE_ERRORS: tuple[type[TabPyError], ...] = (
     PayloadTooLarge,
     ScriptsDisabled,
 )
+
+
+def envelope(message: str, info: Any = None) -> bytes:
+    """TabPy's error body, ``{"message": ..., "info": ...}``; no info is written as ``{}``."""
+    body = {"message": message, "info": {} if info is None else info}
+    return _envelope_encoder.encode(body).encode("ascii")
 
 
 def status_of(error: TabPyError) -> int:

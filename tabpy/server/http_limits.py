@@ -29,7 +29,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tabpy.config import HttpLimits
-from tabpy.errors import envelope
+from tabpy.server.http_errors import envelope
 
 __all__ = ["BoundedProtocol", "bounded_protocol"]
 
@@ -130,11 +130,12 @@ class BoundedProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         super().on_headers_complete()
 
-    def on_response_complete(self) -> None:
-        # Waiting for the next request on this connection: its head is measured afresh, and
-        # uvicorn's keep-alive timeout bounds the wait for its first byte.
+    def on_message_complete(self) -> None:
+        # The request has been read to its end, so what comes next is the next request's head,
+        # measured afresh. Not on response completion: a reply sent early (a 401 or 413) leaves
+        # the rest of the body still to arrive, and that is not a head.
         self._reading_head, self._line_done, self._head_bytes, self._tail = True, False, 0, b""
-        super().on_response_complete()
+        super().on_message_complete()
 
     # --- limits ------------------------------------------------------------------------------
 

@@ -43,8 +43,8 @@ from tabpy.config import Settings
 from tabpy.registry.audit import AuditEntry, AuditQuery
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
+from tabpy.runtime.catalog import LoadState, LoadStatus
 from tabpy.server.actors import principal_of
-from tabpy.server.catalog import LOAD_FAILED, LOAD_IN_PROGRESS, LOAD_SUCCESSFUL, LoadState
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
 
@@ -109,8 +109,16 @@ _LINKS = (
 )
 #: Audit entries the page shows an admin.
 RECENT_CHANGES = 10
-_STATUS_CLASS = {LOAD_SUCCESSFUL: "ok", LOAD_FAILED: "failed", LOAD_IN_PROGRESS: "loading"}
-_STATUS_TEXT = {LOAD_SUCCESSFUL: "loaded", LOAD_FAILED: "load failed", LOAD_IN_PROGRESS: "loading"}
+_STATUS_CLASS = {
+    LoadStatus.SUCCESSFUL: "ok",
+    LoadStatus.FAILED: "failed",
+    LoadStatus.IN_PROGRESS: "loading",
+}
+_STATUS_TEXT = {
+    LoadStatus.SUCCESSFUL: "loaded",
+    LoadStatus.FAILED: "load failed",
+    LoadStatus.IN_PROGRESS: "loading",
+}
 
 
 def _csp_hash(text: str) -> str:
@@ -292,7 +300,7 @@ class Index:
             state = catalog.states.get(name)
             document[name] = {
                 **endpoint.info(),
-                "status": state.status if state else LOAD_IN_PROGRESS,
+                "status": state.status if state else LoadStatus.IN_PROGRESS,
                 "last_error": state.last_error if state else None,
             }
         return document
@@ -326,13 +334,13 @@ class Index:
 
 def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:
     """What one endpoint's card shows; the template escapes every value."""
-    status = state.status if state else LOAD_IN_PROGRESS
+    status = state.status if state else LoadStatus.IN_PROGRESS
     searchable = (endpoint.name, endpoint.description, endpoint.docstring, endpoint.type)
     return {
         "name": endpoint.name,
         "search": " ".join(searchable).lower(),
         "status_class": _STATUS_CLASS.get(status, "loading"),
-        "status_text": _STATUS_TEXT.get(status, status),
+        "status_text": _STATUS_TEXT.get(status, str(status)),
         "version": endpoint.version,
         "type": endpoint.type,
         "public_text": _public_text(endpoint.is_public),

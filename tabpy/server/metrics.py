@@ -33,11 +33,14 @@ from starlette.responses import Response
 
 from tabpy import __version__
 from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, TabPyError, WorkerCrashed
+from tabpy.runtime.catalog import LoadStatus
+from tabpy.runtime.pool import RestartCause
+from tabpy.runtime.runtime_errors import ScriptFailed
 from tabpy.server.responses import RawResponse
 
 if TYPE_CHECKING:
+    from tabpy.runtime.catalog import Catalog
     from tabpy.runtime.pool import WorkerPool
-    from tabpy.server.catalog import Catalog
 
 __all__ = ["Metrics", "MetricsPage", "RuntimeCollector", "UNMATCHED"]
 
@@ -51,9 +54,6 @@ SIZE_BUCKETS = tuple(float(2**power) for power in range(8, 29, 2))
 #: The ``route`` label of a request that matched no route (a 404).
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
-#: Why a worker was replaced; always exported, so a rate() works before the first restart.
-RESTART_CAUSES = ("timeout", "memory", "crash", "cancelled")
-_LOAD_STATES = ("LoadSuccessful", "LoadFailed", "LoadInProgress")
 
 
 class Metrics:
@@ -192,7 +192,7 @@ class Metrics:
 
 @contextlib.contextmanager
 def counting_failures(metrics: Metrics, source: str) -> Iterator[None]:
-    """Count a script that times out, crashes or runs out of memory, then let the error go on."""
+    """Count a script that fails, times out, crashes or runs out of memory; let the error go on."""
     try:
         yield
     except TabPyError as error:
@@ -210,6 +210,8 @@ def failure_cause(error: TabPyError) -> str | None:
         return "memory"
     if isinstance(error, WorkerCrashed):
         return "crash"
+    if isinstance(error, ScriptFailed):
+        return "exception"
     return None
 
 
@@ -247,17 +249,17 @@ class RuntimeCollector:
             "tabpy_registry_revision", "Registry revision this server has loaded."
         )
         if pool is not None:
-            counts = pool.restarts
-            for cause in dict.fromkeys((*RESTART_CAUSES, *counts)):
-                restarts.add_metric([cause], counts.get(cause, 0))
+            # Every cause is always exported, so a rate() works before the first restart.
+            for cause in RestartCause:
+                restarts.add_metric([cause.value], pool.restarts.get(cause, 0))
             ready.add_metric([], pool.ready_workers)
             size.add_metric([], pool.size)
         if catalog is not None:
-            by_status = dict.fromkeys(_LOAD_STATES, 0)
+            by_status = dict.fromkeys(LoadStatus, 0)
             for state in list(catalog.states.values()):
-                by_status[state.status] = by_status.get(state.status, 0) + 1
+                by_status[state.status] += 1
             for status, count in by_status.items():
-                endpoints.add_metric([status], count)
+                endpoints.add_metric([status.value], count)
             revision.add_metric([], max(catalog.revision, 0))
         yield from (restarts, ready, size, endpoints, revision)
 

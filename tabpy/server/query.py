@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy.registry.registry_errors import UnknownURI
-from tabpy.runtime.pool import Job
-from tabpy.runtime.protocol import JobKind
+from tabpy.runtime.protocol import Job, QueryMeta
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.context import ServerContext
 from tabpy.server.metrics import counting_failures
 from tabpy.server.observe import ENDPOINT_KEY
-from tabpy.server.responses import JSON, JSON_UTF8, RawResponse
+from tabpy.server.responses import JSON_UTF8, RawResponse
 
 
 class Query:
@@ -24,20 +22,12 @@ class Query:
         settings = self.context.settings
         name = request.path_params["name"]
         check_declared_size(request, settings.max_request_size_bytes)
-        catalog = self.context.catalog
-        endpoint = catalog.endpoints.get(name)
-        if endpoint is None:
+        deployed = self.context.catalog.deployed(name)
+        if deployed is None:
             raise UnknownURI(name)
         request.scope[ENDPOINT_KEY] = name  # per-endpoint latency, for real names only
         chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
-        meta = orjson.dumps({"name": name, "version": endpoint.version})
+        job = Job(QueryMeta(deployed.endpoint), chunks, deployed.artifact)
         with counting_failures(self.context.metrics, "query"):
-            reply = await self.context.pool.submit(
-                Job(JobKind.QUERY, chunks, meta, catalog.revision),
-                settings.evaluate_timeout,
-                settings.evaluate_timeout_text,
-            )
-        if reply.status >= 500:
-            self.context.metrics.script_failed("query", "exception")
-        media_type = JSON_UTF8 if reply.status == 200 else JSON
-        return RawResponse(reply.body, reply.status, media_type)
+            reply = await self.context.pool.submit(job)
+        return RawResponse(reply.body, 200, JSON_UTF8)

@@ -13,26 +13,17 @@ import socket
 import ssl
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import prometheus_client
 import uvicorn
 
 from tabpy.config import ConfigError, Settings
-from tabpy.registry.legacy import import_legacy_state
-from tabpy.registry.service_info import load_service_info
-from tabpy.registry.store import Registry, display_url
-from tabpy.runtime.pool import WorkerPool
-from tabpy.security.authenticator import build_authenticator
+from tabpy.runtime.tables import TableService
 from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
-from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 from tabpy.server.http_limits import bounded_protocol
 from tabpy.server.tls_handshake import HandshakeReporter, report_handshake_failures
-
-if TYPE_CHECKING:
-    from tabpy.arrow.service import ArrowService
 
 logger = logging.getLogger("tabpy.server")
 
@@ -45,8 +36,8 @@ class TabPyServer(uvicorn.Server):
 
     #: Called on SIGHUP (reloads the password file); uvicorn leaves that signal alone.
     on_hangup: Callable[[], None] | None = None
-    #: Arrow Flight, started after HTTP and stopped beside it.
-    arrow: ArrowService | None = None
+    #: The table service (Arrow Flight), started after HTTP and stopped beside it.
+    tables: TableService | None = None
     failed = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -57,24 +48,24 @@ class TabPyServer(uvicorn.Server):
             if self.on_hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_hangup)
             logger.info("Web service listening on port %d", self.bound_port())
-            if self.arrow is not None:
+            if self.tables is not None:
                 try:
-                    self.arrow.start(asyncio.get_running_loop())
+                    self.tables.start(asyncio.get_running_loop())
                 except ConfigError as error:
                     logger.critical("%s", error)
                     self.failed = self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.arrow is None:
+        if self.tables is None:
             await super().shutdown(sockets)
             return
         # Both listeners drain at once; the stored tables go only when neither needs them.
-        flight = asyncio.ensure_future(self.arrow.stop(self.config.timeout_graceful_shutdown or 0))
+        flight = asyncio.ensure_future(self.tables.stop(self.config.timeout_graceful_shutdown or 0))
         try:
             await super().shutdown(sockets)
         finally:
             await flight
-            self.arrow.close()
+            self.tables.close()
 
     def bound_port(self) -> int:
         """The real port, which differs from the setting when that is 0."""
@@ -89,48 +80,12 @@ class TabPyServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def build_context(settings: Settings) -> ServerContext:
-    service_info = load_service_info(settings.state_path)
-    logger.info("State is stored in %s", settings.state_path)
-    auth = build_authenticator(settings)
-    logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
-    registry = open_registry(settings)
-    auth.authorization.read_rules_from(registry)
-    import_legacy_state(registry, settings.state_path)
-    pool = WorkerPool(settings.workers, settings.worker_memory_limit_mb, settings.registry_url)
-    arrow = None
-    if settings.arrow_enabled:
-        from tabpy.arrow import create_service  # pyarrow only when Arrow is on
+def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]) -> int:
+    """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``.
 
-        arrow = create_service(settings, auth, pool)
-    return ServerContext(
-        settings=settings,
-        service_info=service_info,
-        pool=pool,
-        catalog=Catalog(registry, pool, settings.evaluate_timeout),
-        auth=auth,
-        arrow=arrow,
-    )
-
-
-def open_registry(settings: Settings) -> Registry:
-    try:
-        registry = Registry(
-            settings.registry_url, audit_retention_days=settings.audit_retention_days
-        )
-    except ConfigError:  # a registry we must not use (newer schema): its message says why
-        raise
-    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin
-        raise ConfigError(
-            f"TABPY_REGISTRY_URL: cannot open the registry database ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]}); check the URL, the server and its credentials."
-        ) from None
-    logger.info("Registry: %s", display_url(settings.registry_url))
-    return registry
-
-
-def serve(settings: Settings) -> int:
-    """Run until SIGINT or SIGTERM; in-flight requests get ``shutdown_timeout``."""
+    ``build_context`` wires the application (``tabpy.cli.wiring``); it runs once the port is
+    bound, so that a port in use is reported before anything else starts.
+    """
     _allow_open_files(settings.max_connections)
     tls = server_context(settings)
     if tls is not None:
@@ -139,19 +94,21 @@ def serve(settings: Settings) -> int:
     # after "Application startup complete".
     listeners = bind_listeners(settings.bind_address, settings.port)
     try:
-        return _serve_on(settings, tls, listeners)
+        return _serve_on(settings, build_context(settings), tls, listeners)
     finally:
         for listener in listeners:
             listener.close()
 
 
 def _serve_on(
-    settings: Settings, tls: ssl.SSLContext | None, listeners: list[socket.socket]
+    settings: Settings,
+    context: ServerContext,
+    tls: ssl.SSLContext | None,
+    listeners: list[socket.socket],
 ) -> int:
     # Process-wide, hence here: *_created series double what Prometheus stores, for nothing
     # that process_start_time_seconds does not already say.
     prometheus_client.disable_created_metrics()
-    context = build_context(settings)
     config = uvicorn.Config(
         create_app(context),
         host=settings.bind_address,
@@ -174,7 +131,7 @@ def _serve_on(
     connections = server.server_state.connections
     context.metrics.http_connections.set_function(lambda: len(connections))
     server.on_hangup = context.auth.reload
-    server.arrow = context.arrow
+    server.tables = context.tables
     # uvicorn re-raises the shutdown signal after a graceful stop; with these
     # handlers in place by then, the process still exits 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -184,7 +141,7 @@ def _serve_on(
     code = 1 if not server.started or server.failed else 0
     if code == 0:
         logger.info("Shutting down TabPy...")
-    if context.arrow is not None and not context.arrow.stopped:
+    if context.tables is not None and not context.tables.stopped:
         # A Flight call that never ends would make pyarrow's exit-time cleanup wait forever.
         logging.shutdown()
         os._exit(code)

@@ -129,9 +129,10 @@ def test_put_describe_list_and_fetch_once(client: flight.FlightClient) -> None:
     assert (path.encode(),) in listed
 
     assert client.do_get(info.endpoints[0].ticket).read_all() == table
-    with pytest.raises(flight.FlightServerError, match="Flight not found"):
+    # Like TabPy, a missing table is a KeyError: clients catch pyarrow's ArrowKeyError.
+    with pytest.raises(pa.ArrowKeyError, match="Flight not found"):
         client.do_get(info.endpoints[0].ticket).read_all()  # one-shot
-    with pytest.raises(flight.FlightServerError, match="Flight not found"):
+    with pytest.raises(pa.ArrowKeyError, match="Flight not found"):
         client.get_flight_info(descriptor)
 
 
@@ -158,7 +159,7 @@ def test_actions(client: flight.FlightClient) -> None:
     put(client, sample())
     assert list(client.do_action(flight.Action("clear", b""))) == []
     assert list(client.list_flights()) == []
-    with pytest.raises(flight.FlightServerError, match="Unknown action 'nope'"):
+    with pytest.raises(pa.ArrowKeyError, match="Unknown action 'nope'"):
         list(client.do_action(flight.Action("nope", b"")))
 
 
@@ -218,6 +219,20 @@ def test_data_path_results(server: ServerProcess, client: flight.FlightClient) -
     assert response.status_code == 400
     assert "dataPath" in response.json()["message"]
     client.do_action(flight.Action("clear", b""))
+
+
+def test_data_path_is_found_by_parsing_not_by_scanning_bytes(
+    server: ServerProcess, client: flight.FlightClient
+) -> None:
+    """A JSON escape in the key, as any JSON encoder may write it, still names the table."""
+    server.wait_until_warm()
+    path = put(client, sample())
+    body = '{"script": "return _arg1", "d\\u0061taPath": "' + path + '"}'
+    response = server.http.post(
+        "/evaluate", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert fetch(client, response.json()["outputDataPath"]) == sample()
 
 
 def test_runaway_prep_script_kills_only_its_worker(

@@ -3,6 +3,7 @@ into each other, and the setting that turns the route off."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -90,15 +91,20 @@ def test_result_bytes(
             envelope("Variables names should follow the format _arg1, _arg2, _argN"),
         ),
         ({"data": {}}, 400, envelope("Script is empty.")),
+        # Unlike TabPy (an IndentationError about its wrapper function), a script with
+        # nothing in it is called empty.
+        ({"script": "", "data": {}}, 400, envelope("Script is empty.")),
+        ({"script": " \n\t\r\n", "data": {}}, 400, envelope("Script is empty.")),
         (
             {"script": "raise ValueError('boom')", "data": {}},
             500,
             envelope(ERROR, "ValueError : boom"),
         ),
         (
+            # TabPy's status, message and words, then what actually went wrong.
             {"script": "return tabpy.query('nope')['response']", "data": {}},
             404,
-            envelope(ERROR, QUERY_FAILED),
+            envelope(ERROR, f"{QUERY_FAILED} The server said: there is no endpoint named 'nope'."),
         ),
     ],
 )
@@ -118,7 +124,7 @@ def test_error_bytes(
         (b'{"script": "return 1", ', "JSONDecodeError"),
         (b"", "JSONDecodeError"),
         (b'{"script": "return (1", "data": {}}', "SyntaxError"),
-        (b'{"script": "", "data": {}}', "IndentationError"),
+        (b'{"script": "if 1:", "data": {}}', "IndentationError"),
         # TabPy answers 500 when "data" is missing (its tests pin the status); the info is ours.
         (b'{"script": "return 1"}', "TypeError"),
     ],
@@ -131,6 +137,37 @@ def test_error_info_starts_with_exception_class(
     assert response.status_code == 500
     assert response.json()["message"] == ERROR
     assert response.json()["info"].startswith(f"{info_prefix} : ")
+
+
+def test_line_numbers_are_the_scripts_own(default_server: ServerProcess) -> None:
+    """TabPy counts its wrapper function's line; the user's first line is line 1 here."""
+    syntax = default_server.evaluate("x = 1\nreturn (")
+    assert syntax.json()["info"] == "SyntaxError : '(' was never closed (<string>, line 2)"
+    script = "import traceback\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n"
+    script += "    return traceback.format_exc().splitlines()[-2]"
+    frame = default_server.evaluate(script).json().strip()
+    assert frame == 'File "<string>", line 3, in _user_script'
+    where = default_server.evaluate(
+        "import sys\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n"
+        "    return sys.exc_info()[2].tb_lineno"
+    )
+    assert where.json() == 3
+
+
+def test_script_failures_are_logged_without_data(default_server: ServerProcess) -> None:
+    secret = "tableau-row-value-7f3a"
+    response = default_server.http.post(
+        "/evaluate",
+        json={"script": "x = _arg1\nraise ValueError('bad input')", "data": {"_arg1": [secret]}},
+        headers={"X-Request-ID": "failing-script-1"},
+    )
+    assert response.status_code == 500
+    line = default_server.stderr.wait_for(
+        re.compile(r".*User code failed on line 2: ValueError: bad input.*"), 10
+    )
+    assert line is not None, default_server.stderr.text
+    assert "ERROR" in line.group(0) and "failing-script-1" in line.group(0)
+    assert secret not in default_server.stderr.text
 
 
 # Each script reports its worker's PID next to a value that would change if anything from an

@@ -149,14 +149,24 @@ def test_tabpy_query_inside_evaluate(server: ServerProcess) -> None:
     assert set(full.json()) == {"response", "version", "model", "uuid"}
 
 
+def test_tabpy_query_decodes_percent_encoded_names(server: ServerProcess) -> None:
+    """TabPy's own tests call endpoints this way: the name travels in a URL path."""
+    script = "return tabpy.query('Sentiment%20Analysis', _arg1)['response']"
+    reply = server.evaluate(script, {"_arg1": ["happy", "sad"]})
+    assert (reply.status_code, reply.json()) == (200, [5, 3])
+
+
 def test_tabpy_query_missing_endpoint_or_failure(server: ServerProcess) -> None:
-    for script in (
-        "return tabpy.query('nope')['response']",
-        "return tabpy.query('fail', 1)['response']",
+    """TabPy's 404, with what actually went wrong after TabPy's words."""
+    for script, explained in (
+        ("return tabpy.query('nope')['response']", "there is no endpoint named 'nope'"),
+        ("return tabpy.query('fail', 1)['response']", "The endpoint said: ValueError : bad 1"),
     ):
         reply = server.evaluate(script)
         assert reply.status_code == 404
-        assert reply.content == envelope("Error processing script", QUERY_FAILED_INFO)
+        assert reply.json()["message"] == "Error processing script"
+        assert reply.json()["info"].startswith(QUERY_FAILED_INFO + " ")
+        assert explained in reply.json()["info"]
     envelope_reply = server.evaluate("return tabpy.query('nope')")
     assert envelope_reply.json() == {
         "message": "UnknownURI",

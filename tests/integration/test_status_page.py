@@ -230,7 +230,7 @@ import tabpy
 from starlette.testclient import TestClient
 from tabpy.config import load_settings
 from tabpy.server.app import create_app
-from tabpy.server.runner import build_context
+from tabpy.cli.wiring import build_context
 
 site, state = Path(sys.argv[1]), sys.argv[2]
 assert Path(tabpy.__file__).is_relative_to(site), tabpy.__file__

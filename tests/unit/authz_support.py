@@ -26,6 +26,9 @@ from tabpy.config import Settings, load_settings
 from tabpy.registry.audit import Actor
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.registry.store import Registry
+from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.directory import EndpointDirectory
+from tabpy.runtime.protocol import Job, Reply
 from tabpy.security.access import Authorization
 from tabpy.security.authenticator import Authenticator
 from tabpy.security.basic import BasicVerifier
@@ -35,9 +38,7 @@ from tabpy.security.password_store import PasswordStore
 from tabpy.security.passwords import legacy_hash
 from tabpy.security.verification_cache import VerificationCache
 from tabpy.server.app import create_app
-from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
-from tests.unit.test_endpoint_routes import LoadsEverything
 
 PASSWORD = "P@ssw0rd"
 ISSUER = "https://idp.example.com/"
@@ -128,6 +129,26 @@ def grant_roles(registry: Registry) -> None:
             registry.grant(f"user:{user}", role, setup)
 
 
+class AnswersNull:
+    """A worker pool whose every job (load checks included) succeeds at once with ``null``."""
+
+    size = 1
+    ready_workers = 1
+    restarts: dict[str, int] = {}
+
+    def __init__(self) -> None:
+        self.directory = EndpointDirectory()
+
+    def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def submit(self, job: Job) -> Reply:
+        return Reply.ok(b"null")
+
+
 @dataclass
 class Server:
     client: TestClient
@@ -157,12 +178,12 @@ def running(tmp_path: Path, *, grants: bool = True, **extra: str) -> Iterator[Se
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
     if grants:
         grant_roles(registry)
-    pool: Any = LoadsEverything()
+    pool: Any = AnswersNull()
     context = ServerContext(
         settings,
         ServiceInfo("TabPy Server", "", "0", "", "", "", ""),
         pool=pool,
-        catalog=Catalog(registry, pool, 5.0),
+        catalog=Catalog(registry, pool),
         auth=authenticator(settings, registry),
     )
     try:

@@ -16,7 +16,6 @@ pa = require_module("pyarrow", ARROW)
 
 from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
 from tabpy.arrow.segments import Segment, is_mapped  # noqa: E402
-from tabpy.arrow.service import mentions_data_path  # noqa: E402
 from tabpy.arrow.sessions import SessionTokens  # noqa: E402
 from tabpy.arrow.store import StoredTable, TableStore  # noqa: E402
 from tabpy.arrow.worker import as_table, read_frame, write_table  # noqa: E402
@@ -138,16 +137,6 @@ def test_session_tokens_total_is_bounded() -> None:
     assert len(tokens) == 3
     assert tokens.user_of(issued[0], lambda user: "h") is None
     assert tokens.user_of(issued[4], lambda user: "h") == "user4"
-
-
-# --- /evaluate on the server side ----------------------------------------------------------------
-
-
-def test_data_path_detection_needs_no_parsing() -> None:
-    assert mentions_data_path([b'{"script": "return 1", "dataPath": "x"}'])
-    assert mentions_data_path([b'{"script": "", "data', b'Path": "x"}'])  # split between chunks
-    assert not mentions_data_path([b'{"script": "return 1", "data": {}}'])
-    assert not mentions_data_path([])
 
 
 # --- worker side ---------------------------------------------------------------------------------

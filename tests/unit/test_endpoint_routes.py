@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from tabpy.registry.deploy_request import PICKLE_FILE
 from tabpy.registry.endpoint import DEFAULT_DOCSTRING, MAX_NAME_LENGTH, Endpoint
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.registry.store import Registry, insert_endpoint
+from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.app import create_app
-from tabpy.server.catalog import Catalog
 from tabpy.server.context import ServerContext
 
 VERSION_KEYS = [
@@ -37,29 +39,6 @@ VERSION_KEYS = [
 ]
 
 
-class LoadsEverything:
-    """A worker pool that reports every load check as successful, at once."""
-
-    size = 1
-    ready_workers = 1
-    restarts: dict[str, int] = {}
-
-    def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def submit(self, job: Any, *args: Any, **kwargs: Any) -> Any:
-        return _Reply()
-
-
-class _Reply:
-    status = 200
-    flags = 0
-    body = b"null"
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -71,12 +50,13 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 def client(tmp_path: Path, registry: Registry) -> Iterator[TestClient]:
     settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path)})
     info = ServiceInfo("TabPy Server", "", "0", "", "", "", "")
-    pool: Any = LoadsEverything()
+    # A real pool: the catalog's load check of each deployed version runs in its worker.
+    pool = WorkerPool(PoolOptions(size=1))
     context = ServerContext(
         settings,
         info,
         pool=pool,
-        catalog=Catalog(registry, pool, 5.0),
+        catalog=Catalog(registry, pool),
         auth=build_authenticator(settings),
     )
     with TestClient(create_app(context)) as test_client:
@@ -90,9 +70,14 @@ def upload(client: TestClient, data: bytes) -> str:
     return sha256
 
 
+def pickled(tag: bytes) -> bytes:
+    """An object the workers can load (the catalog checks that each version loads)."""
+    return pickle.dumps(tag)
+
+
 def deploy(client: TestClient, name: str, data: bytes, **fields: Any) -> dict[str, Any]:
     response = client.post(
-        "/endpoints", json={"name": name, "artifact": upload(client, data), **fields}
+        "/endpoints", json={"name": name, "artifact": upload(client, pickled(data)), **fields}
     )
     assert response.status_code == 201, response.text
     info: dict[str, Any] = response.json()[name]
@@ -100,7 +85,7 @@ def deploy(client: TestClient, name: str, data: bytes, **fields: Any) -> dict[st
 
 
 def redeploy(client: TestClient, name: str, data: bytes, **fields: Any) -> dict[str, Any]:
-    body = {"artifact": upload(client, data), "should_update_version": True, **fields}
+    body = {"artifact": upload(client, pickled(data)), "should_update_version": True, **fields}
     response = client.put(f"/endpoints/{name}", json=body)
     assert response.status_code == 200, response.text
     info: dict[str, Any] = response.json()[name]
@@ -246,10 +231,10 @@ def test_versions_list_what_each_version_said_and_which_is_current(client: TestC
         for v in versions
     ] == [(1, "one", "Doc one.", {"v": 1}, False), (2, "two", "Doc two.", {"v": 2}, True)]
     assert [v["artifact"] for v in versions] == [
-        hashlib.sha256(b"v1").hexdigest(),
-        hashlib.sha256(b"v2").hexdigest(),
+        hashlib.sha256(pickled(b"v1")).hexdigest(),
+        hashlib.sha256(pickled(b"v2")).hexdigest(),
     ]
-    assert [v["size"] for v in versions] == [2, 2]
+    assert [v["size"] for v in versions] == [len(pickled(b"v1")), len(pickled(b"v2"))]
     assert all(isinstance(v["created_at"], int) for v in versions)
 
 

@@ -13,8 +13,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from tabpy.runtime.catalog import LoadState, LoadStatus
+from tabpy.runtime.pool import RestartCause
 from tabpy.server import health
-from tabpy.server.catalog import LoadState
 from tabpy.server.health import Health
 from tabpy.server.metrics import Metrics
 
@@ -36,14 +37,14 @@ class FakeRegistry:
 
 def fake_context(ready: int = 2, public: bool = False) -> Any:
     pool = types.SimpleNamespace(
-        ready_workers=ready, size=2, restarts=collections.Counter({"timeout": 3})
+        ready_workers=ready, size=2, restarts=collections.Counter({RestartCause.TIMEOUT: 3})
     )
     catalog = types.SimpleNamespace(
         registry=FakeRegistry(),
         revision=7,
         states={
-            "a": LoadState(1, "model", "LoadSuccessful"),
-            "b": LoadState(2, "model", "LoadFailed", "Load failed: boom"),
+            "a": LoadState(1, "model", LoadStatus.SUCCESSFUL),
+            "b": LoadState(2, "model", LoadStatus.FAILED, "Load failed: boom"),
         },
     )
     settings = types.SimpleNamespace(health_checks_public=public)

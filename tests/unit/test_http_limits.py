@@ -223,3 +223,45 @@ def test_the_event_loop_stays_responsive_while_a_head_is_refused() -> None:
             status, _, _ = read_reply(sock)
         assert status == 200
         assert edge.counters["uri_too_long"] == 1
+
+
+def test_the_body_after_an_early_reply_is_not_taken_for_a_head(edge: Edge) -> None:
+    """A reply sent before the body has arrived (a 401, a 413) must not make the rest of the
+    body count as the next request's head."""
+
+    async def early_app(scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 401, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    counters: collections.Counter[str] = collections.Counter()
+    config = uvicorn.Config(
+        early_app,
+        host="127.0.0.1",
+        port=0,
+        http=bounded_protocol(LIMITS, lambda reason: counters.update((reason,))),
+        lifespan="off",
+        log_config=None,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        body = b"x" * 200_000
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+            status, _, _ = read_reply(sock)
+            sock.sendall(body)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            second, _, _ = read_reply(sock)
+        assert (status, second) == (401, 401)
+        assert not counters
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -22,33 +22,12 @@ CONTRACTS = [
     for contract in tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
 ]
 
-# The refactor of issue 10 removes these; until then the rule is written down and known broken.
-# strict: the day a contract holds, its test fails until the mark is removed, so it stays enforced.
-BROKEN_TODAY = {
-    "layers": "arrow imports server (principal, auth) and server wires arrow in runner/context",
-    "core-without-transports": "runtime.worker imports arrow.worker for table input",
-    "independent-transports": "arrow imports server.principal/auth; server imports arrow",
-    "acyclic-packages": "cycles arrow -> server -> arrow and runtime -> arrow -> runtime",
-}
+
+def test_every_contract_is_named_once() -> None:
+    assert CONTRACTS and len(CONTRACTS) == len(set(CONTRACTS))
 
 
-def test_every_contract_is_checked() -> None:
-    assert set(BROKEN_TODAY) <= set(CONTRACTS)
-    assert len(CONTRACTS) == len(set(CONTRACTS))
-
-
-@pytest.mark.parametrize(
-    "contract",
-    [
-        pytest.param(
-            contract,
-            marks=pytest.mark.xfail(reason=BROKEN_TODAY[contract], strict=True),
-        )
-        if contract in BROKEN_TODAY
-        else contract
-        for contract in CONTRACTS
-    ],
-)
+@pytest.mark.parametrize("contract", CONTRACTS)
 def test_import_contract_holds(contract: str) -> None:
     from importlinter.cli import lint_imports
 

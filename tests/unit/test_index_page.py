@@ -19,13 +19,13 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from tabpy.cli.wiring import build_context
 from tabpy.config import Settings, load_settings
 from tabpy.registry.endpoint import Endpoint
+from tabpy.runtime.catalog import LoadState
 from tabpy.server.app import create_app
-from tabpy.server.catalog import LoadState
 from tabpy.server.context import ServerContext
 from tabpy.server.index import Index, PageAssets, health_checks_text
-from tabpy.server.runner import build_context
 
 HOSTILE = "<script>alert(1)</script>"
 STATE_INI = f"""\

@@ -32,13 +32,8 @@ PLACES = [
     ".ci",
     "README.md",
     "pyproject.toml",
-    pytest.param(
-        "tabpy",
-        marks=pytest.mark.xfail(
-            reason="some module docstrings still cite the external notes (issue 10 item 6)",
-            strict=True,
-        ),
-    ),
+    "tabpy",
+    "deploy",
 ]
 
 

@@ -1,0 +1,76 @@
+"""Wiring the application: which registry, pool, authenticator and feature packages to use.
+
+The commands layer is the one place that knows every package, so optional features (Arrow
+Flight) plug in here and the HTTP transport and the core stay unaware of them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tabpy.config import ConfigError, Settings
+from tabpy.registry.legacy import import_legacy_state
+from tabpy.registry.service_info import load_service_info
+from tabpy.registry.store import Registry, display_url
+from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.pool import PoolOptions, WorkerPool
+from tabpy.security.authenticator import build_authenticator
+from tabpy.server.context import ServerContext
+
+__all__ = ["build_context", "open_registry"]
+
+logger = logging.getLogger("tabpy.server")
+
+
+def build_context(settings: Settings) -> ServerContext:
+    service_info = load_service_info(settings.state_path)
+    logger.info("State is stored in %s", settings.state_path)
+    auth = build_authenticator(settings)
+    logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
+    registry = open_registry(settings)
+    auth.authorization.read_rules_from(registry)
+    import_legacy_state(registry, settings.state_path)
+    # Arrow plugs in here: a job handler in the workers and the table strategy of /evaluate.
+    extensions: dict[str, str] = {}
+    if settings.arrow_enabled:
+        from tabpy.arrow import WORKER_HANDLERS
+
+        extensions.update(WORKER_HANDLERS)
+    options = PoolOptions(
+        size=settings.workers,
+        memory_limit_mb=settings.worker_memory_limit_mb,
+        timeout=settings.evaluate_timeout,
+        timeout_text=settings.evaluate_timeout_text,
+        table_requests=settings.arrow_enabled,
+        extensions=extensions,
+    )
+    pool = WorkerPool(options)
+    arrow = None
+    if settings.arrow_enabled:
+        from tabpy.arrow import create_service  # pyarrow only when Arrow is on
+
+        arrow = create_service(settings, auth, pool)
+    return ServerContext(
+        settings=settings,
+        service_info=service_info,
+        pool=pool,
+        catalog=Catalog(registry, pool),
+        auth=auth,
+        tables=arrow,
+    )
+
+
+def open_registry(settings: Settings) -> Registry:
+    try:
+        registry = Registry(
+            settings.registry_url, audit_retention_days=settings.audit_retention_days
+        )
+    except ConfigError:  # a registry we must not use (newer schema): its message says why
+        raise
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin
+        raise ConfigError(
+            f"TABPY_REGISTRY_URL: cannot open the registry database ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); check the URL, the server and its credentials."
+        ) from None
+    logger.info("Registry: %s", display_url(settings.registry_url))
+    return registry

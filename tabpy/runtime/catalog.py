@@ -1,0 +1,188 @@
+"""The server's live view of deployed endpoints, their objects and their load status.
+
+The registry is the source of truth; the catalog mirrors it in memory so that ``/status``,
+``/endpoints`` and ``/query`` never wait for the database, and so that workers get endpoint
+objects from the server (the pool's :class:`~tabpy.runtime.directory.EndpointDirectory`) rather
+than from a registry connection of their own. Each object is read from the registry once, when
+its version first appears. The catalog refreshes after every change made here and polls the
+registry's revision, so changes made by another instance sharing the registry appear within
+``POLL_SECONDS``. Each new endpoint version is test-loaded in a worker to report
+``LoadSuccessful`` or ``LoadFailed`` with the error, as TabPy does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+
+from tabpy.registry.endpoint import Endpoint
+from tabpy.registry.store import Registry
+from tabpy.runtime.directory import Deployed
+from tabpy.runtime.pool import WorkerPool
+from tabpy.runtime.protocol import Artifact, EndpointRef, Job, LoadMeta
+from tabpy.runtime.runtime_errors import ScriptFailed
+
+__all__ = ["Catalog", "LoadState", "LoadStatus", "POLL_SECONDS"]
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+
+
+class LoadStatus(str, enum.Enum):
+    """Whether an endpoint's current version loads in a worker (TabPy's words)."""
+
+    SUCCESSFUL = "LoadSuccessful"
+    FAILED = "LoadFailed"
+    IN_PROGRESS = "LoadInProgress"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class LoadState:
+    version: int
+    type: str
+    status: LoadStatus
+    last_error: str | None = None
+    artifact: str | None = None  # which object this state is about (see Endpoint.artifact)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "type": self.type,
+            "status": self.status.value,
+            "last_error": self.last_error,
+        }
+
+
+def endpoint_ref(endpoint: Endpoint) -> EndpointRef:
+    return EndpointRef(endpoint.name, endpoint.version, endpoint.type, endpoint.artifact)
+
+
+class Catalog:
+    def __init__(self, registry: Registry, pool: WorkerPool) -> None:
+        self.registry = registry
+        self.pool = pool
+        self.revision = -1
+        self.endpoints: dict[str, Endpoint] = {}
+        self.states: dict[str, LoadState] = {}
+        self._checks: dict[tuple[str, int, str | None], asyncio.Task[LoadState]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._refreshing = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for task in self._checks.values():
+            task.cancel()
+
+    def deployed(self, name: str) -> Deployed | None:
+        """The current version of ``name`` with its object, as a job needs it."""
+        return self.pool.directory.find(name)
+
+    async def refresh(self) -> None:
+        """Re-read the registry (new objects included) and start load checks for new versions."""
+        async with self._refreshing:
+            held = self.pool.directory.held()
+            read = await asyncio.to_thread(self._read, self.revision, held)
+            if read is None:
+                return
+            revision, endpoints, deployed = read
+            self.revision, self.endpoints = revision, endpoints
+            self.pool.directory.publish(deployed)
+            states: dict[str, LoadState] = {}
+            for name, endpoint in endpoints.items():
+                known = self.states.get(name)
+                current = (endpoint.version, endpoint.type, endpoint.artifact)
+                if known is not None and (known.version, known.type, known.artifact) == current:
+                    states[name] = known
+                else:
+                    states[name] = LoadState(
+                        endpoint.version,
+                        endpoint.type,
+                        LoadStatus.IN_PROGRESS,
+                        artifact=endpoint.artifact,
+                    )
+                    self._check(deployed[name])
+            self.states = states
+
+    def _read(
+        self, known: int, held: dict[str, Artifact]
+    ) -> tuple[int, dict[str, Endpoint], dict[str, Deployed]] | None:
+        """In a thread: the registry's endpoints and their objects, unless ``known`` is current."""
+        revision, endpoints = self.registry.snapshot()
+        if revision == known:
+            return None
+        deployed: dict[str, Deployed] = {}
+        for name, endpoint in endpoints.items():
+            artifact = held.get(endpoint.artifact) if endpoint.artifact is not None else None
+            if artifact is None:
+                artifact = self._read_artifact(endpoint)
+                if artifact.data is not None and artifact.sha256 is not None:
+                    held[artifact.sha256] = artifact
+            deployed[name] = Deployed(endpoint_ref(endpoint), artifact)
+        return revision, endpoints, deployed
+
+    def _read_artifact(self, endpoint: Endpoint) -> Artifact:
+        try:
+            data = self.registry.artifact_of(endpoint.name, endpoint.version)
+        except LookupError as missing:  # the registry says why; the load check reports it
+            return Artifact(endpoint.artifact, None, str(missing))
+        return Artifact(endpoint.artifact, data)
+
+    async def wait_loaded(self, name: str) -> LoadState | None:
+        """Wait for the current version's load check (bounded by the pool's timeout)."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return None
+        task = self._checks.get((name, endpoint.version, endpoint.artifact))
+        if task is not None:
+            await asyncio.shield(task)
+        return self.states.get(name)
+
+    def _check(self, deployed: Deployed) -> None:
+        endpoint = deployed.endpoint
+        key = (endpoint.name, endpoint.version, endpoint.artifact)
+        if key in self._checks:
+            return
+        task = asyncio.get_running_loop().create_task(self._load(deployed))
+        self._checks[key] = task
+        task.add_done_callback(lambda _: self._checks.pop(key, None))
+
+    async def _load(self, deployed: Deployed) -> LoadState:
+        endpoint = deployed.endpoint
+        error: str | None = None
+        try:
+            await self.pool.submit(Job(LoadMeta(endpoint), (), deployed.artifact))
+        except ScriptFailed as failed:  # the worker's own words: "Load failed: ..."
+            error = failed.message
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed load
+            error = f"Load failed: {exc}"
+        status = LoadStatus.SUCCESSFUL if error is None else LoadStatus.FAILED
+        state = LoadState(endpoint.version, endpoint.type, status, error, endpoint.artifact)
+        current = self.states.get(endpoint.name)
+        if current is not None and (current.version, current.artifact) == (
+            endpoint.version,
+            endpoint.artifact,
+        ):
+            self.states[endpoint.name] = state
+            logger.info("Endpoint %s version %d: %s", endpoint.name, endpoint.version, status)
+        return state
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                revision = await asyncio.to_thread(self.registry.revision)
+                if revision != self.revision:
+                    await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep watching; /ready reports it
+                logger.warning("Registry check failed: %s", exc)
