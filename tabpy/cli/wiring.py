@@ -49,7 +49,7 @@ def build_context(settings: Settings) -> ServerContext:
     if settings.arrow_enabled:
         from tabpy.arrow import create_service  # pyarrow only when Arrow is on
 
-        arrow = create_service(settings, auth, pool)
+        arrow = create_service(settings, auth, pool, registry)
     return ServerContext(
         settings=settings,
         service_info=service_info,

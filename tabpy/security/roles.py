@@ -29,6 +29,7 @@ __all__ = [
     "ALL_ROLES",
     "ROLES",
     "Role",
+    "audit_name",
     "flight_role",
     "parse_reference",
     "parse_role",
@@ -101,6 +102,13 @@ def references_of(principal: Principal) -> frozenset[str]:
     if principal.user is not None:
         found.add(USER_PREFIX + principal.user.lower())
     return frozenset(found)
+
+
+def audit_name(principal: Principal) -> str:
+    """How the audit trail names ``principal``: its user reference, or what it is."""
+    if principal.user is not None:
+        return USER_PREFIX + principal.user.lower()
+    return "bearer token without sub" if principal.scheme == "bearer" else "anonymous"
 
 
 def roles_from_claim(

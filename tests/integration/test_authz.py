@@ -137,3 +137,22 @@ def test_authz_without_authentication_stops_start_up(tmp_path: Path) -> None:
         "tabpy: TABPY_AUTHZ = on needs authentication to know who is calling: set "
         "TABPY_PWD_FILE (or turn on OAuth), or set TABPY_AUTHZ = off."
     )
+
+
+def test_tabpy_query_in_a_script_has_the_callers_rights(server: ServerProcess) -> None:
+    client_for(server, "dev").deploy("private_add", add, "Adds, for analysts", override=True)
+    with as_user(server, "dev") as http:
+        limited = http.put("/endpoints/private_add", json={"callers": ["analyst"]})
+        assert limited.status_code == 200, limited.text
+    script = {"script": "return tabpy.query('private_add', [1], [2])", "data": {}}
+    with as_user(server, "analyst") as http:
+        assert http.post("/evaluate", json=script).json()["response"] == [3]
+    with as_user(server, "restricted") as http:
+        refused = http.post("/evaluate", json=script)
+        assert refused.status_code == 200  # the script ran; its query was refused
+        assert refused.json()["message"] == (
+            "Permission denied: endpoint private_add may be queried only by its callers."
+        )
+        # Directly, the same answer as a 403.
+        direct = http.post("/query/private_add", json={"data": {"x": [1], "y": [2]}})
+        assert (direct.status_code, direct.json()) == (403, refused.json())

@@ -28,6 +28,7 @@ from tabpy.registry.service_info import ServiceInfo
 from tabpy.registry.store import Registry
 from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.directory import EndpointDirectory
+from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.runtime.protocol import Job, Reply
 from tabpy.security.access import Authorization
 from tabpy.security.authenticator import Authenticator
@@ -161,8 +162,10 @@ class Server:
         assert reply.status_code in (200, 201), reply.text
         return sha256
 
-    def deploy(self, name: str, user: str = "dev", **fields: Any) -> Any:
-        body = {"name": name, "artifact": self.upload(name.encode(), user), **fields}
+    def deploy(self, name: str, user: str = "dev", data: bytes | None = None, **fields: Any) -> Any:
+        """Deploy ``data`` (by default the name's bytes, which only the stand-in pool "runs")."""
+        artifact = self.upload(name.encode() if data is None else data, user)
+        body = {"name": name, "artifact": artifact, **fields}
         return self.client.post("/endpoints", json=body, headers=basic(user))
 
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
@@ -173,12 +176,15 @@ class Server:
 
 
 @contextmanager
-def running(tmp_path: Path, *, grants: bool = True, **extra: str) -> Iterator[Server]:
+def running(
+    tmp_path: Path, *, grants: bool = True, workers: bool = False, **extra: str
+) -> Iterator[Server]:
+    """The app with ``extra`` settings; ``workers``: a real worker pool (scripts run)."""
     settings = settings_for(tmp_path, **extra)
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
     if grants:
         grant_roles(registry)
-    pool: Any = AnswersNull()
+    pool: Any = WorkerPool(PoolOptions(size=1)) if workers else AnswersNull()
     context = ServerContext(
         settings,
         ServiceInfo("TabPy Server", "", "0", "", "", "", ""),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 from starlette.routing import Route
 
@@ -443,3 +444,63 @@ def test_with_authz_off_every_authenticated_user_may_do_everything(tmp_path: Pat
         # Changes are audited all the same, and the deployer is recorded as the owner.
         assert [e["action"] for e in server.audit()] == ["rollback", "rollback", "deploy"]
         assert server.registry.endpoint_access("add").owners == {"user:nobody"}
+
+
+# --- tabpy.query inside a script -------------------------------------------------------------
+
+SCRIPT = {"script": "return tabpy.query('secret', 2)", "data": {}}
+ANSWERED = {"script": "return tabpy.query('secret', 2)['response']", "data": {}}
+
+
+def doubled() -> bytes:
+    namespace: dict[str, Any] = {"__name__": "__main__"}  # pickled by value, as from a script
+    exec("def double(x):\n    return 2 * x\n", namespace)
+    return bytes(cloudpickle.dumps(namespace["double"]))
+
+
+@pytest.fixture(scope="module")
+def with_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("scripts")
+    with running(directory, workers=True, TABPY_OAUTH_ENFORCE_ENDPOINT_SCOPES="true") as server:
+        deployed = server.deploy(
+            "secret", data=doubled(), callers=["tableau", "group:tableau-server"]
+        )
+        assert deployed.status_code == 201, deployed.text
+        yield server
+
+
+def test_a_scripts_query_has_its_callers_rights(with_workers: Server) -> None:
+    client = with_workers.client
+    # tableau may query "secret": so may its scripts.
+    assert client.post("/evaluate", json=ANSWERED, headers=basic("tableau")).json() == 4
+    # scientist may run scripts but is not a caller: its script gets the HTTP refusal.
+    refused = client.post("/evaluate", json=SCRIPT, headers=basic("scientist")).json()
+    assert refused["message"] == (
+        "Permission denied: querying deployed endpoints (/query) needs the caller role."
+    )
+    # A caller that is not among the endpoint's callers: the endpoint's refusal.
+    with_workers.registry.grant("user:scientist", "caller", Actor("local:test"))
+    wait_until(
+        lambda: (
+            "only by its callers"
+            in client.post("/evaluate", json=SCRIPT, headers=basic("scientist")).json()["message"]
+        )
+    )
+    # ['response'] on a refusal: the script fails, and its error says why.
+    failed = client.post("/evaluate", json=ANSWERED, headers=basic("scientist"))
+    assert failed.status_code == 404
+    assert "The server refused: Permission denied: endpoint secret" in failed.json()["info"]
+
+
+def test_a_scripts_query_needs_the_query_scope_when_scopes_are_enforced(
+    with_workers: Server,
+) -> None:
+    client = with_workers.client
+    script = {"script": "return tabpy.query('secret', 2)", "data": {}}
+    for scope, expected in (
+        ("tabpy tabpy:evaluate tabpy:query", 4),
+        ("tabpy tabpy:evaluate", "Token is missing a required endpoint scope."),
+    ):
+        headers = bearer("svc", ["tableau-server"], scope=scope)
+        reply = client.post("/evaluate", json=script, headers=headers).json()
+        assert (reply["response"] if isinstance(expected, int) else reply["message"]) == expected
