@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra brings tomli there (through import-linter)
+    import tomli as tomllib
+
 from tabpy import DISTRIBUTION_NAME, __version__
 from tabpy.arrow import INSTALL_HINT
 from tabpy.config import _KEYS, load_settings
@@ -106,7 +111,6 @@ REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9._-]+|\.|[./~][^\[]*)(?:\[(?P<ext
 
 
 def pyproject() -> dict[str, object]:
-    tomllib = pytest.importorskip("tomllib")
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
