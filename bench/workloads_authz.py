@@ -103,7 +103,7 @@ class Side:
             "TABPY_LOG_DETAILS": "false",
             "TABPY_AUTHZ": "on" if authz else "off",
         }
-        servers.write_ours_config(self.config, settings)
+        servers.write_ours_config(self.config, settings, self.workdir)
         self.python, self.env = python, env
         cmd = [python, "-m", "tabpy.cli.server", "--config", str(self.config)]
         self.server = servers.Server(
