@@ -34,6 +34,7 @@ import servers  # noqa: E402
 import workloads  # noqa: E402,F401  (registers the workloads)
 import workloads_arrow  # noqa: E402,F401  (registers the Arrow Flight round trip)
 import workloads_auth  # noqa: E402,F401  (registers the authenticated workloads)
+import workloads_authz  # noqa: E402,F401  (registers authz-overhead: TABPY_AUTHZ on vs off)
 import workloads_query  # noqa: E402,F401  (registers /query, tabpy.query, deploy)
 import workloads_scaling  # noqa: E402,F401  (registers connections, cores, rows)
 from registry import WORKLOADS, Row, fmt_met, fmt_ratio  # noqa: E402

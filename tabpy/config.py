@@ -164,6 +164,10 @@ class Settings:
     arrow_max_store_mb: int
     arrow_entry_ttl_seconds: float
     arrow_admin_users: tuple[str, ...]
+    authz: bool
+    oauth_roles_claim: str | None
+    oauth_role_map: tuple[tuple[str, str], ...]
+    audit_retention_days: int
     oauth_enabled: bool
     oauth_issuer: str | None
     oauth_jwks_uri: str | None
@@ -345,6 +349,27 @@ def _scopes(key: str, value: str) -> tuple[str, ...]:
     return tuple(scope.strip() for scope in value.split(",") if scope.strip())
 
 
+def _role_map(key: str, value: str) -> tuple[tuple[str, str], ...]:
+    """``claim value = role`` pairs, comma-separated; a value may map to several roles.
+
+    The role names are checked with the other authorization settings
+    (:mod:`tabpy.security.roles`); here only the shape is.
+    """
+    pairs = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        # The last "=": a claim value may contain one (a role name never does).
+        claim, equals, role = item.rpartition("=")
+        if not equals or not claim.strip() or not role.strip():
+            raise ConfigError(
+                f"{key} = {_show(value)}: {_show(item)} is not <claim value>=<role>; write "
+                "comma-separated pairs such as tabpy-admins=admin, data-science=deployer."
+            )
+        pairs.append((claim.strip(), role.strip().lower()))
+    return tuple(pairs)
+
+
 def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
 
@@ -454,6 +479,7 @@ _megabytes = _whole_number(1, "of megabytes greater than 0")
 _processes = _whole_number(1, "of processes, at least 1")
 _memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
 _failure_limit = _whole_number(0, "of failed logins per minute, or 0 for no limit")
+_retention_days = _whole_number(0, "of days, or 0 to keep the audit trail forever")
 _kilobytes = _whole_number(1, "of KiB, at least 1")
 _header_count = _whole_number(1, "of headers, at least 1")
 _connections = _whole_number(1, "of connections, at least 1")
@@ -551,6 +577,10 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_WORKER_CONTAINMENT", "worker_containment", "auto", _containment),
     _Key("TABPY_ISOLATE_CALLERS", "isolate_callers", _default_isolate_callers, _boolean),
     _Key("TABPY_WORKER_USER", "worker_user", None, _os_user),
+    _Key("TABPY_AUTHZ", "authz", False, _boolean),
+    _Key("TABPY_OAUTH_ROLES_CLAIM", "oauth_roles_claim", None, _text),
+    _Key("TABPY_OAUTH_ROLE_MAP", "oauth_role_map", (), _role_map),
+    _Key("TABPY_AUDIT_RETENTION_DAYS", "audit_retention_days", 0, _retention_days),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}
@@ -760,7 +790,8 @@ def describe_settings(settings: Settings) -> list[str]:
         if key.field == "evaluate_timeout":
             value = settings.evaluate_timeout_text
         elif isinstance(value, tuple):
-            value = ", ".join(value) or None
+            items = ("=".join(item) if isinstance(item, tuple) else item for item in value)
+            value = ", ".join(items) or None
         name = key.log_name or key.field
         if value is None:
             lines.append(f"Parameter {name} is not set")

@@ -10,6 +10,7 @@ Hierarchy::
     ├── InvalidRequest             the request breaks a rule of the API
     ├── NotAuthenticated           missing or wrong credentials (same words for every reason)
     ├── InsufficientScope          a bearer token lacks the route's endpoint scope
+    ├── PermissionDenied           TABPY_AUTHZ: a missing role, or not an owner of the endpoint
     ├── CredentialsNotExpected     credentials sent to a server without authentication
     ├── TooManyFailures            too many failed logins from one client
     ├── NotFound                   the thing named does not exist (or is switched off)
@@ -40,6 +41,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "SCRIPT_ERROR",
     "ScriptTimeout",
     "ScriptsDisabled",
@@ -81,6 +83,16 @@ class NotAuthenticated(TabPyError):
 class InsufficientScope(TabPyError):
     def __init__(self) -> None:
         super().__init__("Token is missing a required endpoint scope.", "Forbidden request.")
+
+
+class PermissionDenied(TabPyError):
+    """Authenticated, but not allowed: a missing role or ownership (``TABPY_AUTHZ = on``).
+
+    ``message`` names what is missing and who can grant it, never a 404 that hides the reason.
+    """
+
+    def __init__(self, message: str, info: Any = "Forbidden request.") -> None:
+        super().__init__(message, info)
 
 
 class CredentialsNotExpected(TabPyError):

@@ -28,6 +28,7 @@ from tabpy import DISTRIBUTION_NAME
 if TYPE_CHECKING:
     from tabpy.arrow.service import ArrowService
     from tabpy.config import Settings
+    from tabpy.registry.store import Registry
     from tabpy.runtime.pool import WorkerPool
 
 __all__ = ["TABLE_JOB", "WORKER_HANDLERS", "create_service"]
@@ -41,8 +42,13 @@ TABLE_JOB = "arrow.evaluate_table"
 WORKER_HANDLERS = {TABLE_JOB: "tabpy.arrow.worker"}
 
 
-def create_service(settings: Settings, auth: object, pool: WorkerPool) -> ArrowService:
-    """The Arrow service (not yet listening); raises ``ConfigError`` if it cannot run here."""
+def create_service(
+    settings: Settings, auth: object, pool: WorkerPool, registry: Registry | None = None
+) -> ArrowService:
+    """The Arrow service (not yet listening); raises ``ConfigError`` if it cannot run here.
+
+    ``registry`` receives the audit entries of Flight's ``shutdown``.
+    """
     from tabpy.config import ConfigError  # here, so that workers importing TABLE_JOB skip it
 
     try:
@@ -61,4 +67,4 @@ def create_service(settings: Settings, auth: object, pool: WorkerPool) -> ArrowS
         )
     from tabpy.arrow.service import ArrowService
 
-    return ArrowService(settings, auth, pool)
+    return ArrowService(settings, auth, pool, registry)

@@ -7,8 +7,11 @@
 * ``DoGet(ticket)`` streams the table and removes it: each table can be fetched once.
 * Actions: ``getUniquePath`` (a new UUID to put a table under), ``clear`` (drop every stored
   table), ``healthcheck`` (no result) and ``shutdown`` (stop the Flight listener; HTTP keeps
-  running). Unlike TabPy, ``shutdown`` is refused unless the caller is an authenticated user
-  listed in ``TABPY_ARROW_ADMIN_USERS``.
+  running). Unlike TabPy, ``shutdown`` is refused unless the caller is an admin (see
+  :meth:`tabpy.arrow.service.ArrowService.refuse_shutdown`).
+
+Every call first passes ``may_call``: with ``TABPY_AUTHZ`` on, the caller needs the role
+:data:`tabpy.security.roles.FLIGHT_ROLES` names for it, as HTTP routes need theirs.
 
 Keys and tickets follow TabPy: a table's key is ``(descriptor type, command, path)`` and its
 ticket is that key's Python ``repr``, e.g. ``(1, None, (b'<uuid>',))``.
@@ -31,6 +34,7 @@ from tabpy.arrow.flight_errors import flight_errors
 from tabpy.arrow.memory import release_memory
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
+from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
 
 __all__ = ["ACTIONS", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
@@ -92,8 +96,11 @@ class FlightService(flight.FlightServerBase):
         tls_certificates: list[tuple[bytes, bytes]] | None,
         may_shut_down: Callable[[Principal], str | None],
         on_shutdown: Callable[[], None],
+        may_call: Callable[[Principal, str], TabPyError | None] = lambda principal, call: None,
     ) -> None:
-        """``may_shut_down(principal)`` returns why the caller may not shut down, or None."""
+        """``may_shut_down(principal)`` returns why the caller may not shut down, or None;
+        ``may_call(principal, call)`` why it may not make a call (``DoPut``,
+        ``action:clear``), or None."""
         super().__init__(
             location,
             auth_handler=_Handshake(),
@@ -104,10 +111,13 @@ class FlightService(flight.FlightServerBase):
         self.advertised = flight.Location(location.rsplit(":", 1)[0] + f":{self.port}")
         self.may_shut_down = may_shut_down
         self.on_shutdown = on_shutdown
+        self.may_call = may_call
 
     # --- RPCs ------------------------------------------------------------------------------------
 
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        with flight_errors():
+            self._allow(context, "ListFlights")
         for table in self.store.tables():
             yield self._info(table)
 
@@ -115,6 +125,7 @@ class FlightService(flight.FlightServerBase):
         self, context: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         with flight_errors():
+            self._allow(context, "GetFlightInfo")
             table = self.store.get(key_of(descriptor))
             if table is None:
                 raise FlightNotFound(key_of(descriptor))
@@ -128,6 +139,8 @@ class FlightService(flight.FlightServerBase):
         writer: flight.FlightMetadataWriter,
     ) -> None:
         key = key_of(descriptor)
+        with flight_errors():
+            self._allow(context, "DoPut")
         try:
             with flight_errors():
                 table = receive(reader, self.store, key)
@@ -140,6 +153,7 @@ class FlightService(flight.FlightServerBase):
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
         with flight_errors():
+            self._allow(context, "DoGet")
             key = _key_of_ticket(ticket.ticket)
             table = self.store.take(key) if key is not None else None
             if table is None:
@@ -147,10 +161,14 @@ class FlightService(flight.FlightServerBase):
             return flight.GeneratorStream(table.schema, _stream(self.store, table))
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        with flight_errors():
+            self._allow(context, "ListActions")
         return list(ACTIONS)
 
     def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
         with flight_errors():
+            if action.type != "shutdown":  # its own rule: refuse_shutdown
+                self._allow(context, f"action:{action.type}")
             yield from self._act(context, action)
 
     def _act(self, context: Any, action: flight.Action) -> Iterator[bytes]:
@@ -176,6 +194,14 @@ class FlightService(flight.FlightServerBase):
             raise UnknownAction(kind, (name for name, _ in ACTIONS))
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _allow(self, context: Any, call: str) -> None:
+        """Raise the refusal of ``call`` for this call's caller, if there is one."""
+        caller: CallerMiddleware = context.get_middleware("auth")
+        refusal = self.may_call(caller.caller.principal, call)
+        if refusal is not None:
+            logger.warning("Arrow Flight: %s refused: %s", call, refusal.message)
+            raise refusal
 
     def _info(self, table: StoredTable) -> flight.FlightInfo:
         endpoint = flight.FlightEndpoint(ticket_of(table.key), [self.advertised])

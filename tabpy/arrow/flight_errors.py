@@ -6,7 +6,8 @@ statuses. The choices follow TabPy, whose clients catch them:
 
 * a missing table or an unknown action is a ``KeyError``; pyarrow sends it as gRPC
   ``NOT_FOUND`` and the client raises ``pyarrow.lib.ArrowKeyError`` (a ``KeyError``);
-* refusals use Flight's own statuses (unauthenticated, unauthorized, unavailable);
+* refusals use Flight's own statuses (unauthenticated, unauthorized, unavailable); a missing
+  role (``TABPY_AUTHZ``) is unauthorized, with the message naming the role;
 * anything else the server knows about is a ``FlightServerError`` with the error's message.
 """
 
@@ -22,6 +23,7 @@ from tabpy.errors import (
     InsufficientScope,
     NotAuthenticated,
     NotFound,
+    PermissionDenied,
     ServiceUnavailable,
     TabPyError,
     TooManyFailures,
@@ -36,7 +38,7 @@ def flight_error(error: TabPyError) -> Exception:
         return KeyError(error.message)
     if isinstance(error, (NotAuthenticated, TooManyFailures)):
         return flight.FlightUnauthenticatedError(error.message)
-    if isinstance(error, (InsufficientScope, ShutdownRefused)):
+    if isinstance(error, (InsufficientScope, PermissionDenied, ShutdownRefused)):
         return flight.FlightUnauthorizedError(error.message)
     if isinstance(error, ServiceUnavailable):
         return flight.FlightUnavailableError(error.message)

@@ -30,10 +30,15 @@ from tabpy.arrow.flight import FlightService, Key, path_key
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.config import ConfigError, Settings
-from tabpy.errors import ExecutionFailed
+from tabpy.errors import ExecutionFailed, PermissionDenied
+from tabpy.registry.audit import Actor
+from tabpy.registry.store import Registry
 from tabpy.runtime.pool import WorkerPool
-from tabpy.runtime.protocol import ExtensionMeta, Job, TableRequest
+from tabpy.runtime.protocol import ExtensionMeta, Job, QueryCheck, TableRequest
+from tabpy.security.access import Authorization
+from tabpy.security.authenticator import Authenticator
 from tabpy.security.principal import Principal
+from tabpy.security.roles import audit_name, flight_role
 
 __all__ = ["ArrowService"]
 
@@ -45,9 +50,22 @@ _SWEEP_SECONDS = 30.0
 
 
 class ArrowService:
-    def __init__(self, settings: Settings, auth: object, pool: WorkerPool) -> None:
+    def __init__(
+        self, settings: Settings, auth: object, pool: WorkerPool, registry: Registry | None = None
+    ) -> None:
+        """``registry`` receives the audit entries of ``shutdown`` (none without it)."""
         self.settings = settings
         self.pool = pool
+        self.registry = registry
+        # The same decisions as HTTP: the authenticator's (no authentication: nothing enforced).
+        self.authorization = (
+            auth.authorization if isinstance(auth, Authenticator) else Authorization(enabled=False)
+        )
+        if settings.arrow_admin_users and settings.authz:
+            logger.warning(
+                "TABPY_ARROW_ADMIN_USERS is deprecated: grant its users the admin role "
+                "(tabpy-user grant --config <config file> -u <name> --role admin) and remove it"
+            )
         self.store = TableStore(settings.arrow_max_store_mb * _MB, settings.arrow_entry_ttl_seconds)
         self.credentials = FlightCredentials(auth)
         self.server: FlightService | None = None
@@ -72,8 +90,9 @@ class ArrowService:
                 self.store,
                 FlightAuthentication(self.credentials, loop),
                 tls_certificates=tls,
-                may_shut_down=self._refuse_shutdown,
+                may_shut_down=self.refuse_shutdown,
                 on_shutdown=self._stop_in_background,
+                may_call=self.refuse_call,
             )
         except (pa.ArrowException, OSError) as err:
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -125,22 +144,55 @@ class ArrowService:
         finally:
             self._stopped.set()
 
-    def _refuse_shutdown(self, principal: Principal) -> str | None:
-        """Why ``principal`` may not stop the Flight listener, or None if they may."""
+    def refuse_call(self, principal: Principal, call: str) -> PermissionDenied | None:
+        """Why ``principal`` may not make ``call`` (``DoPut``, ``action:clear``), or None."""
+        role = flight_role(call)
+        return self.authorization.role_refusal(principal, role) if role is not None else None
+
+    def refuse_shutdown(self, principal: Principal) -> str | None:
+        """Why ``principal`` may not stop the Flight listener, or None; audited either way."""
+        refusal = self._shutdown_refusal(principal)
+        self._audit_shutdown(principal, refusal)
+        return refusal
+
+    def _shutdown_refusal(self, principal: Principal) -> str | None:
+        # TABPY_ARROW_ADMIN_USERS: the only list with TABPY_AUTHZ off (as before roles), an
+        # alias of the admin role with it on.
         admins = self.settings.arrow_admin_users
+        listed = {name.lower() for name in admins} if principal.scheme == "basic" else set(admins)
         if principal.scheme == "none":
             return (
                 "shutdown needs an authenticated administrator, and this server has no "
                 "authentication: set TABPY_PWD_FILE (or OAuth) and list the administrator in "
                 "TABPY_ARROW_ADMIN_USERS. To stop the whole server, send it SIGTERM."
             )
-        allowed = {name.lower() for name in admins} if principal.scheme == "basic" else set(admins)
-        if principal.user is None or principal.user not in allowed:
+        if principal.user is not None and principal.user in listed:
+            return None
+        authorization = self.authorization
+        if authorization.enabled:
+            if authorization.has_role(principal, "admin"):
+                return None
+            held = ", ".join(sorted(principal.roles)) or "no role"
             return (
-                f"user {principal.user!r} may not shut down Arrow Flight: only the users listed "
-                "in TABPY_ARROW_ADMIN_USERS may."
+                "Permission denied: shutting down Arrow Flight needs the admin role; "
+                f"{audit_name(principal)} has {held}. An admin can grant it with tabpy-user "
+                "grant --config <config file> -u <name> --role admin."
             )
-        return None
+        return (
+            f"user {principal.user!r} may not shut down Arrow Flight: only the users listed "
+            "in TABPY_ARROW_ADMIN_USERS may."
+        )
+
+    def _audit_shutdown(self, principal: Principal, refusal: str | None) -> None:
+        if self.registry is None:
+            return
+        actor = Actor(audit_name(principal), client="arrow-flight")
+        try:
+            self.registry.record(
+                actor, "shutdown", "refused" if refusal else "allowed", detail=refusal
+            )
+        except Exception as exc:  # noqa: BLE001 - the decision stands; the log keeps the trace
+            logger.error("Could not audit an Arrow Flight shutdown by %s: %s", actor.principal, exc)
 
     def _sweep(self) -> None:
         interval = min(_SWEEP_SECONDS, max(self.store.ttl / 4, 0.05))
@@ -149,8 +201,13 @@ class ArrowService:
 
     # --- /evaluate ----------------------------------------------------------------------------
 
-    async def evaluate_table(self, request: TableRequest) -> bytes:
-        """Run a ``dataPath`` request; the answer's bytes (``null`` or the new table's path)."""
+    async def evaluate_table(
+        self, request: TableRequest, may_query: QueryCheck | None = None
+    ) -> bytes:
+        """Run a ``dataPath`` request; the answer's bytes (``null`` or the new table's path).
+
+        ``may_query``: what the script may ``tabpy.query``, its caller's rights.
+        """
         table = self.store.take(path_key(request.data_path))
         if table is None:
             raise TableNotFound(request.data_path, f"{self.store.ttl:g}")
@@ -165,7 +222,8 @@ class ArrowService:
                 "available": self.store.available,
                 "limit": self.store.max_bytes,
             }
-            reply = await self.pool.submit(Job(ExtensionMeta(TABLE_JOB, params)))
+            job = Job(ExtensionMeta(TABLE_JOB, params), may_query=may_query)
+            reply = await self.pool.submit(job)
             if reply.body == b"null":  # the script returned None: no table
                 return b"null"
             result = orjson.loads(reply.body)  # what the worker wrote, not the table itself

@@ -1,10 +1,13 @@
-"""``tabpy-user``: add, update, delete and list the users of a password file.
+"""``tabpy-user``: add, update, delete and list the users of a password file; grant roles.
 
 Compatible with TabPy's tool (``add``/``update`` and their options, the file format, existing
 hashes keep working) without its defects: passwords are never written to any output except a
 generated one, printed once on stdout; errors exit with code 1; the file is rewritten
 atomically with mode 0600, keeping comments, blank lines and order; a file with problems is
 reported line by line and left untouched.
+
+``grant``, ``revoke`` and ``list --config`` manage roles in the registry the config file names
+(:mod:`tabpy.cli.grants`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from tabpy.cli.grants import GrantError, grant, list_grants, revoke
 from tabpy.security.password_file import (
     PasswordFile,
     PasswordFileError,
@@ -27,6 +31,9 @@ USAGE = """Usage:
   tabpy-user update (-u NAME | --username NAME) [-p PWD | --password PWD] (-f FILE | --pwdfile FILE) [--legacy]
   tabpy-user delete (-u NAME | --username NAME) (-f FILE | --pwdfile FILE)
   tabpy-user list (-f FILE | --pwdfile FILE)
+  tabpy-user grant (-u NAME | --group NAME) --role ROLE --config CONFIG
+  tabpy-user revoke (-u NAME | --group NAME) --role ROLE --config CONFIG
+  tabpy-user list --config CONFIG
   tabpy-user -h | --help
 """  # noqa: E501
 
@@ -46,7 +53,17 @@ Options:
                           the username) so that a real TabPy can read the entry too. By
                           default a stronger salted format (pbkdf2_sha512, 210 000
                           iterations) is written, which only this server reads.
+  --config CONFIG         The server's config file: grant, revoke and list act on the roles
+                          in the registry it names (TABPY_REGISTRY_URL, or the default one
+                          under TABPY_STATE_PATH); the environment overrides it, as for the
+                          server. Running servers pick a change up within a second.
+  --role ROLE             admin, deployer, caller or evaluator. They are enforced when the
+                          config sets TABPY_AUTHZ = on.
+  --group NAME            A group (a value of the token claim TABPY_OAUTH_ROLES_CLAIM) instead
+                          of a user.
   -h, --help              Show this screen.
+
+The first admin is made here: tabpy-user grant --config tabpy.conf -u alice --role admin.
 
 Exit status: 0 on success, 1 on any error (nothing is written then).
 """
@@ -65,14 +82,24 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> _Parser:
     parser = _Parser(prog="tabpy-user", add_help=False, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for name in ("add", "update", "delete", "list"):
+    for name in ("add", "update", "delete"):
         command = commands.add_parser(name, add_help=False, allow_abbrev=False)
         command.add_argument("-f", "--pwdfile", required=True, type=Path)
-        if name != "list":
-            command.add_argument("-u", "--username", "--user", dest="username", required=True)
+        command.add_argument("-u", "--username", "--user", dest="username", required=True)
         if name in ("add", "update"):
             command.add_argument("-p", "--password")
             command.add_argument("--legacy", action="store_true")
+    listing = commands.add_parser("list", add_help=False, allow_abbrev=False)
+    source = listing.add_mutually_exclusive_group(required=True)
+    source.add_argument("-f", "--pwdfile", type=Path)
+    source.add_argument("--config", type=Path)
+    for name in ("grant", "revoke"):
+        command = commands.add_parser(name, add_help=False, allow_abbrev=False)
+        who = command.add_mutually_exclusive_group(required=True)
+        who.add_argument("-u", "--username", "--user", dest="username")
+        who.add_argument("--group")
+        command.add_argument("--role", required=True)
+        command.add_argument("--config", required=True, type=Path)
     return parser
 
 
@@ -88,9 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     if options.command is None:
         sys.stderr.write(USAGE)
         return 1
+    commands = {
+        "add": _add,
+        "update": _update,
+        "delete": _delete,
+        "list": _list,
+        "grant": _grant,
+        "revoke": _revoke,
+    }
     try:
-        {"add": _add, "update": _update, "delete": _delete, "list": _list}[options.command](options)
-    except UserError as error:
+        commands[options.command](options)
+    except (UserError, GrantError) as error:
         sys.stderr.write(f"{error}\n")
         return 1
     return 0
@@ -140,6 +175,9 @@ def _delete(options: argparse.Namespace) -> None:
 
 
 def _list(options: argparse.Namespace) -> None:
+    if options.config is not None:
+        list_grants(options.config)
+        return
     existing = _read(options.pwdfile)
     if not existing.entries:
         # The server refuses such a file ("No credentials found"); say so rather than print
@@ -154,6 +192,20 @@ def _list(options: argparse.Namespace) -> None:
         else:
             kind = "TabPy legacy hash"
         sys.stdout.write(f"{entry.username}\t{kind}\n")
+
+
+def _grant(options: argparse.Namespace) -> None:
+    grant(options.config, _principal(options), options.role)
+
+
+def _revoke(options: argparse.Namespace) -> None:
+    revoke(options.config, _principal(options), options.role)
+
+
+def _principal(options: argparse.Namespace) -> str:
+    if options.group is not None:
+        return f"group:{options.group}"
+    return f"user:{options.username}"
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ def build_context(settings: Settings) -> ServerContext:
     auth = build_authenticator(settings)
     logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
+    auth.authorization.read_rules_from(registry)
     import_legacy_state(registry, settings.state_path)
     # Arrow plugs in here: a job handler in the workers and the table strategy of /evaluate.
     extensions: dict[str, str] = {}
@@ -53,7 +54,7 @@ def build_context(settings: Settings) -> ServerContext:
     if settings.arrow_enabled:
         from tabpy.arrow import create_service  # pyarrow only when Arrow is on
 
-        arrow = create_service(settings, auth, pool)
+        arrow = create_service(settings, auth, pool, registry)
     return ServerContext(
         settings=settings,
         service_info=service_info,
@@ -66,7 +67,9 @@ def build_context(settings: Settings) -> ServerContext:
 
 def open_registry(settings: Settings) -> Registry:
     try:
-        registry = Registry(settings.registry_url)
+        registry = Registry(
+            settings.registry_url, audit_retention_days=settings.audit_retention_days
+        )
     except ConfigError:  # a registry we must not use (newer schema): its message says why
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin

@@ -4,7 +4,8 @@ Hierarchy (under :mod:`tabpy.errors`)::
 
     InvalidRequest
     ├── EndpointExists       deploying a name that is already deployed
-    └── UnknownArtifact      a deploy names an object that was never uploaded
+    ├── UnknownArtifact      a deploy names an object that was never uploaded
+    └── LastAdmin            revoking the only admin grant over HTTP
     NotFound
     ├── UnknownEndpoint      updating or deleting a name that is not deployed
     ├── UnknownVersion       rolling back to a version the endpoint never had
@@ -37,6 +38,15 @@ class UnknownArtifact(InvalidRequest):
         super().__init__(
             f"artifact {sha256} has not been uploaded.",
             "Upload the pickled object with PUT /artifacts/<sha256> first.",
+        )
+
+
+class LastAdmin(InvalidRequest):
+    def __init__(self, principal: str) -> None:
+        super().__init__(
+            f"{principal} holds the only admin grant; revoking it would leave nobody able to "
+            "manage roles.",
+            "Grant admin to someone else first (or use tabpy-user revoke on the server).",
         )
 
 

@@ -14,34 +14,53 @@ compare it to know when their cached view is stale.
 
 Each version also keeps the description, docstring and schema the endpoint had
 while it was current, so a rollback restores them with the code.
+
+Who may change what is stored here too (:mod:`tabpy.registry.grants`), and every change made
+on someone's behalf (an :class:`~tabpy.registry.audit.Actor`) writes its audit entry in the
+change's own transaction (:mod:`tabpy.registry.audit`). Ownership is checked in that
+transaction as well, by a callback from the caller, so the owners it sees are the ones the
+change is made under; a refusal is audited on its own and the change never happens.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tabpy.errors import PermissionDenied
+from tabpy.registry import audit, grants
+from tabpy.registry.audit import Action, Actor, AuditEntry, AuditQuery, Outcome
 from tabpy.registry.database import create_engine, write_transaction
 from tabpy.registry.deploy_request import DeployRequest, EndpointFields
 from tabpy.registry.endpoint import Endpoint, Version
+from tabpy.registry.grants import AccessChange, EndpointAccess, StoredAccess
 from tabpy.registry.registry_errors import (
     EndpointExists,
+    LastAdmin,
     UnknownArtifact,
     UnknownEndpoint,
     UnknownVersion,
 )
 from tabpy.registry.tables import artifacts_table, endpoints_table, meta_table, versions_table
 
-__all__ = ["ORPHAN_GRACE_SECONDS", "Registry", "display_url"]
+__all__ = ["ORPHAN_GRACE_SECONDS", "Authorize", "Registry", "display_url"]
 
 #: Unreferenced uploads younger than this are kept: a deploy may be about to use them.
 ORPHAN_GRACE_SECONDS = 3600
+#: How often (at most) a change also removes audit entries past their retention.
+PRUNE_SECONDS = 3600
+
+#: Checks, inside a change's transaction, that it may be made on this endpoint; raises
+#: ``PermissionDenied`` if not (``tabpy.security.access.Authorization.require_owner``).
+Authorize = Callable[[EndpointAccess], None]
+#: Told (action, outcome) after each audit entry is committed: the server counts them.
+AuditListener = Callable[[str, str], None]
 
 #: What a version remembers of its endpoint, as stored (``schema`` is JSON text).
 _VERSION_FIELDS = ("description", "docstring", "schema")
@@ -62,8 +81,11 @@ class Registry:
     refuses a registry newer than this code; without it the schema is used as it is.
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, audit_retention_days: int = 0) -> None:
         self.url = url
+        self.audit_retention_days = audit_retention_days
+        self.on_audit: AuditListener | None = None
+        self._pruned_at = -float("inf")
         self.engine = create_engine(url)
         if create:
             # Imported here: workers open the registry as it is and never load Alembic.
@@ -160,18 +182,47 @@ class Registry:
             _insert_artifact(conn, sha256, data)
             return True
 
-    def deploy(self, request: DeployRequest, artifact: str | None) -> Endpoint:
+    def deploy(
+        self,
+        request: DeployRequest,
+        artifact: str | None,
+        *,
+        actor: Actor | None = None,
+        access: AccessChange | None = None,
+        authorize: Authorize | None = None,
+    ) -> Endpoint:
         """Apply a validated deploy; ``artifact`` is the new version's object, if it makes one.
 
         Whether the name is deployed is checked again here, in the transaction: the
         request was validated against a view that another instance may have changed since.
+        ``access`` sets owners and callers; ``authorize`` vets an update against the current
+        owners (a creation has none yet).
         """
-        with self._write() as conn:
-            if request.creates:
-                return _create(conn, request, artifact)
-            return _update(conn, request, artifact)
+        action: Action = "deploy" if request.creates else "update"
 
-    def rollback(self, name: str, version: int) -> Endpoint:
+        def change(conn: Connection) -> tuple[Endpoint, str]:
+            if request.creates:
+                endpoint = _create(conn, request, artifact)
+            else:
+                _authorize(conn, request.name, authorize)
+                endpoint = _update(conn, request, artifact)
+            detail = _deploy_detail(request, artifact)
+            if access is not None and grants.set_access(conn, request.name, access):
+                detail += _access_detail(access)
+            elif request.creates:
+                grants.bump_access_revision(conn)  # a new endpoint: no stale rules of the name
+            return endpoint, detail
+
+        return self._change(actor, action, request.name, change)
+
+    def rollback(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: Actor | None = None,
+        authorize: Authorize | None = None,
+    ) -> Endpoint:
         """Serve an earlier version again, as a new version number.
 
         The object, description, docstring and schema are the old version's (the ones
@@ -179,8 +230,10 @@ class Registry:
         versions increasing, so caches keyed by (name, version) in workers and other
         instances stay valid.
         """
-        with self._write() as conn:
+
+        def change(conn: Connection) -> tuple[Endpoint, str]:
             current = _get(conn, name)
+            _authorize(conn, name, authorize)
             row = conn.execute(
                 sa.select(versions_table).where(
                     versions_table.c.name == name, versions_table.c.version == version
@@ -202,15 +255,155 @@ class Registry:
                 .values(version=new_version, last_modified_time=_now(), **restored)
             )
             _bump_revision(conn)
-            return _get(conn, name)
+            return _get(conn, name), f"restored version {version}"
 
-    def delete(self, name: str) -> None:
-        with self._write() as conn:
-            _get(conn, name)
+        return self._change(actor, "rollback", name, change)
+
+    def delete(
+        self, name: str, *, actor: Actor | None = None, authorize: Authorize | None = None
+    ) -> None:
+        def change(conn: Connection) -> tuple[Endpoint, str]:
+            endpoint = _get(conn, name)
+            _authorize(conn, name, authorize)
             conn.execute(sa.delete(endpoints_table).where(endpoints_table.c.name == name))
             conn.execute(sa.delete(versions_table).where(versions_table.c.name == name))
+            grants.remove_access(conn, name)
             _collect_orphans(conn)
             _bump_revision(conn)
+            return endpoint, "removed with every version"
+
+        self._change(actor, "delete", name, change)
+
+    # --- who may do what -------------------------------------------------------------------
+
+    def access_revision(self) -> int:
+        with self.engine.connect() as conn:
+            return grants.access_revision(conn)
+
+    def access_rules(self) -> StoredAccess:
+        """Every grant, owner and caller, read in one transaction."""
+        with self.engine.connect() as conn, conn.begin():
+            return grants.read_access(conn)
+
+    def endpoint_access(self, name: str) -> EndpointAccess:
+        with self.engine.connect() as conn, conn.begin():
+            _get(conn, name)
+            return grants.endpoint_access(conn, name)
+
+    def grant(self, principal: str, role: str, actor: Actor) -> bool:
+        """Give ``principal`` (a reference) ``role``; False if it already had it."""
+        with self._write() as conn:
+            added = grants.add_grant(conn, principal, role, actor.principal, _now())
+            if added:
+                self._audit(conn, actor, "grant", "allowed", detail=f"{role} to {principal}")
+        if added:
+            self._notify("grant", "allowed")
+        return added
+
+    def revoke(
+        self, principal: str, role: str, actor: Actor, *, keep_an_admin: bool = False
+    ) -> bool:
+        """Take ``role`` from ``principal``; False if it did not have it.
+
+        ``keep_an_admin`` refuses to remove the last ``admin`` grant (over HTTP nobody could
+        grant one again; ``tabpy-user`` can, so it does not ask for this).
+        """
+        with self._write() as conn:
+            if keep_an_admin and role == "admin" and grants.holders(conn, role) == {principal}:
+                raise LastAdmin(principal)
+            removed = grants.remove_grant(conn, principal, role)
+            if removed:
+                self._audit(conn, actor, "revoke", "allowed", detail=f"{role} from {principal}")
+        if removed:
+            self._notify("revoke", "allowed")
+        return removed
+
+    def grants(self) -> dict[str, set[str]]:
+        """Principal reference -> roles granted, for every principal with a grant."""
+        return self.access_rules().grants
+
+    # --- the audit trail -------------------------------------------------------------------
+
+    def record(
+        self,
+        actor: Actor,
+        action: Action,
+        outcome: Outcome,
+        *,
+        endpoint: str | None = None,
+        version: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Audit something that is not a registry change (a refusal, a Flight shutdown)."""
+        with self._write() as conn:
+            self._audit(
+                conn, actor, action, outcome, endpoint=endpoint, version=version, detail=detail
+            )
+        self._notify(action, outcome)
+
+    def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        with self.engine.connect() as conn:
+            return audit.read_entries(conn, query)
+
+    def prune_audit(self) -> int:
+        """Remove entries past ``TABPY_AUDIT_RETENTION_DAYS`` now; how many went."""
+        if self.audit_retention_days <= 0:
+            return 0
+        with self._write() as conn:
+            self._pruned_at = time.monotonic()
+            return audit.prune(conn, self.audit_retention_days)
+
+    def _change(
+        self,
+        actor: Actor | None,
+        action: Action,
+        name: str,
+        change: Callable[[Connection], tuple[Endpoint, str]],
+    ) -> Endpoint:
+        """Run ``change`` and its audit entry in one transaction; audit a refusal on its own."""
+        try:
+            with self._write() as conn:
+                endpoint, detail = change(conn)
+                if actor is not None:
+                    version = endpoint.version
+                    self._audit(
+                        conn,
+                        actor,
+                        action,
+                        "allowed",
+                        endpoint=name,
+                        version=version,
+                        detail=detail,
+                    )
+        except PermissionDenied as refusal:
+            if actor is not None:
+                self.record(actor, action, "refused", endpoint=name, detail=refusal.message)
+            raise
+        if actor is not None:
+            self._notify(action, "allowed")
+        return endpoint
+
+    def _audit(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: Action,
+        outcome: Outcome,
+        *,
+        endpoint: str | None = None,
+        version: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        audit.insert_entry(
+            conn, actor, action, outcome, endpoint=endpoint, version=version, detail=detail
+        )
+        if self.audit_retention_days > 0 and time.monotonic() - self._pruned_at > PRUNE_SECONDS:
+            self._pruned_at = time.monotonic()
+            audit.prune(conn, self.audit_retention_days)
+
+    def _notify(self, action: str, outcome: str) -> None:
+        if self.on_audit is not None:
+            self.on_audit(action, outcome)
 
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -295,6 +488,30 @@ def _update(conn: Connection, request: DeployRequest, artifact: str | None) -> E
     conn.execute(sa.update(endpoints_table).where(endpoints_table.c.name == name).values(**values))
     _bump_revision(conn)
     return _get(conn, name)
+
+
+def _authorize(conn: Connection, name: str, authorize: Authorize | None) -> None:
+    if authorize is not None:
+        authorize(grants.endpoint_access(conn, name))
+
+
+def _deploy_detail(request: DeployRequest, artifact: str | None) -> str:
+    if request.creates:
+        made = f"created as {request.fields.get('type', 'model')}"
+    elif request.new_version:
+        made = "new version"
+    else:
+        made = "changed " + (", ".join(sorted(request.fields)) or "nothing but its access")
+    return f"{made}, artifact {artifact}" if artifact is not None else made
+
+
+def _access_detail(change: AccessChange) -> str:
+    parts = []
+    if change.owners is not None:
+        parts.append(f"owners: {', '.join(sorted(change.owners)) or '(none)'}")
+    if change.callers is not None:
+        parts.append(f"callers: {', '.join(sorted(change.callers)) or '(every caller)'}")
+    return "; " + "; ".join(parts)
 
 
 def _now() -> int:

@@ -11,7 +11,19 @@ import sqlalchemy as sa
 
 from tabpy.registry.endpoint import MAX_NAME_LENGTH, MAX_TYPE_LENGTH
 
-__all__ = ["artifacts_table", "endpoints_table", "meta_table", "metadata", "versions_table"]
+__all__ = [
+    "access_table",
+    "artifacts_table",
+    "audit_table",
+    "endpoints_table",
+    "grants_table",
+    "meta_table",
+    "metadata",
+    "versions_table",
+]
+
+#: Longest principal reference (``user:<name>``, ``group:<name>``, ``role:<name>``).
+MAX_PRINCIPAL_LENGTH = 255
 
 metadata = sa.MetaData()
 
@@ -60,4 +72,48 @@ artifacts_table = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# --- who may do what (TABPY_AUTHZ), and what was done --------------------------------------------
+
+grants_table = sa.Table(
+    "tabpy_grants",
+    metadata,
+    sa.Column("principal", sa.String(MAX_PRINCIPAL_LENGTH), primary_key=True),
+    sa.Column("role", sa.String(32), primary_key=True),
+    sa.Column("granted_at", sa.BigInteger, nullable=False),
+    sa.Column("granted_by", sa.String(MAX_PRINCIPAL_LENGTH), nullable=False),
+)
+
+# An endpoint's owners and callers; no caller rows means every caller may query it.
+access_table = sa.Table(
+    "tabpy_endpoint_access",
+    metadata,
+    sa.Column("name", sa.String(MAX_NAME_LENGTH), primary_key=True),
+    sa.Column("relation", sa.String(16), primary_key=True),  # "owner" or "caller"
+    sa.Column("principal", sa.String(MAX_PRINCIPAL_LENGTH), primary_key=True),
+)
+
+# Append-only: rows are inserted with the change they describe and removed only by retention.
+audit_table = sa.Table(
+    "tabpy_audit",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),  # SQLite: the rowid
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("at", sa.BigInteger, nullable=False),  # milliseconds since the epoch, UTC
+    sa.Column("principal", sa.String(MAX_PRINCIPAL_LENGTH), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("endpoint", sa.String(MAX_NAME_LENGTH), nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("client", sa.String(255), nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_tabpy_audit_at", "at"),
+    sa.Index("ix_tabpy_audit_principal", "principal"),
+    sa.Index("ix_tabpy_audit_endpoint", "endpoint"),
 )

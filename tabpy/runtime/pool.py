@@ -46,6 +46,7 @@ from tabpy.runtime.protocol import (
     FrameType,
     Job,
     Outcome,
+    QueryCheck,
     Reply,
     decode_reply,
     decode_request_meta,
@@ -214,6 +215,8 @@ class Worker:
         self.artifacts: set[str] = set()
         #: The directory generation this worker's objects were last checked against.
         self.generation = 0
+        #: The running job's ``may_query``: what its script may ``tabpy.query``.
+        self._may_query: QueryCheck | None = None
 
     @property
     def pid(self) -> int:
@@ -221,6 +224,7 @@ class Worker:
 
     def call(self, job: Job, directory: EndpointDirectory) -> asyncio.Future[Reply]:
         waiter = self.channel.expect_reply()
+        self._may_query = job.may_query
         forget = self._stale(directory)
         artifact, data = self._to_send(job.artifact)
         meta = encode_job_meta(job.meta, artifact, forget)
@@ -236,13 +240,16 @@ class Worker:
         return waiter
 
     def answer(self, request: bytes | bytearray, directory: EndpointDirectory) -> None:
-        """Tell a script which version of the endpoint it queries is current."""
+        """Tell a script which version of the endpoint it queries is current, if its job's
+        caller may query it (``Job.may_query``; the role first, as over HTTP)."""
         try:
-            deployed = directory.find(decode_request_meta(request))
+            name = decode_request_meta(request)
         except (ValueError, KeyError, TypeError):
-            deployed = None
+            name = None
+        refused = self._may_query(name) if name is not None and self._may_query else None
+        deployed = directory.find(name) if name is not None and refused is None else None
         if deployed is None:
-            meta, data = encode_answer_meta(None, None), b""
+            meta, data = encode_answer_meta(None, None, refused), b""
         else:
             artifact, data = self._to_send(deployed.artifact)
             meta = encode_answer_meta(deployed.endpoint, artifact)

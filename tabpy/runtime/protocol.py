@@ -18,7 +18,9 @@ A conversation, per job::
       ANSWER                       ---->             (zero or more times)
                                    <----    REPLY (code: Outcome)
 
-and once, before the first job, the worker sends READY.
+and once, before the first job, the worker sends READY. An ANSWER names the endpoint's current
+version, or nothing (not deployed), or why the job's caller may not query it (``Refused``,
+decided by the server from ``Job.may_query``: a script has its caller's rights).
 
 Replies carry an :class:`Outcome`, never a transport status: the server maps each outcome to a
 :mod:`tabpy.errors` exception (:mod:`tabpy.runtime.outcomes`), and a transport maps those.
@@ -32,7 +34,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,7 +51,9 @@ __all__ = [
     "JobMeta",
     "LoadMeta",
     "Outcome",
+    "QueryCheck",
     "QueryMeta",
+    "Refused",
     "Reply",
     "TableRequest",
     "decode_answer_meta",
@@ -208,12 +212,27 @@ _META_TYPES: dict[JobKind, Any] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a script may not query an endpoint: the error envelope its ``tabpy.query`` returns."""
+
+    message: str
+    info: Any = None
+
+
+#: Decides, in the server, whether the job's caller may query an endpoint (by name): None if
+#: it may, else why not. Never sent to the worker.
+QueryCheck = Callable[[str], Refused | None]
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One unit of work.
 
     ``body`` is the request as received, in chunks, forwarded without joining. ``artifact`` is
     the object of the endpoint the job runs (QUERY, LOAD): the pool sends its bytes only to a
-    worker that does not hold them yet.
+    worker that does not hold them yet. ``may_query`` is the caller's right to query endpoints
+    from the script (``tabpy.query``), checked by the server when the worker asks for one; None
+    lets the script query every endpoint.
     """
 
     meta: JobMeta
@@ -222,6 +241,9 @@ class Job:
     #: Who asked (``"basic:alice"``); the pool keeps different callers' code on different
     #: workers when it isolates callers. Never sent to the worker.
     principal: str = ""
+    #: Whether this job's script may query an endpoint (the caller's rights); None: any.
+    #: Never sent to the worker.
+    may_query: QueryCheck | None = None
 
     @property
     def kind(self) -> JobKind:
@@ -333,15 +355,25 @@ def decode_request_meta(raw: bytes | bytearray) -> str:
     return name
 
 
-def encode_answer_meta(endpoint: EndpointRef | None, artifact: Artifact | None) -> bytes:
+def encode_answer_meta(
+    endpoint: EndpointRef | None, artifact: Artifact | None, refused: Refused | None = None
+) -> bytes:
+    """The ANSWER frame's meta: the endpoint (None: not deployed), or why it is refused."""
     value: dict[str, Any] = {"endpoint": None if endpoint is None else endpoint.as_json()}
     if artifact is not None:
         value["artifact"] = {"sha256": artifact.sha256, "missing": artifact.missing}
+    if refused is not None:
+        value["refused"] = {"message": refused.message, "info": refused.info}
     return _encoder.encode(value).encode("ascii")
 
 
-def decode_answer_meta(raw: bytes | bytearray) -> tuple[EndpointRef | None, Artifact | None]:
+def decode_answer_meta(
+    raw: bytes | bytearray,
+) -> tuple[EndpointRef | Refused | None, Artifact | None]:
     value = json.loads(raw)
+    refused = value.get("refused")
+    if refused is not None:
+        return Refused(refused["message"], refused["info"]), None
     endpoint = value["endpoint"]
     artifact = value.get("artifact")
     return (

@@ -13,7 +13,7 @@ from tabpy.runtime.endpoint_cache import (
     query_failed,
     unknown_endpoint,
 )
-from tabpy.runtime.protocol import EndpointRef
+from tabpy.runtime.protocol import EndpointRef, Refused
 from tabpy.runtime.runtime_errors import describe
 
 __all__ = ["EndpointSource", "ScriptAPI"]
@@ -22,8 +22,9 @@ __all__ = ["EndpointSource", "ScriptAPI"]
 class EndpointSource(Protocol):
     """Where a worker learns which version of an endpoint is current: the server."""
 
-    def ask(self, name: str) -> EndpointRef | None:
-        """The current version of ``name`` (its object then in the cache), or None."""
+    def ask(self, name: str) -> EndpointRef | Refused | None:
+        """The current version of ``name`` (its object then in the cache), None if it is not
+        deployed, or why the script's caller may not query it."""
 
 
 class ScriptAPI:
@@ -36,6 +37,10 @@ class ScriptAPI:
     error envelopes included, because scripts index it with ``['response']``. As in TabPy, which
     puts the name in a URL path, a percent-encoded name means the decoded one
     (``'Sentiment%20Analysis'``); endpoint names cannot contain ``%`` themselves.
+
+    A script has its caller's rights: an endpoint its caller could not query over HTTP is
+    refused here too, and the reply is the same ``403`` envelope (``message`` naming the missing
+    role or the endpoint's callers), as TabPy's loopback call would return it.
     """
 
     def __init__(self, endpoints: EndpointCache, source: EndpointSource) -> None:
@@ -54,6 +59,9 @@ class ScriptAPI:
         if endpoint is None:
             self.failed_query = f"The server said: there is no endpoint named {name!r}."
             return unknown_endpoint(name)
+        if isinstance(endpoint, Refused):
+            self.failed_query = f"The server refused: {endpoint.message}"
+            return {"message": endpoint.message, "info": endpoint.info}
         try:
             obj = self._endpoints.load(endpoint)
         except LoadFailed as exc:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from tabpy.runtime.protocol import TableRequest
+from tabpy.runtime.protocol import QueryCheck, TableRequest
 
 __all__ = ["TableEvaluator", "TableRequest", "TableService"]
 
 
 class TableEvaluator(Protocol):
-    async def evaluate_table(self, request: TableRequest) -> bytes:
+    async def evaluate_table(
+        self, request: TableRequest, may_query: QueryCheck | None = None
+    ) -> bytes:
         """Run ``request`` on its stored table; the answer's exact bytes.
 
-        Raises :mod:`tabpy.errors` exceptions, as the worker pool does.
+        ``may_query`` is what the script may ``tabpy.query`` (``Job.may_query``). Raises
+        :mod:`tabpy.errors` exceptions, as the worker pool does.
         """
 
 

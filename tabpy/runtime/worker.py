@@ -41,6 +41,7 @@ from tabpy.runtime.protocol import (
     LoadMeta,
     Outcome,
     QueryMeta,
+    Refused,
     Reply,
     decode_answer_meta,
     decode_job_meta,
@@ -125,7 +126,7 @@ class ServerEndpoints:
         self.connection = connection
         self.cache = cache
 
-    def ask(self, name: str) -> EndpointRef | None:
+    def ask(self, name: str) -> EndpointRef | Refused | None:
         with self.connection.lock:  # a question and its answer stay together
             self.connection.send(FrameType.REQUEST, 0, encode_request_meta(name))
             answer = self.connection.receive()

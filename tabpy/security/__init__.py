@@ -18,5 +18,8 @@ Modules, pure logic first:
 * ``password_store`` and ``basic``: the live password file (reloads) and Basic verification;
 * ``tokens``, ``jwks``, ``oauth`` and ``oauth_settings``: OAuth 2.0 bearer tokens;
 * ``authenticator``: the one place that turns credentials into a principal;
+* ``roles`` and ``access``: who may do what (``TABPY_AUTHZ``): the roles, how principals are
+  named, what each route needs, and the decisions, over an in-memory copy of the registry's
+  grants and endpoint owners and callers;
 * ``tls``: the HTTPS server context and its start-up checks.
 """

@@ -15,6 +15,10 @@ to its own wire format. The rules, as TabPy has them:
   the operation's scope is refused with :class:`~tabpy.errors.InsufficientScope`.
 * **both**: the header's scheme picks the method; no header or another scheme means Basic.
 
+The principal comes back with its roles filled in by the server's
+:class:`~tabpy.security.access.Authorization` (when ``TABPY_AUTHZ`` is on), so both transports
+see the same ones.
+
 Every :class:`~tabpy.errors.NotAuthenticated` looks the same whatever the reason; the reason
 goes to the log, with every client-supplied value cut to a bounded length.
 
@@ -45,6 +49,7 @@ from tabpy.errors import (
     NotAuthenticated,
     TooManyFailures,
 )
+from tabpy.security.access import AccessSource, Authorization
 from tabpy.security.authorization import parse_basic, parse_bearer, scheme_of
 from tabpy.security.basic import BasicVerifier, Outcome
 from tabpy.security.log_text import printable
@@ -52,6 +57,7 @@ from tabpy.security.oauth import BearerVerifier
 from tabpy.security.oauth_settings import validate_oauth_settings
 from tabpy.security.password_store import PasswordStore
 from tabpy.security.principal import ANONYMOUS, Principal
+from tabpy.security.roles import validate_authz_settings
 from tabpy.security.throttle import FailureThrottle, Lockout
 from tabpy.security.tokens import TokenRejected
 from tabpy.security.verification_cache import VerificationCache
@@ -76,11 +82,13 @@ class Authenticator:
         bearer: BearerVerifier | None = None,
         throttle: FailureThrottle | None = None,
         enforce_endpoint_scopes: bool = False,
+        authorization: Authorization | None = None,
     ) -> None:
         self.basic = basic
         self.bearer = bearer
         self.throttle = throttle if throttle is not None else FailureThrottle(0)
         self.enforce_endpoint_scopes = enforce_endpoint_scopes
+        self.authorization = authorization or Authorization(enabled=False)
 
     @property
     def schemes(self) -> frozenset[CredentialScheme]:
@@ -114,7 +122,7 @@ class Authenticator:
 
     def basic_principal(self, user: str) -> Principal:
         """The principal of Basic user ``user`` (lowercased), whose password was checked."""
-        return Principal("basic", user)
+        return self.authorization.resolve(Principal("basic", user))
 
     def stamp(self, user: str) -> str | None:
         """An opaque value that changes whenever ``user``'s Basic credentials change.
@@ -218,7 +226,8 @@ class Authenticator:
         ):
             logger.error("Failing with 403 for insufficient scope: %s is required", required_scope)
             raise InsufficientScope()
-        return Principal("bearer", identity.subject, identity.scopes)
+        principal = Principal("bearer", identity.subject, identity.scopes)
+        return self.authorization.resolve(principal, identity.claim)
 
     # --- shared ----------------------------------------------------------------------------------
 
@@ -251,9 +260,14 @@ def _log_lockout(address: str, user: str | None, lockout: Lockout | None) -> Non
     )
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
-    """The authenticator the settings ask for; raises ``ConfigError`` for bad settings."""
+def build_authenticator(settings: Settings, rules: AccessSource | None = None) -> Authenticator:
+    """The authenticator the settings ask for; raises ``ConfigError`` for bad settings.
+
+    ``rules`` is where grants and endpoint owners are read (the registry); without it nothing
+    is granted when ``TABPY_AUTHZ`` is on.
+    """
     validate_oauth_settings(settings)
+    validate_authz_settings(settings)
     basic = None
     if settings.pwd_file is not None:
         store = PasswordStore(settings.pwd_file)
@@ -265,4 +279,5 @@ def build_authenticator(settings: Settings) -> Authenticator:
         bearer=bearer,
         throttle=FailureThrottle(settings.auth_max_failures),
         enforce_endpoint_scopes=settings.oauth_enforce_endpoint_scopes,
+        authorization=Authorization.from_settings(settings, rules),
     )

@@ -8,6 +8,7 @@ from tabpy.config import Settings
 from tabpy.security.jwks import JwksCache
 from tabpy.security.tokens import (
     TokenRejected,
+    claim_values,
     missing_scopes,
     token_scopes,
     unverified_kid,
@@ -21,6 +22,8 @@ __all__ = ["BearerVerifier", "TokenIdentity", "endpoint_scope"]
 class TokenIdentity:
     subject: str | None
     scopes: frozenset[str]
+    #: The values of the roles claim (``TABPY_OAUTH_ROLES_CLAIM``); empty when it is not set.
+    claim: frozenset[str] = frozenset()
 
 
 class BearerVerifier:
@@ -29,6 +32,7 @@ class BearerVerifier:
         self.issuer = settings.oauth_issuer
         self.audience = settings.oauth_audience
         self.required_scopes = settings.oauth_required_scopes
+        self.roles_claim = settings.oauth_roles_claim
         self.jwks = jwks or JwksCache(settings.oauth_jwks_uri)
 
     async def verify(self, token: str) -> TokenIdentity:
@@ -40,7 +44,8 @@ class BearerVerifier:
         if missing:
             raise TokenRejected(f"JWT missing required scope(s): {', '.join(missing)}")
         subject = claims.get("sub")
-        return TokenIdentity(subject if isinstance(subject, str) else None, scopes)
+        claim = claim_values(claims, self.roles_claim) if self.roles_claim else frozenset()
+        return TokenIdentity(subject if isinstance(subject, str) else None, scopes, claim)
 
     def close(self) -> None:
         self.jwks.close()

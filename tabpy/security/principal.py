@@ -22,8 +22,13 @@ class Principal:
     user: str | None = None
     #: Bearer only: the token's scopes.
     scopes: frozenset[str] = frozenset()
-    #: What the caller may do beyond its scopes; empty until roles are configured.
+    #: What the caller may do (:mod:`tabpy.security.roles`) with ``TABPY_AUTHZ`` on: the
+    #: registry's grants and the token's mapped roles claim. Empty while it is off, when every
+    #: check of :class:`tabpy.security.access.Authorization` allows everything.
     roles: frozenset[str] = frozenset()
+    #: Bearer only: the values of the roles claim (``TABPY_OAUTH_ROLES_CLAIM``), lowercased;
+    #: an endpoint's owners and callers may name them as ``group:<name>``.
+    groups: frozenset[str] = frozenset()
 
 
 ANONYMOUS = Principal("none")

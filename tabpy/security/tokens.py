@@ -11,7 +11,14 @@ from typing import Any
 
 import jwt
 
-__all__ = ["TokenRejected", "missing_scopes", "token_scopes", "unverified_kid", "validate"]
+__all__ = [
+    "TokenRejected",
+    "claim_values",
+    "missing_scopes",
+    "token_scopes",
+    "unverified_kid",
+    "validate",
+]
 
 # Claims a token must carry; nbf is honoured when present.
 REQUIRED_CLAIMS = ("exp", "iat", "iss")
@@ -63,3 +70,22 @@ def token_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
 
 def missing_scopes(have: frozenset[str], required: Iterable[str]) -> list[str]:
     return [scope for scope in required if scope not in have]
+
+
+def claim_values(claims: Mapping[str, Any], name: str) -> frozenset[str]:
+    """The string values of claim ``name`` (a string or a list of strings); empty when absent.
+
+    A dotted name walks into objects (``realm_access.roles``), as some identity providers nest
+    their roles. Values of other types are ignored, not refused: the token is valid, it merely
+    grants nothing through them.
+    """
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return frozenset()
+        value = value[part]
+    if isinstance(value, str):
+        return frozenset((value,))
+    if isinstance(value, list):
+        return frozenset(item for item in value if isinstance(item, str))
+    return frozenset()

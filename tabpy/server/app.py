@@ -7,6 +7,7 @@ in worker processes, so the event loop only moves bytes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from starlette.types import Scope
 from tabpy.errors import TabPyError
 from tabpy.security.client_address import TrustedProxies
 from tabpy.server import http_errors
+from tabpy.server.admin import Admin
 from tabpy.server.artifacts import Artifacts
 from tabpy.server.auth_middleware import AuthMiddleware
 from tabpy.server.context import ServerContext
@@ -57,9 +59,14 @@ def create_app(context: ServerContext) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         context.pool.start()
         await context.catalog.start()
+        registry = context.catalog.registry
+        registry.on_audit = context.metrics.audit_recorded
+        await asyncio.to_thread(registry.prune_audit)
+        await context.auth.authorization.start()
         try:
             yield
         finally:
+            await context.auth.authorization.close()
             await context.catalog.close()
             await context.pool.close()
             context.auth.close()
@@ -95,6 +102,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
     status = Status(context)
     query = Query(context)
     health = Health(context)
+    admin = Admin(context)
     # TabPy's CORS headers go on these routes only (tabpy.server.cors).
     cors = [Middleware(CORSPolicy, headers=context.cors)] if context.cors else None
 
@@ -119,6 +127,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         route("/endpoints/{name}", endpoints.delete, "DELETE"),
         route("/endpoints/{name}/versions", endpoints.versions, "GET"),
         route("/endpoints/{name}/rollback", endpoints.rollback, "POST"),
+        route("/endpoints/{name}/access", endpoints.access, "GET"),
         route("/evaluate", Evaluate(context).handle, "POST", with_cors=True),
         route("/configurations/endpoint_upload_destination", status.upload_destination, "GET"),
         route("/artifacts/{sha256}", Artifacts(context).put, "PUT"),
@@ -127,6 +136,10 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         route("/ready", health.ready, "GET", name="ready"),
         route("/metrics", MetricsPage(context.metrics).handle, "GET"),
         route(OPENAPI_PATH, OpenAPI(context.settings, context.service_info).handle, "GET"),
+        route("/admin/principals", admin.principals, "GET"),
+        route("/admin/principals", admin.grant, "POST"),
+        route("/admin/principals", admin.revoke, "DELETE"),
+        route("/admin/audit", admin.audit, "GET"),
     ]
     for path in (
         "/query/{name}",

@@ -16,6 +16,13 @@ client's address (``scope["client"]``, already resolved through trusted proxies 
 derived from its path and method (:func:`tabpy.security.oauth.endpoint_scope`) so that new
 routes get the right scope too. The result is recorded as ``request.state.principal``.
 
+With ``TABPY_AUTHZ`` on, the principal must then hold the role the route needs
+(:func:`tabpy.security.roles.route_role`, derived from the path like the scope), and a
+``/query/<name>`` caller must be among that endpoint's callers; both are in-memory lookups.
+A refused attempt at a change (deploy, update, delete, rollback, grant, revoke) is written to
+the audit trail. Whether the caller owns the endpoint it changes is decided later, in the
+registry's transaction (:mod:`tabpy.server.endpoints`).
+
 Refused requests are counted in the ``tabpy_auth_failures_total`` metric, and the route that
 refused them is recorded in the scope as Starlette's router would, so that request metrics
 label them by route.
@@ -23,16 +30,21 @@ label them by route.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tabpy.errors import TabPyError
+from tabpy.errors import PermissionDenied, TabPyError
+from tabpy.registry.audit import Action
 from tabpy.security.oauth import endpoint_scope
 from tabpy.security.principal import ANONYMOUS, Principal
+from tabpy.security.roles import route_role
+from tabpy.server.actors import PRINCIPAL_KEY, actor_of
 from tabpy.server.call_log import log_call
 from tabpy.server.context import ServerContext
 from tabpy.server.http_errors import error_response, status_of
@@ -42,7 +54,19 @@ __all__ = ["PROBES", "STATE_KEY", "AuthMiddleware", "api_route"]
 #: Names of the routes ``TABPY_HEALTH_CHECKS_PUBLIC`` opens.
 PROBES = frozenset({"health", "ready"})
 #: Where the principal is kept: ``request.state.principal``.
-STATE_KEY = "principal"
+STATE_KEY = PRINCIPAL_KEY
+#: Changes whose refusal here is audited: (method, route template) -> action.
+AUDITED: Mapping[tuple[str, str], Action] = {
+    ("POST", "/endpoints"): "deploy",
+    ("PUT", "/endpoints/{name}"): "update",
+    ("DELETE", "/endpoints"): "delete",
+    ("DELETE", "/endpoints/{name}"): "delete",
+    ("POST", "/endpoints/{name}/rollback"): "rollback",
+    ("POST", "/admin/principals"): "grant",
+    ("DELETE", "/admin/principals"): "revoke",
+}
+
+logger = logging.getLogger(__name__)
 
 
 class AuthMiddleware:
@@ -79,8 +103,51 @@ class AuthMiddleware:
                 await error_response(error, self.realm)(scope, receive, send)
                 return
         log_call(Request(scope, receive), principal, self.context.settings)
+        refusal = self._refusal(principal, relative, scope["method"])
+        if refusal is not None:
+            self.context.metrics.auth_failed(403)
+            scope["route"] = route
+            await self._audit(scope, principal, route, relative, refusal)
+            await error_response(refusal, self.realm)(scope, receive, send)
+            return
         scope.setdefault("state", {})[STATE_KEY] = principal
         await self.app(scope, receive, send)
+
+    def _refusal(self, principal: Principal, relative: str, method: str) -> PermissionDenied | None:
+        """Why ``TABPY_AUTHZ`` refuses this route to ``principal``, or None."""
+        if method == "OPTIONS":  # preflights need no role, whatever the path
+            return None
+        authorization = self.context.auth.authorization
+        if not authorization.enabled:
+            return None
+        role = route_role(relative, method)
+        refusal = authorization.role_refusal(principal, role) if role is not None else None
+        if refusal is None and relative.startswith("/query/"):
+            refusal = authorization.query_refusal(principal, relative[len("/query/") :])
+        return refusal
+
+    async def _audit(
+        self,
+        scope: Scope,
+        principal: Principal,
+        route: Route,
+        relative: str,
+        refusal: PermissionDenied,
+    ) -> None:
+        action = AUDITED.get((scope["method"], route.path))
+        if action is None:
+            return
+        # The route's own template has no Subdirectory prefix: match it against the path without.
+        matched = route.matches({**scope, "path": relative, "root_path": ""})[1]
+        name = matched.get("path_params", {}).get("name")
+        actor = actor_of(scope, principal)
+        registry = self.context.catalog.registry
+        try:
+            await asyncio.to_thread(
+                registry.record, actor, action, "refused", endpoint=name, detail=refusal.message
+            )
+        except Exception as exc:  # noqa: BLE001 - the refusal stands; the log keeps the trace
+            logger.error("Could not audit a refused %s by %s: %s", action, actor.principal, exc)
 
     def _relative(self, path: str) -> str:
         """``path`` without the Subdirectory prefix (TabPy's routes are defined without it)."""

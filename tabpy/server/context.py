@@ -12,6 +12,7 @@ from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.pool import WorkerPool
 from tabpy.runtime.tables import TableService
+from tabpy.security.access import Authorization
 from tabpy.security.principal import Principal
 from tabpy.server.cors import cors_headers
 from tabpy.server.metrics import Metrics
@@ -22,6 +23,9 @@ class Authenticator(Protocol):
 
     ``AuthMiddleware`` calls it for every API route; tests may pass a fake.
     """
+
+    #: Who may do what (roles, owners, callers), shared with Arrow Flight.
+    authorization: Authorization
 
     async def authenticate(
         self, authorization: str | None, address: str, required_scope: str | None = None

@@ -3,13 +3,21 @@
 Each handler parses its request (:class:`~tabpy.registry.deploy_request.DeployRequest`
 holds the deploy rules), makes one registry call and replies; errors are raised and
 mapped to HTTP in :mod:`tabpy.server.http_errors`.
+
+Every change names who made it (its audit entry is written in the change's transaction) and,
+for an existing endpoint, how to check that they may: an owner or an admin
+(:meth:`~tabpy.security.access.Authorization.require_owner`, run inside the transaction). A
+deploy may set the endpoint's ``owners`` (users or ``group:<name>``) and ``callers`` (users,
+groups or ``role:<name>``); a new endpoint's deployer is always among its owners.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,8 +25,11 @@ from starlette.responses import Response
 from tabpy.errors import InvalidRequest
 from tabpy.registry.deploy_request import DeployRequest, Source, parse_rollback, read_staged
 from tabpy.registry.endpoint import Endpoint
+from tabpy.registry.grants import AccessChange, EndpointAccess
 from tabpy.registry.registry_errors import EndpointNotFound, UnknownEndpoint
-from tabpy.registry.store import Registry
+from tabpy.registry.store import Authorize, Registry
+from tabpy.security.roles import USER_PREFIX, parse_reference
+from tabpy.server.actors import actor_of, principal_of
 from tabpy.server.context import ServerContext
 from tabpy.server.json_body import read_json_object
 from tabpy.server.responses import JSON, JSON_UTF8, RawResponse, encode_json
@@ -46,12 +57,22 @@ class Endpoints:
             raise EndpointNotFound(name)
         return RawResponse(encode_json(endpoint.info()), 200, JSON)
 
+    async def access(self, request: Request) -> Response:
+        """``GET /endpoints/<name>/access``: its owners and callers (empty: every caller)."""
+        found = await asyncio.to_thread(self.registry.endpoint_access, request.path_params["name"])
+        return RawResponse(encode_json(found.as_json()), 200, JSON)
+
     async def create(self, request: Request) -> Response:
         body = await self._body(request)
         deploy = DeployRequest.to_create(
             body, self.context.catalog.endpoints, self.context.staging_path
         )
-        return self._reply(await self._deploy(deploy), 201)
+        access = access_change(body)
+        deployer = principal_of(request)
+        if deployer.user is not None:  # a new endpoint belongs to whoever deployed it
+            owners = {USER_PREFIX + deployer.user.lower(), *(access.owners or ())}
+            access = AccessChange(frozenset(owners), access.callers)
+        return self._reply(await self._deploy(request, deploy, access), 201)
 
     async def update(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -59,10 +80,10 @@ class Endpoints:
         deploy = DeployRequest.to_update(
             name, body, self.context.catalog.endpoints, self.context.staging_path
         )
-        return self._reply(await self._deploy(deploy), 200)
+        return self._reply(await self._deploy(request, deploy, access_change(body)), 200)
 
     async def delete(self, request: Request) -> Response:
-        await self._delete(request.path_params["name"])
+        await self._delete(request, request.path_params["name"])
         return Response(status_code=204)
 
     async def delete_named(self, request: Request) -> Response:
@@ -76,14 +97,18 @@ class Endpoints:
             raise InvalidRequest(
                 'Send {"name": "<endpoint name>"}, or use DELETE /endpoints/<name>.'
             )
-        await self._delete(name)
+        await self._delete(request, name)
         return Response(status_code=204)
 
     async def rollback(self, request: Request) -> Response:
         name = _storable(request.path_params["name"])
         version = parse_rollback(await self._body(request))
+        actor = actor_of(request.scope, principal_of(request))
+        authorize = self._owner_check(request, name, "roll it back")
         async with self._lock:
-            restored = await asyncio.to_thread(self.registry.rollback, name, version)
+            restored = await asyncio.to_thread(
+                self.registry.rollback, name, version, actor=actor, authorize=authorize
+            )
             await self._settle(name)
         return self._reply(restored, 200)
 
@@ -99,18 +124,31 @@ class Endpoints:
             request, settings.max_request_size_bytes, settings.gzip_enabled
         )
 
-    async def _deploy(self, deploy: DeployRequest) -> Endpoint:
+    async def _deploy(
+        self, request: Request, deploy: DeployRequest, access: AccessChange
+    ) -> Endpoint:
+        actor = actor_of(request.scope, principal_of(request))
+        authorize = None if deploy.creates else self._owner_check(request, deploy.name, "update it")
         async with self._lock:
             artifact = await self._store(deploy.source)
-            endpoint = await asyncio.to_thread(self.registry.deploy, deploy, artifact)
+            endpoint = await asyncio.to_thread(
+                self.registry.deploy,
+                deploy,
+                artifact,
+                actor=actor,
+                access=access,
+                authorize=authorize,
+            )
             await self._settle(deploy.name)
         return endpoint
 
-    async def _delete(self, name: str) -> None:
+    async def _delete(self, request: Request, name: str) -> None:
+        actor = actor_of(request.scope, principal_of(request))
+        authorize = self._owner_check(request, name, "remove it")
         _storable(name)
         async with self._lock:
-            await asyncio.to_thread(self.registry.delete, name)
-            await self.context.catalog.refresh()
+            await asyncio.to_thread(self.registry.delete, name, actor=actor, authorize=authorize)
+            await self._refresh()
         if name not in (".", "..") and Path(name).name == name:  # one folder, never a path
             staged = self.context.staging_path / "endpoints" / name
             await asyncio.to_thread(shutil.rmtree, staged, True)
@@ -125,8 +163,22 @@ class Endpoints:
 
     async def _settle(self, name: str) -> None:
         """Mirror the change and wait for the new version's load check, like TabPy."""
-        await self.context.catalog.refresh()
+        await self._refresh()
         await self.context.catalog.wait_loaded(name)
+
+    async def _refresh(self) -> None:
+        """Mirror the change here at once: the catalog, and the owners and callers."""
+        await self.context.catalog.refresh()
+        await self.context.auth.authorization.refresh()
+
+    def _owner_check(self, request: Request, name: str, doing: str) -> Authorize:
+        authorization = self.context.auth.authorization
+        principal = principal_of(request)
+
+        def check(access: EndpointAccess) -> None:
+            authorization.require_owner(principal, name, access.owners, doing)
+
+        return check
 
     def _reply(self, endpoint: Endpoint, status: int) -> Response:
         body = encode_json({endpoint.name: endpoint.info()})
@@ -142,3 +194,24 @@ def _storable(name: str) -> str:
     if "\x00" in name:
         raise UnknownEndpoint(name)
     return name
+
+
+def access_change(body: Mapping[str, Any]) -> AccessChange:
+    """The ``owners`` and ``callers`` a deploy body sets (None where it says nothing)."""
+    return AccessChange(
+        _references(body, "owners", roles_allowed=False), _references(body, "callers")
+    )
+
+
+def _references(
+    body: Mapping[str, Any], field: str, *, roles_allowed: bool = True
+) -> frozenset[str] | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        kinds = (
+            "users or group:<name>" if not roles_allowed else "users, group:<name> or role:<name>"
+        )
+        raise InvalidRequest(f"{field} must be a list of principals: {kinds}.")
+    return frozenset(parse_reference(item, roles_allowed=roles_allowed) for item in value)

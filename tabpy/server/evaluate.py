@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from tabpy.errors import ExecutionFailed, ScriptsDisabled
 from tabpy.runtime.protocol import EvaluateMeta, Job
+from tabpy.server.actors import principal_of, query_check
 from tabpy.server.body import check_declared_size, read_body
 from tabpy.server.caller import caller_key
 from tabpy.server.context import ServerContext
@@ -28,13 +29,15 @@ class Evaluate:
             check_declared_size(request, settings.max_request_size_bytes)
             raise ScriptsDisabled()
         chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
+        # The script's tabpy.query(...) has its caller's rights.
+        may_query = query_check(principal_of(request), self.context.auth.authorization, settings)
         with counting_failures(self.context.metrics, "evaluate"):
-            reply = await self.context.pool.submit(
-                Job(EvaluateMeta(), chunks, principal=caller_key(request))
-            )
+            job = Job(EvaluateMeta(), chunks, principal=caller_key(request), may_query=may_query)
+            reply = await self.context.pool.submit(job)
             if reply.table is not None:
                 tables = self.context.tables
                 if tables is None:  # workers only ask when the pool has tables on
                     raise ExecutionFailed("this server has no table evaluator for dataPath")
-                return RawResponse(await tables.evaluate_table(reply.table), 200, JSON)
+                answer = await tables.evaluate_table(reply.table, may_query)
+                return RawResponse(answer, 200, JSON)
         return RawResponse(reply.body, 200, JSON)

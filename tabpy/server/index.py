@@ -15,10 +15,14 @@ the same bytes in every installation and contain no data, as TabPy's static file
 
 Secrets never appear: the page says which authentication is on, not with what, and the
 registry URL is shown without its password.
+
+With ``TABPY_AUTHZ`` on, an admin also sees the last changes from the audit trail
+(:data:`RECENT_CHANGES` of them; ``GET /admin/audit`` has the rest).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import hashlib
@@ -36,9 +40,11 @@ from starlette.responses import Response
 
 from tabpy import __version__
 from tabpy.config import Settings
+from tabpy.registry.audit import AuditEntry, AuditQuery
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
 from tabpy.runtime.catalog import LoadState, LoadStatus
+from tabpy.server.actors import principal_of
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
 
@@ -49,6 +55,7 @@ __all__ = [
     "DOCUMENTATION_FILES",
     "Index",
     "PageAssets",
+    "RECENT_CHANGES",
     "authentication_text",
     "health_checks_text",
 ]
@@ -100,6 +107,8 @@ _LINKS = (
     ("health", "/health", "liveness"),
     ("ready", "/ready", "readiness"),
 )
+#: Audit entries the page shows an admin.
+RECENT_CHANGES = 10
 _STATUS_CLASS = {
     LoadStatus.SUCCESSFUL: "ok",
     LoadStatus.FAILED: "failed",
@@ -236,7 +245,12 @@ class Index:
         self._page_policy = Markup(self.assets.policy(in_page=True))
 
     async def handle(self, request: Request) -> Response:
-        body = self.render(request).encode("utf-8")
+        changes: list[AuditEntry] = []
+        authorization = self.context.auth.authorization
+        if authorization.enabled and authorization.has_role(principal_of(request), "admin"):
+            query = AuditQuery(limit=RECENT_CHANGES)
+            changes = await asyncio.to_thread(self.context.catalog.registry.audit, query)
+        body = self.render(request, changes).encode("utf-8")
         return RawResponse(body, 200, "text/html; charset=utf-8", self.headers)
 
     # --- content -------------------------------------------------------------------------------
@@ -292,7 +306,7 @@ class Index:
             }
         return document
 
-    def render(self, request: Request) -> str:
+    def render(self, request: Request, changes: list[AuditEntry] | None = None) -> str:
         info = self.context.service_info
         settings = self.context.settings
         server = request.scope.get("server")
@@ -315,6 +329,7 @@ class Index:
             document=json.dumps(self.endpoints_document(), indent=2, ensure_ascii=False),
             port=port,
             https=settings.transfer_protocol == "https",
+            changes=[_change(entry) for entry in changes or ()],
         )
 
 
@@ -351,4 +366,18 @@ def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:
         ),
         "changed": _Moment.of(endpoint.last_modified_time),
         "created": _Moment.of(endpoint.creation_time),
+    }
+
+
+def _change(entry: AuditEntry) -> dict[str, Any]:
+    """One row of the admins' "Recent changes" table; the template escapes every value."""
+    what = entry.endpoint or entry.detail or ""
+    if entry.endpoint is not None and entry.version is not None:
+        what += f" version {entry.version}"
+    return {
+        "when": _Moment.of(entry.at / 1000),
+        "principal": entry.principal,
+        "action": entry.action,
+        "what": what,
+        "outcome": entry.outcome,
     }

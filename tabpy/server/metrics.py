@@ -104,9 +104,16 @@ class Metrics:
         self.auth_failures = Counter(
             "tabpy_auth_failures",
             "Requests refused by authentication, by status: 401 bad or missing credentials, "
-            "403 missing scope, 406 credentials sent to a server without authentication, "
-            "429 client throttled after repeated failures.",
+            "403 missing scope or role (TABPY_AUTHZ), 406 credentials sent to a server without "
+            "authentication, 429 client throttled after repeated failures.",
             ["status"],
+            registry=registry,
+        )
+        self.audit_events = Counter(
+            "tabpy_audit_events",
+            "Audit trail entries this server wrote, by action (deploy, update, delete, "
+            "rollback, grant, revoke, shutdown) and outcome (allowed, refused).",
+            ["action", "outcome"],
             registry=registry,
         )
         self.http_refused = Counter(
@@ -177,6 +184,10 @@ class Metrics:
 
     def auth_failed(self, status: int) -> None:
         self.auth_failures.labels(str(status)).inc()
+
+    def audit_recorded(self, action: str, outcome: str) -> None:
+        """Called by the registry after each audit entry commits (from any thread)."""
+        self.audit_events.labels(action, outcome).inc()
 
 
 @contextlib.contextmanager

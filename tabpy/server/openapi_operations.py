@@ -183,6 +183,46 @@ def _deployed(status: str, what: str) -> Object:
 
 
 _NOT_DEPLOYED = error("No endpoint has this name.")
+_ADMINS_ONLY = error("The caller is not an admin (with TABPY_AUTHZ on); `message` says so.")
+_NAMES: Object = {"type": "array", "items": {"type": "string"}}
+_ACCESS: Object = {
+    "type": "object",
+    "properties": {"owners": _NAMES, "callers": _NAMES},
+    "required": ["owners", "callers"],
+}
+_GRANTS: Object = {
+    "type": "object",
+    "properties": {
+        "authz": {"type": "boolean"},
+        "principals": {"type": "object", "additionalProperties": _NAMES},
+    },
+    "required": ["authz", "principals"],
+}
+_GRANT_REQUEST: Object = {
+    "type": "object",
+    "properties": {
+        "principal": {"type": "string", "description": "A user name, or group:<name>."},
+        "role": {"type": "string", "enum": ["admin", "deployer", "caller", "evaluator"]},
+    },
+    "required": ["principal", "role"],
+}
+_GRANT: Object = {
+    "type": "object",
+    "properties": {
+        "principal": {"type": "string"},
+        "roles": _NAMES,
+        "changed": {"type": "boolean"},
+    },
+    "required": ["principal", "roles", "changed"],
+}
+_AUDIT_PAGE: Object = {
+    "type": "object",
+    "properties": {
+        "entries": {"type": "array", "items": {"type": "object"}},
+        "next": {"type": ["integer", "null"]},
+    },
+    "required": ["entries", "next"],
+}
 _PREFLIGHT = _reply("An empty object, with the route's CORS headers if configured.")
 
 #: Every operation of the route table, in its order.
@@ -437,6 +477,74 @@ OPERATIONS: tuple[Operation, ...] = (
             }
         ),
         tag="server",
+    ),
+    Operation(
+        "/endpoints/{name}/access",
+        "get",
+        "getEndpointAccess",
+        "Who owns an endpoint and who may query it (no callers: everyone may)",
+        _constant(
+            {
+                "200": _reply("Owners and callers.", _json(_ACCESS)),
+                "404": _NOT_DEPLOYED,
+            }
+        ),
+    ),
+    Operation(
+        "/admin/principals",
+        "get",
+        "listPrincipals",
+        "Role grants, and whether roles are enforced (TABPY_AUTHZ)",
+        _constant({"200": _reply("The grants.", _json(_GRANTS)), "403": _ADMINS_ONLY}),
+        tag="admin",
+    ),
+    Operation(
+        "/admin/principals",
+        "post",
+        "grantRole",
+        "Grant a role to a user or group:<name>",
+        _constant(
+            {"200": _reply("The principal's roles now.", _json(_GRANT)), "403": _ADMINS_ONLY}
+        ),
+        lambda settings: {
+            "required": True,
+            "description": "Who and which role.",
+            "content": _json(_GRANT_REQUEST),
+        },
+        tag="admin",
+    ),
+    Operation(
+        "/admin/principals",
+        "delete",
+        "revokeRole",
+        "Revoke a role (the last admin grant cannot be revoked)",
+        _constant(
+            {"200": _reply("The principal's roles now.", _json(_GRANT)), "403": _ADMINS_ONLY}
+        ),
+        lambda settings: {
+            "required": True,
+            "description": "Who and which role.",
+            "content": _json(_GRANT_REQUEST),
+        },
+        tag="admin",
+    ),
+    Operation(
+        "/admin/audit",
+        "get",
+        "listAudit",
+        "The audit trail, newest first (filters: principal, endpoint, action, outcome, since, "
+        "until; paging: limit, before)",
+        _constant(
+            {
+                "200": _reply(
+                    "One page of entries; `next` is the `before` of the next page.",
+                    _json(_AUDIT_PAGE),
+                ),
+                "400": error("A filter or paging value is not valid; `message` says which."),
+                "403": _ADMINS_ONLY,
+            }
+        ),
+        tag="admin",
     ),
     Operation(
         OPENAPI_PATH,

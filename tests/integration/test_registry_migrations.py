@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from live_server import (
     ServerProcess,
@@ -34,6 +37,7 @@ from old_registry import (
 )
 from postgres_support import postgres_cluster
 
+from tabpy.registry.audit import Actor, AuditQuery
 from tabpy.registry.migrate import VERSION_TABLE, current_revision, head_revision
 from tabpy.registry.registry_errors import RegistryTooNew, UnrecognisedRegistry
 from tabpy.registry.store import Registry
@@ -357,3 +361,44 @@ def test_the_fixture_pickles_are_what_the_versions_name() -> None:
     add = next(e for e in old_endpoints(long_name=False) if e.name == "add")
     digests = {v: hashlib.sha256(d or b"").hexdigest() for v, d in add.versions.items()}
     assert digests[1] == digests[3] != digests[2]
+
+
+# --- a registry at 0002 (before roles and the audit trail) ---------------------------------------
+
+
+def migrate_to(url: str, revision: str) -> None:
+    """Bring a b646a59 registry to ``revision`` only, as a server of that revision left it."""
+    config = Config()
+    config.set_main_option("script_location", str(files("tabpy.registry") / "migrations"))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.stamp(config, "0001")
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def test_a_0002_registry_gains_roles_and_audit_losing_nothing(old_url: str) -> None:
+    migrate_to(old_url, "0002")
+    assert current_revision(sa.create_engine(old_url)) == "0002"
+    before = table_rows(old_url)
+
+    registry = Registry(old_url)
+    assert current_revision(registry.engine) == head_revision() == "0003"
+    assert schema_differences(old_url) == []
+    assert table_rows(old_url) == before  # every row of every 0002 table, every column
+    # Nothing is owned or granted yet, and the trail starts empty.
+    rules = registry.access_rules()
+    assert (rules.revision, rules.grants, rules.owners, rules.callers) == (0, {}, {}, {})
+    assert registry.audit(AuditQuery()) == []
+
+    # The new tables work on the upgraded registry.
+    actor = Actor("local:test")
+    assert registry.grant("user:alice", "admin", actor)
+    restored = registry.rollback("add", 2, actor=actor)
+    assert restored.version == 4
+    assert [(e.action, e.endpoint, e.version) for e in registry.audit(AuditQuery())] == [
+        ("rollback", "add", 4),
+        ("grant", None, None),
+    ]
+    registry.close()

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import getpass
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
 from tabpy.cli.user import main
+from tabpy.registry.audit import AuditQuery
+from tabpy.registry.store import Registry
 from tabpy.security.password_file import read_password_file
 from tabpy.security.passwords import LegacyHash, ModernHash, legacy_hash
 
@@ -114,3 +118,91 @@ def test_list_of_a_file_without_users_says_why_the_server_refuses_it(
     assert last.startswith(f"Passwords file {path} has no users, so the server refuses it")
     assert last.endswith(f"tabpy-user add -u <name> -f {path}")
     assert path.read_text() == body
+
+
+# --- roles in the registry (grant, revoke, list --config) ----------------------------------------
+
+
+def role_setup(tmp_path: Path, **settings: str) -> Path:
+    """A config naming a state folder (hence a registry) and a password file with alice."""
+    state = tmp_path / "state"
+    state.mkdir()
+    pwd_file = tmp_path / "passwords.txt"
+    pwd_file.write_text(f"alice {legacy_hash('alice', 'a')}\nbob {legacy_hash('bob', 'b')}\n")
+    values = {"TABPY_STATE_PATH": str(state), "TABPY_PWD_FILE": str(pwd_file), **settings}
+    config = tmp_path / "tabpy.conf"
+    config.write_text("[TabPy]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    return config
+
+
+def test_grant_revoke_and_list_roles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("TABPY_")]:
+        monkeypatch.delenv(name)
+    config = role_setup(tmp_path)
+    code, _, err = run(capsys, "grant", "--config", str(config), "-u", "Alice", "--role", "Admin")
+    assert code == 0 and "Granted admin to user:alice in sqlite:///" in err
+    assert "TABPY_AUTHZ is off, so roles are recorded but not enforced" in err
+    run(capsys, "grant", "--config", str(config), "--group", "DS", "--role", "deployer")
+    code, _, err = run(capsys, "grant", "--config", str(config), "-u", "alice", "--role", "admin")
+    assert code == 0 and "already has admin" in err
+    code, out, _ = run(capsys, "list", "--config", str(config))
+    assert (code, out) == (0, "group:ds\tdeployer\nuser:alice\tadmin\nuser:bob\t(no role)\n")
+    code, _, err = run(capsys, "revoke", "--config", str(config), "-u", "alice", "--role", "admin")
+    assert code == 0 and "Revoked admin from user:alice" in err
+    code, _, err = run(capsys, "revoke", "--config", str(config), "-u", "alice", "--role", "admin")
+    assert code == 0 and "does not have admin; nothing changed" in err
+
+    # Audited as the operating-system user who ran the command.
+    registry = Registry(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
+    found = registry.audit(AuditQuery())
+    registry.close()
+    assert [(e.action, e.detail) for e in found] == [
+        ("revoke", "admin from user:alice"),
+        ("grant", "deployer to group:ds"),
+        ("grant", "admin to user:alice"),
+    ]
+    assert {e.principal for e in found} == {f"local:{getpass.getuser()}"}
+    assert {e.client for e in found} == {"tabpy-user"}
+
+
+def test_a_grant_to_a_user_not_in_the_password_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = role_setup(tmp_path, TABPY_AUTHZ="on")
+    code, _, err = run(capsys, "grant", "--config", str(config), "-u", "carol", "--role", "caller")
+    assert code == 0
+    assert "Note: carol is not in the password file" in err
+    assert "TABPY_AUTHZ is off" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["grant", "-u", "alice", "--role", "owner"], "'owner' is not a role"),
+        (["grant", "-u", "al ice", "--role", "caller"], "without spaces"),
+        (["grant", "-u", "alice"], "the following arguments are required: --role"),
+        (["grant", "--role", "caller"], "one of the arguments -u/--username/--user --group"),
+        (["revoke", "-u", "alice", "--group", "x", "--role", "caller"], "not allowed with"),
+    ],
+)
+def test_role_command_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    config = role_setup(tmp_path)
+    code, _, err = run(capsys, *args, "--config", str(config))
+    assert code == 1 and message in err, err
+    assert not (tmp_path / "state" / "registry.db").exists()
+
+
+def test_role_commands_report_a_bad_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "list", "--config", str(tmp_path / "missing.conf"))
+    assert code == 1 and err.startswith("Config file") and "not found" in err
+    bad = tmp_path / "bad.conf"
+    bad.write_text(f"[TabPy]\nTABPY_REGISTRY_URL = sqlite:///{tmp_path}/no/such/dir/r.db\n")
+    code, _, err = run(capsys, "grant", "--config", str(bad), "-u", "a", "--role", "caller")
+    assert code == 1 and err.startswith("Cannot open the registry sqlite:///")
+    assert "Traceback" not in err
