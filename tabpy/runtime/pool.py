@@ -187,6 +187,12 @@ class Channel(asyncio.BufferedProtocol):
             self.on_lost()
 
 
+def _expire(waiter: asyncio.Future[Reply]) -> None:
+    """The job's deadline passed: fail its reply future (the pool then replaces the worker)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class Worker:
     def __init__(self, process: BaseProcess, channel: Channel) -> None:
         self.process = process
@@ -316,10 +322,13 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
         worker = await self._acquire(deadline)
+        # One loop timer per job rather than asyncio.wait_for, which wraps the reply in a task
+        # of its own: a reply that comes too late finds its future already failed and is dropped.
+        timer: asyncio.TimerHandle | None = None
         try:
-            reply = await asyncio.wait_for(
-                worker.call(job, self.directory), max(deadline - loop.time(), 0)
-            )
+            waiter = worker.call(job, self.directory)
+            timer = loop.call_at(deadline, _expire, waiter)
+            reply = await waiter
         except _TIMEOUTS:
             self._discard(worker, RestartCause.TIMEOUT)
             raise ScriptTimeout(self.timeout_text) from None
@@ -334,6 +343,9 @@ class WorkerPool:
             # Cancelled mid-job: the worker's state is unknown, so replace it.
             self._discard(worker, RestartCause.CANCELLED)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         if reply.outcome is Outcome.MEMORY_EXCEEDED:
             self._discard(worker, RestartCause.MEMORY)
             raise MemoryLimitExceeded(str(reply.info))

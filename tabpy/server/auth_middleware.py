@@ -78,7 +78,8 @@ class AuthMiddleware:
                 scope["route"] = route
                 await error_response(error, self.realm)(scope, receive, send)
                 return
-        log_call(Request(scope, receive), principal, self.context.settings)
+        if self.context.settings.log_details:
+            log_call(Request(scope, receive), principal, self.context.settings)
         scope.setdefault("state", {})[STATE_KEY] = principal
         await self.app(scope, receive, send)
 
