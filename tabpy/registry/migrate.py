@@ -13,11 +13,13 @@ Alembic-managed application keeps the two histories apart.
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -48,11 +50,9 @@ def _quiet_alembic() -> Iterator[None]:
         alembic_logger.setLevel(logging.NOTSET)
 
 
-with _quiet_alembic():  # importing alembic logs the plugins it sets up
-    from alembic import command
+if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
 VERSION_TABLE = "tabpy_alembic_version"
 #: The schema of servers that predate recorded revisions (``create_all``).
@@ -61,7 +61,21 @@ _BASELINE_TABLES = ("tabpy_meta", "tabpy_endpoints", "tabpy_versions", "tabpy_ar
 
 
 def upgrade_schema(engine: Engine) -> str:
-    """Upgrade the registry to the newest revision, or refuse it; returns that revision."""
+    """Upgrade the registry to the newest revision, or refuse it; returns that revision.
+
+    A registry already at the newest revision (every start but the first after an upgrade) is
+    recognised without Alembic, which then is never imported: it would add about 10 MB to the
+    server process for nothing.
+    """
+    newest = _head_from_files()
+    if newest is not None:
+        with schema_transaction(engine) as conn:
+            if _recorded_revisions(conn) == [newest]:
+                _ensure_revision_counter(conn)
+                return newest
+    with _quiet_alembic():  # importing alembic logs the plugins it sets up
+        from alembic import command
+        from alembic.script import ScriptDirectory
     config = _config()
     script = ScriptDirectory.from_config(config)
     head = head_revision()
@@ -90,6 +104,9 @@ def current_revision(engine: Engine) -> str | None:
 
 @cache
 def head_revision() -> str:
+    with _quiet_alembic():  # importing alembic logs the plugins it sets up
+        from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "the registry migrations have no head revision"
     return head
@@ -97,18 +114,56 @@ def head_revision() -> str:
 
 @cache
 def _known_revisions() -> frozenset[str]:
+    with _quiet_alembic():  # importing alembic logs the plugins it sets up
+        from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
     return frozenset(revision.revision for revision in script.walk_revisions())
 
 
+@cache
+def _head_from_files() -> str | None:
+    """The newest revision, read from the revision files without Alembic; None unless the
+    history is one straight line (Alembic then decides)."""
+    revisions: dict[str, str | None] = {}
+    for path in (files("tabpy.registry") / "migrations" / "versions").iterdir():
+        if not path.name.endswith(".py") or path.name.startswith("_"):
+            continue
+        names: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        names[target.id] = node.value.value
+        revision, down = names.get("revision"), names.get("down_revision")
+        if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
+            return None
+        revisions[revision] = down
+    heads = set(revisions) - set(revisions.values())
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _recorded_revisions(conn: Connection) -> list[str]:
+    """The revisions in the registry's version table (none: no table, or empty)."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return []
+    rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))  # noqa: S608
+    return [row[0] for row in rows]
+
+
 def _config() -> Config:
     """Alembic's configuration, built in code: the migrations are package data, not an ini."""
+    with _quiet_alembic():  # importing alembic logs the plugins it sets up
+        from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(files("tabpy.registry") / "migrations"))
     return config
 
 
 def _context(conn: Connection) -> MigrationContext:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
 
 

@@ -64,6 +64,8 @@ PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
 _SPAWN_RETRY_SECONDS = 1.0
 #: Clean workers kept beside the pool when callers are isolated, so a switch waits for no fork.
 _SPARE_WORKERS = 1
+#: Bytes a worker socket reads at once before a frame gets buffers of its own sizes.
+_INBOX_BYTES = 64 * 1024
 _READY_TIMEOUT_SECONDS = 120.0
 #: ``asyncio.wait_for`` raises this; on Python 3.10 it is not the built-in ``TimeoutError``.
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
@@ -113,21 +115,29 @@ class WorkerGone(Exception):
 
 
 class Channel(asyncio.BufferedProtocol):
-    """The server's end of one worker socket: at most one reply outstanding."""
+    """The server's end of one worker socket: at most one reply outstanding.
+
+    Frames are read into a small inbox; whatever frames arrived whole are taken from it
+    (usually a reply: header and body in one ``recv``). A frame larger than what arrived gets
+    buffers of its announced sizes, and the rest of it is read straight into them.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._header = bytearray(FRAME_HEADER.size)
-        self._target: bytearray = self._header
+        self._inbox = bytearray(_INBOX_BYTES)
+        self._inbox_filled = 0
+        # A frame being read into its own buffers: the sections still to fill (the first is
+        # being filled, up to ``_filled``); empty while reading into the inbox.
+        self._sections: list[bytearray] = []
         self._filled = 0
-        # The frame being received: its type, code and sections (b"" when empty).
         self._type = self._code = 0
         self._meta: bytes | bytearray = b""
-        self._attachment: bytes | bytearray = b""
         self._body: bytes | bytearray = b""
         self._waiter: asyncio.Future[Reply] | None = None
         self._lost = False
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on every use.
+        self._loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = self._loop.create_future()
         #: Called with a REQUEST frame's meta; answers a script's ``tabpy.query``.
         self.on_request: Callable[[bytes | bytearray], None] | None = None
         #: Called when the socket closes; the pool uses it to notice idle deaths.
@@ -137,7 +147,7 @@ class Channel(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def expect_reply(self) -> asyncio.Future[Reply]:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._loop.create_future()
         if self._lost:
             waiter.set_exception(WorkerGone())
         self._waiter = waiter
@@ -149,43 +159,65 @@ class Channel(asyncio.BufferedProtocol):
             transport.writelines(parts)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return memoryview(self._target)[self._filled :]
+        if self._sections:
+            return memoryview(self._sections[0])[self._filled :]
+        return memoryview(self._inbox)[self._inbox_filled :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._filled += nbytes
-        target = self._target
-        if self._filled < len(target):
-            return
-        # A section is complete; receive the next non-empty one, or deliver the frame.
-        if target is self._header:
-            self._type, self._code, meta, attachment, body = FRAME_HEADER.unpack(target)
-            self._meta = bytearray(meta) if meta else b""
-            self._attachment = bytearray(attachment) if attachment else b""
-            self._body = bytearray(body) if body else b""
-            following: tuple[bytes | bytearray, ...] = (self._meta, self._attachment, self._body)
-        elif target is self._meta:
-            following = (self._attachment, self._body)
-        elif target is self._attachment:
-            following = (self._body,)
-        else:
-            following = ()
-        self._filled = 0
-        for section in following:
-            if section:
-                self._target = cast(bytearray, section)
+        sections = self._sections
+        if sections:
+            self._filled += nbytes
+            if self._filled < len(sections[0]):
                 return
-        self._target = self._header
-        self._deliver()
+            sections.pop(0)
+            self._filled = 0
+            if not sections:
+                self._deliver(self._type, self._code, self._meta, self._body)
+            return
+        self._inbox_filled += nbytes
+        self._take_frames()
 
-    def _deliver(self) -> None:
-        frame_type = self._type
+    def _take_frames(self) -> None:
+        """Deliver every whole frame in the inbox; start buffers for a partial one."""
+        inbox, end, at = self._inbox, self._inbox_filled, 0
+        header_size = FRAME_HEADER.size
+        while end - at >= header_size:
+            frame_type, code, meta_n, attachment_n, body_n = FRAME_HEADER.unpack_from(inbox, at)
+            start = at + header_size
+            if end - start >= meta_n + attachment_n + body_n:
+                body_start = start + meta_n + attachment_n
+                at = body_start + body_n
+                self._deliver(frame_type, code, inbox[start : start + meta_n], inbox[body_start:at])
+                continue
+            # Larger than what arrived: its own buffers, the part already here copied in.
+            meta, attachment, body = bytearray(meta_n), bytearray(attachment_n), bytearray(body_n)
+            self._type, self._code, self._meta, self._body = frame_type, code, meta, body
+            arrived = memoryview(inbox)[start:end]
+            for section in (meta, attachment, body):
+                taken = min(len(section), len(arrived))
+                section[:taken] = arrived[:taken]
+                arrived = arrived[taken:]
+                if taken < len(section):
+                    if not self._sections:  # only the first unfinished one has bytes already
+                        self._filled = taken
+                    self._sections.append(section)
+            at = end
+            break
+        if at:
+            left = end - at
+            inbox[:left] = inbox[at:end]
+            self._inbox_filled = left
+
+    def _deliver(
+        self, frame_type: int, code: int, meta: bytes | bytearray, body: bytes | bytearray
+    ) -> None:
         if frame_type == FrameType.REPLY:
             waiter, self._waiter = self._waiter, None
             if waiter is not None and not waiter.done():
-                waiter.set_result(decode_reply(self._code, self._meta, self._body))
+                waiter.set_result(decode_reply(code, meta, body))
         elif frame_type == FrameType.REQUEST:
             if self.on_request is not None:
-                self.on_request(self._meta)
+                self.on_request(meta)
         elif frame_type == FrameType.READY:
             if not self.ready.done():
                 self.ready.set_result(None)
@@ -200,6 +232,12 @@ class Channel(asyncio.BufferedProtocol):
             self._waiter.set_exception(WorkerGone())
         elif self.on_lost is not None:
             self.on_lost()
+
+
+def _expire(waiter: asyncio.Future[Reply]) -> None:
+    """The job's deadline passed: fail its reply future (the pool then replaces the worker)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Worker:
@@ -346,10 +384,13 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
         worker = await self._acquire(deadline, job.principal)
+        # One loop timer per job rather than asyncio.wait_for, which wraps the reply in a task
+        # of its own: a reply that comes too late finds its future already failed and is dropped.
+        timer: asyncio.TimerHandle | None = None
         try:
-            reply = await asyncio.wait_for(
-                worker.call(job, self.directory), max(deadline - loop.time(), 0)
-            )
+            waiter = worker.call(job, self.directory)
+            timer = loop.call_at(deadline, _expire, waiter)
+            reply = await waiter
         except _TIMEOUTS:
             self._discard(worker, RestartCause.TIMEOUT)
             raise ScriptTimeout(self.timeout_text) from None
@@ -364,6 +405,9 @@ class WorkerPool:
             # Cancelled mid-job: the worker's state is unknown, so replace it.
             self._discard(worker, RestartCause.CANCELLED)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         if reply.outcome is Outcome.MEMORY_EXCEEDED:
             self._discard(worker, RestartCause.MEMORY)
             raise MemoryLimitExceeded(str(reply.info))

@@ -113,7 +113,10 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
             path, endpoint, methods=[method], name=name, middleware=cors if with_cors else None
         )
 
+    # The hot routes first: the router (and the authentication's route lookup) try routes in
+    # order, and no earlier route shares a path with these, so the order changes no answer.
     routes: list[BaseRoute] = [
+        route("/evaluate", Evaluate(context).handle, "POST", with_cors=True),
         route("/query/{name}", query.handle, "POST", with_cors=True),
         route("/query/{name}", query.handle, "GET", with_cors=True),
         route("/status", status.status, "GET", with_cors=True),
@@ -128,7 +131,6 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
         route("/endpoints/{name}/versions", endpoints.versions, "GET"),
         route("/endpoints/{name}/rollback", endpoints.rollback, "POST"),
         route("/endpoints/{name}/access", endpoints.access, "GET"),
-        route("/evaluate", Evaluate(context).handle, "POST", with_cors=True),
         route("/configurations/endpoint_upload_destination", status.upload_destination, "GET"),
         route("/artifacts/{sha256}", Artifacts(context).put, "PUT"),
         route("/", Index(context).handle, "GET"),

@@ -102,7 +102,8 @@ class AuthMiddleware:
                 scope["route"] = route
                 await error_response(error, self.realm)(scope, receive, send)
                 return
-        log_call(Request(scope, receive), principal, self.context.settings)
+        if self.context.settings.log_details:
+            log_call(Request(scope, receive), principal, self.context.settings)
         refusal = self._refusal(principal, relative, scope["method"])
         if refusal is not None:
             self.context.metrics.auth_failed(403)

@@ -29,6 +29,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tabpy.config import HttpLimits
+from tabpy.server.coalesce import HeadCoalescer
 from tabpy.server.http_errors import envelope
 
 __all__ = ["BoundedProtocol", "bounded_protocol"]
@@ -128,7 +129,12 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._cancel_header_timer()
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not previous:
+            # Head and body of the response in one write (tabpy.server.coalesce).
+            cycle.transport = HeadCoalescer(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         # The request has been read to its end, so what comes next is the next request's head,

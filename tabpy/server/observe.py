@@ -12,6 +12,7 @@ sent back in the ``X-Request-ID`` response header.
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 
@@ -35,6 +36,9 @@ class Observe:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Request ids need to be unique, not secret: a generator seeded once saves a system call
+        # (getrandom) per request.
+        self._ids = random.Random(os.urandom(32))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +53,7 @@ class Observe:
             elif name == _HEADER and _SANE_ID.fullmatch(value):
                 request_id = value
         if request_id is None:
-            request_id = os.urandom(16).hex().encode("ascii")
+            request_id = b"%032x" % self._ids.getrandbits(128)
         id_header = (_HEADER, request_id)
         status = 500  # what the client saw if the app failed before answering
 

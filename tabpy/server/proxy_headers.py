@@ -26,7 +26,7 @@ class ProxyHeaders:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
-        if scope["type"] != "http" or not client:
+        if not self.trusted or scope["type"] != "http" or not client:  # no proxies: the usual case
             await self.app(scope, receive, send)
             return
         peer = client[0]
