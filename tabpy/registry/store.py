@@ -12,6 +12,12 @@ SHA-256, so every instance and every worker reads the same bytes and no shared
 disk is needed.  ``revision`` grows with every change: servers and workers
 compare it to know when their cached view is stale.
 
+Concurrent deploys of one name (on this instance or on others sharing the database) are
+decided in the transaction: an update locks the endpoint's row, so each gets the next version
+in turn; a create that finds the name taken, or loses the insert, is :class:`DeployRaced`
+(409), unless it asked to ``override``, which makes it the next version. A database that
+cannot be reached during a change is :class:`RegistryUnavailable` (503, ``Retry-After``).
+
 Each version also keeps the description, docstring and schema the endpoint had
 while it was current, so a rollback restores them with the code.
 """
@@ -19,6 +25,7 @@ while it was current, so a rollback restores them with the code.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,17 +38,23 @@ from tabpy.registry.database import create_engine, write_transaction
 from tabpy.registry.deploy_request import DeployRequest, EndpointFields
 from tabpy.registry.endpoint import Endpoint, Version
 from tabpy.registry.registry_errors import (
-    EndpointExists,
+    DeployRaced,
+    RegistryUnavailable,
     UnknownArtifact,
     UnknownEndpoint,
     UnknownVersion,
 )
 from tabpy.registry.tables import artifacts_table, endpoints_table, meta_table, versions_table
 
-__all__ = ["ORPHAN_GRACE_SECONDS", "Registry", "display_url"]
+__all__ = ["ORPHAN_GRACE_SECONDS", "Registry", "display_url", "unavailable_errors"]
+
+logger = logging.getLogger(__name__)
 
 #: Unreferenced uploads younger than this are kept: a deploy may be about to use them.
 ORPHAN_GRACE_SECONDS = 3600
+
+#: An ``override`` create that loses the insert to a concurrent create retries as an update.
+_CREATE_ATTEMPTS = 3
 
 #: What a version remembers of its endpoint, as stored (``schema`` is JSON text).
 _VERSION_FIELDS = ("description", "docstring", "schema")
@@ -104,8 +117,13 @@ class Registry:
             return revision, {row.name: _endpoint(row) for row in conn.execute(query)}
 
     def get(self, name: str) -> Endpoint:
-        with self.engine.connect() as conn:
+        with unavailable_errors(), self.engine.connect() as conn:
             return _get(conn, name)
+
+    def names(self) -> set[str]:
+        """The names deployed now, read from the database (not from any instance's cache)."""
+        with unavailable_errors(), self.engine.connect() as conn:
+            return set(conn.execute(sa.select(endpoints_table.c.name)).scalars())
 
     def versions(self, name: str) -> list[Version]:
         """Every version of ``name``, oldest first, the one served now marked ``current``."""
@@ -119,7 +137,7 @@ class Registry:
             .where(versions_table.c.name == name)
             .order_by(versions_table.c.version)
         )
-        with self.engine.connect() as conn, conn.begin():
+        with unavailable_errors(), self.engine.connect() as conn, conn.begin():
             current = _get(conn, name).version
             return [_version(row, current) for row in conn.execute(query)]
 
@@ -154,22 +172,35 @@ class Registry:
 
     def put_artifact(self, sha256: str, data: bytes) -> bool:
         """Store an upload; False when the same bytes were already stored."""
-        with self._write() as conn:
-            if _has_artifact(conn, sha256):
-                return False
-            _insert_artifact(conn, sha256, data)
-            return True
+        try:
+            with self._write() as conn:
+                if _has_artifact(conn, sha256):
+                    return False
+                _insert_artifact(conn, sha256, data)
+                return True
+        except sa.exc.IntegrityError:  # the same bytes, uploaded at the same time elsewhere
+            return False
 
     def deploy(self, request: DeployRequest, artifact: str | None) -> Endpoint:
         """Apply a validated deploy; ``artifact`` is the new version's object, if it makes one.
 
         Whether the name is deployed is checked again here, in the transaction: the
         request was validated against a view that another instance may have changed since.
+        A create that finds the name taken becomes the next version with ``override``, and
+        is :class:`DeployRaced` without it.
         """
-        with self._write() as conn:
-            if request.creates:
-                return _create(conn, request, artifact)
-            return _update(conn, request, artifact)
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                with self._write() as conn:
+                    if request.creates and _find(conn, request.name) is None:
+                        return _create(conn, request, artifact)
+                    if request.creates and not request.override:
+                        raise DeployRaced(request.name)
+                    return _update(conn, request, artifact)
+            except sa.exc.IntegrityError:  # lost the insert to a concurrent create
+                if not request.override or attempt + 1 == _CREATE_ATTEMPTS:
+                    raise DeployRaced(request.name) from None
+        raise AssertionError("unreachable")
 
     def rollback(self, name: str, version: int) -> Endpoint:
         """Serve an earlier version again, as a new version number.
@@ -180,7 +211,7 @@ class Registry:
         instances stay valid.
         """
         with self._write() as conn:
-            current = _get(conn, name)
+            current = _get(conn, name, lock=True)
             row = conn.execute(
                 sa.select(versions_table).where(
                     versions_table.c.name == name, versions_table.c.version == version
@@ -225,8 +256,27 @@ class Registry:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with write_transaction(self.engine) as conn:
+        with unavailable_errors(), write_transaction(self.engine) as conn:
             yield conn
+
+
+@contextmanager
+def unavailable_errors() -> Iterator[None]:
+    """Turn "the database cannot be reached" into :class:`RegistryUnavailable`.
+
+    The driver's words (host, port, socket path) go to the log, never to the client.
+    Constraint violations are left alone: they are about the data, not the connection.
+    """
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        logger.warning("Registry unavailable: %s", (str(exc).splitlines() or [""])[0])
+        raise RegistryUnavailable() from None
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        logger.warning("Registry connection lost: %s", (str(exc).splitlines() or [""])[0])
+        raise RegistryUnavailable() from None
 
 
 # --- helpers on a connection (shared with the legacy import) --------------------------------
@@ -252,8 +302,6 @@ def insert_endpoint(conn: Connection, endpoint: Endpoint, versions: dict[int, st
 
 
 def _create(conn: Connection, request: DeployRequest, artifact: str | None) -> Endpoint:
-    if _find(conn, request.name) is not None:
-        raise EndpointExists(request.name)
     _require_artifact(conn, artifact)
     now = _now()
     fields = request.fields
@@ -279,7 +327,8 @@ def _create(conn: Connection, request: DeployRequest, artifact: str | None) -> E
 
 def _update(conn: Connection, request: DeployRequest, artifact: str | None) -> Endpoint:
     name = request.name
-    current = _get(conn, name)
+    # Locked until commit: concurrent updates of this endpoint take their versions in turn.
+    current = _get(conn, name, lock=True)
     values = {**_row(current), **_encode(request.fields), "last_modified_time": _now()}
     if request.new_version:
         _require_artifact(conn, artifact)
@@ -314,13 +363,16 @@ def _bump_revision(conn: Connection) -> None:
     )
 
 
-def _find(conn: Connection, name: str) -> Endpoint | None:
-    row = conn.execute(sa.select(endpoints_table).where(endpoints_table.c.name == name)).first()
+def _find(conn: Connection, name: str, *, lock: bool = False) -> Endpoint | None:
+    """``lock``: hold the row until the transaction ends (PostgreSQL; SQLite's write
+    transaction already excludes every other writer)."""
+    query = sa.select(endpoints_table).where(endpoints_table.c.name == name)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     return None if row is None else _endpoint(row)
 
 
-def _get(conn: Connection, name: str) -> Endpoint:
-    endpoint = _find(conn, name)
+def _get(conn: Connection, name: str, *, lock: bool = False) -> Endpoint:
+    endpoint = _find(conn, name, lock=lock)
     if endpoint is None:
         raise UnknownEndpoint(name)
     return endpoint
