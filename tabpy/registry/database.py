@@ -10,6 +10,12 @@ SQLite and PostgreSQL differ in how a writer takes its lock, and only here:
   (DDL is transactional there, so the lock covers the whole migration); on SQLite the
   write lock of ``BEGIN IMMEDIATE`` already does. Other databases get a plain
   transaction: run one instance at a time the first time a new version starts.
+
+A server database gets a bounded pool, at most :data:`POOL_SIZE` + :data:`POOL_OVERFLOW`
+connections per instance, so a fleet of N instances needs about 2 N of the database's
+``max_connections``: the catalog's revision poll and a readiness probe share the first one,
+a deploy or the load of a new object uses the second, and anything more waits up to
+:data:`POOL_TIMEOUT` seconds for one of them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["SQLITE_BUSY_SECONDS", "create_engine", "schema_transaction", "write_transaction"]
+__all__ = [
+    "POOL_OVERFLOW",
+    "POOL_SIZE",
+    "POOL_TIMEOUT",
+    "SQLITE_BUSY_SECONDS",
+    "create_engine",
+    "schema_transaction",
+    "write_transaction",
+]
 
 #: How long a SQLite writer waits for another to finish before giving up.
 SQLITE_BUSY_SECONDS = 30
@@ -30,12 +44,28 @@ SQLITE_BUSY_SECONDS = 30
 #: first 8 bytes of SHA-256("tabpy registry schema"), as a signed 64-bit integer.
 SCHEMA_LOCK_KEY = -0x180A_09D0_C7B5_34B7
 
+#: Connections a server keeps open to a server database, and how many more it may open.
+POOL_SIZE = 1
+POOL_OVERFLOW = 1
+#: Seconds a registry call waits for a free connection before failing (as "unavailable").
+POOL_TIMEOUT = 10
+
 _WRITE = "tabpy_write"
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, password: str | None = None) -> Engine:
+    """``password`` (from ``TABPY_REGISTRY_PASSWORD_FILE``) replaces the URL's, if any."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        target = sa.engine.make_url(url)
+        if password is not None:
+            target = target.set(password=password)
+        return sa.create_engine(
+            target,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT,
+        )
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
     )

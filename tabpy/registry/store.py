@@ -75,9 +75,9 @@ class Registry:
     refuses a registry newer than this code; without it the schema is used as it is.
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, password: str | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, password)
         if create:
             # Imported here: workers open the registry as it is and never load Alembic.
             from tabpy.registry.migrate import upgrade_schema
