@@ -148,3 +148,15 @@ def test_a_registry_that_cannot_be_reached_refuses_changes_without_naming_it(
         registry.delete("add")
     assert refused.value.retry_after == RETRY_AFTER_SECONDS
     assert str(tmp_path) not in refused.value.message + str(refused.value.info)
+
+
+def test_a_server_database_gets_a_pool_of_two_connections_and_the_file_password() -> None:
+    from tabpy.registry.database import create_engine
+
+    engine = create_engine("postgresql+psycopg://tabpy:in-url@db/tabpy", "from file")
+    try:
+        assert engine.url.password == "from file"
+        assert engine.pool.size() + engine.pool._max_overflow == 2  # type: ignore[attr-defined]
+        assert "from file" not in repr(engine.url)
+    finally:
+        engine.dispose()
