@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from deploy_support import client_for, pickled, upload
-from live_server import ServerProcess, running_server, wait_for
+from live_server import ServerProcess, run_tabpy, running_server, wait_for, write_config
 from postgres_support import ClusterControl, postgres_cluster
 
 DEPLOYS = 20
@@ -241,12 +241,14 @@ def test_sigterm_drains_then_exits_without_failing_a_request(tmp_path: Path) -> 
             )
             assert response.json()["reasons"] == ["draining: this instance is shutting down"]
             before = served
-            # Stop the load well before the drain ends: after it, the listener closes.
+            # Stop the load before the drain ends: after it, the listener closes and a new
+            # connection is refused (a load balancer has stopped sending by then).
             wait_for(lambda: time.monotonic() - signalled > drain - 1.0, drain, "the drain")
-            in_flight = server.evaluate("import time\ntime.sleep(1.5)\nreturn 2")
         finally:
             stop.set()
             loader.join()
+        # Started during the drain, still running when the listener closes: it finishes.
+        in_flight = server.evaluate("import time\ntime.sleep(1.5)\nreturn 2")
         assert in_flight.status_code == 200 and in_flight.json() == 2
         assert served > before, "requests kept being served during the drain"
         assert failures == []
@@ -267,3 +269,60 @@ def test_every_response_and_log_line_names_the_instance(tmp_path: Path) -> None:
         assert f"[instance {expected}]" in line
     with running_server(tmp_path / "t", {"TABPY_WORKERS": "1", "TABPY_INSTANCE_ID": "pod-7"}) as t:
         assert t.http.post("/evaluate", json={}).headers["X-TabPy-Instance"] == "pod-7"
+
+
+# --- start-up while the database is down ---------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_start_up_waits_for_the_database_then_serves(tmp_path: Path) -> None:
+    with postgres_cluster() as url:
+        cluster = ClusterControl(url)
+        cluster.stop()
+        settings = {"TABPY_REGISTRY_URL": url, "TABPY_WORKERS": "1"}
+        server = ServerProcess(tmp_path / "s", {**settings, "TABPY_REGISTRY_CONNECT_TIMEOUT": "30"})
+        starter = threading.Thread(target=server.start)
+        try:
+            starter.start()
+            wait_for(lambda: hasattr(server, "stderr"), 10, "the process")
+            wait_for(
+                lambda: server.stderr.text.count("not reachable (attempt") >= 2,
+                20,
+                "two logged retries",
+            )
+            cluster.start()
+            starter.join(60)
+            wait_for(lambda: server.http.get("/ready").status_code == 200, 30, "readiness")
+        finally:
+            starter.join(60)
+            server.kill()
+
+
+@pytest.mark.postgres
+def test_start_up_gives_up_after_the_timeout_with_one_line(tmp_path: Path) -> None:
+    with postgres_cluster() as url:
+        cluster = ClusterControl(url)
+        cluster.stop()
+        config = write_config(
+            tmp_path,
+            {
+                "TABPY_PORT": "0",
+                "TABPY_STATE_PATH": str(tmp_path),
+                "TABPY_REGISTRY_URL": url,
+                "TABPY_REGISTRY_CONNECT_TIMEOUT": "2",
+            },
+        )
+        started = time.monotonic()
+        try:
+            done = run_tabpy("--config", str(config), "--disable-auth-warning")
+        finally:
+            cluster.start()  # the cluster's own teardown stops it
+        assert done.returncode == 1
+        assert time.monotonic() - started >= 2
+        errors = [line for line in done.stderr.splitlines() if line.startswith("tabpy: ")]
+        assert len(errors) == 1, done.stderr
+        assert errors[0].startswith(
+            "tabpy: TABPY_REGISTRY_URL: cannot open the registry database after trying for 2 s"
+        )
+        assert "Traceback" not in done.stderr
+        assert done.stderr.count("not reachable (attempt") >= 2
