@@ -11,8 +11,9 @@ Every record logged while a request is handled carries that request's id as
 (``TABPY_LOG_FORMAT = json``) has a ``request_id`` field.
 
 Once the settings are known, every record also carries ``record.instance_id``
-(``TABPY_INSTANCE_ID``), so the lines of a fleet can be told apart: text lines get
-`` [instance <id>]`` and JSON lines an ``instance_id`` field. A config file's formats may use
+(``TABPY_INSTANCE_ID``), so the lines of a fleet can be told apart: JSON lines always have an
+``instance_id`` field, and text lines get `` [instance <id>]`` when the setting is given (a
+fleet sets it; a lone server's text lines stay as TabPy's). A config file's formats may use
 ``%(instance_id)s``.
 """
 
@@ -93,14 +94,17 @@ class _Identity:
     """Which instance this process is; logging is process-wide, so is this one value."""
 
     instance_id = _NO_INSTANCE
+    in_text = False
 
 
 _identity = _Identity()
 
 
-def set_instance_id(instance_id: str) -> None:
-    """Stamp ``instance_id`` on every record made from now on (``TABPY_INSTANCE_ID``)."""
+def set_instance_id(instance_id: str, *, in_text: bool = True) -> None:
+    """Stamp ``instance_id`` on every record made from now on (``TABPY_INSTANCE_ID``);
+    ``in_text``: also append it to the default text lines."""
     _identity.instance_id = instance_id
+    _identity.in_text = in_text
 
 
 def set_log_format(log_format: str) -> None:
@@ -123,7 +127,7 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         line = super().formatMessage(record)
         instance_id = getattr(record, "instance_id", _NO_INSTANCE)
-        if instance_id != _NO_INSTANCE:
+        if instance_id != _NO_INSTANCE and _identity.in_text:
             line = f"{line} [instance {instance_id}]"
         request_id = _request_id_of(record)
         return line if request_id == _NO_REQUEST else f"{line} [request {request_id}]"

@@ -125,7 +125,11 @@ def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]
     # after "Application startup complete".
     listeners = bind_listeners(settings.bind_address, settings.port)
     settings = with_bound_instance_id(settings, listeners)
-    set_instance_id(settings.instance_id)
+    # Text lines name the instance when a fleet names it; the default (host:port) would only
+    # lengthen every line of a lone server.
+    set_instance_id(
+        settings.instance_id, in_text=settings.sources.get("TABPY_INSTANCE_ID") != "default"
+    )
     try:
         return _serve_on(settings, build_context(settings), tls, listeners)
     finally:
