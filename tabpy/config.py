@@ -35,6 +35,7 @@ import math
 import os
 import pwd
 import re
+import socket
 import ssl
 import types
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_SIZE_MB",
     "DEFAULT_MINIMUM_TLS_VERSION",
     "DEFAULT_PORT",
+    "DEFAULT_DRAIN_SECONDS",
+    "DEFAULT_REGISTRY_CONNECT_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "LOG_FORMATS",
     "ConfigError",
@@ -84,6 +87,10 @@ DEFAULT_OAUTH_QUERY_SCOPE = "tabpy:query"
 DEFAULT_OAUTH_EVALUATE_SCOPE = "tabpy:evaluate"
 DEFAULT_OAUTH_DEPLOY_SCOPE = "tabpy:deploy"
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+#: How long start-up keeps retrying a registry database that does not answer.
+DEFAULT_REGISTRY_CONNECT_TIMEOUT = 60.0
+#: Seconds of "not ready" after SIGTERM before the listener closes (0: close at once).
+DEFAULT_DRAIN_SECONDS = 0.0
 # Failed logins per minute from one address as one user name before 429 (0: no limit).
 DEFAULT_AUTH_MAX_FAILURES = 10
 # How long verified Basic credentials stay cached after their last use (0: no cache).
@@ -186,6 +193,10 @@ class Settings:
     worker_memory_limit_mb: int
     shutdown_timeout: float
     registry_url: str
+    registry_password_file: Path | None
+    registry_connect_timeout: float
+    drain_seconds: float
+    instance_id: str
     log_format: str
     health_checks_public: bool
     max_header_kb: int
@@ -454,6 +465,21 @@ def _database_url(key: str, value: str) -> str:
     return value
 
 
+def _default_instance_id(resolve: Resolve) -> str:
+    # Port 0 (pick a free one) is replaced by the bound port once it is known (runner.py).
+    return f"{socket.gethostname()}:{resolve('port')}"
+
+
+def _instance_id(key: str, value: str) -> str:
+    # It goes into a response header and every log line: printable ASCII without spaces.
+    if len(value) > 128 or not all(33 <= ord(c) < 127 for c in value):
+        raise ConfigError(
+            f"{key} = {_show(value)}: use up to 128 printable ASCII characters without spaces "
+            "(for example the pod or host name)."
+        )
+    return value
+
+
 def _default_arrow_bind_address(resolve: Resolve) -> str:
     # Flight has the same authentication and TLS as HTTP, so it is no more exposed than HTTP;
     # loopback by default would silently break Tableau Prep on another machine.
@@ -561,6 +587,11 @@ _KEYS: tuple[_Key, ...] = (
          _memory_limit),
     _Key("TABPY_SHUTDOWN_TIMEOUT", "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, _seconds(True)),
     _Key("TABPY_REGISTRY_URL", "registry_url", _default_registry_url, _database_url),
+    _Key("TABPY_REGISTRY_PASSWORD_FILE", "registry_password_file", None, _any_path),
+    _Key("TABPY_REGISTRY_CONNECT_TIMEOUT", "registry_connect_timeout",
+         DEFAULT_REGISTRY_CONNECT_TIMEOUT, _seconds(True)),
+    _Key("TABPY_DRAIN_SECONDS", "drain_seconds", DEFAULT_DRAIN_SECONDS, _seconds(True)),
+    _Key("TABPY_INSTANCE_ID", "instance_id", _default_instance_id, _instance_id),
     _Key("TABPY_LOG_FORMAT", "log_format", DEFAULT_LOG_FORMAT, _log_format),
     _Key("TABPY_HEALTH_CHECKS_PUBLIC", "health_checks_public", False, _boolean),
     _Key("TABPY_MAX_HEADER_KB", "max_header_kb", DEFAULT_MAX_HEADER_KB, _kilobytes),

@@ -15,6 +15,7 @@ Hierarchy::
     ├── TooManyFailures            too many failed logins from one client
     ├── NotFound                   the thing named does not exist (or is switched off)
     │   └── ScriptsDisabled        TABPY_EVALUATE_ENABLE = false
+    ├── Conflict                   another request changed the same thing first; retry
     ├── PayloadTooLarge            TABPY_MAX_REQUEST_SIZE_MB
     ├── ServiceUnavailable         a dependency (the registry) cannot be reached right now
     ├── ScriptTimeout              TABPY_EVALUATE_TIMEOUT expired; the worker was replaced
@@ -33,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "Conflict",
     "CredentialsNotExpected",
     "ExecutionFailed",
     "InsufficientScope",
@@ -123,6 +125,13 @@ class ScriptsDisabled(NotFound):
             "Ad-hoc scripts have been disabled on this analytics extension, "
             "please contact your administrator."
         )
+
+
+class Conflict(TabPyError):
+    """A concurrent change (possibly on another instance) won the race for the same thing.
+
+    Nothing was changed by this request; sending it again decides it against the new state.
+    """
 
 
 class PayloadTooLarge(TabPyError):

@@ -9,6 +9,12 @@ Every record logged while a request is handled carries that request's id as
 ``record.request_id`` (``-`` outside requests), so formats in the config file may use
 ``%(request_id)s``. The default text format appends ``[request <id>]``; the JSON format
 (``TABPY_LOG_FORMAT = json``) has a ``request_id`` field.
+
+Once the settings are known, every record also carries ``record.instance_id``
+(``TABPY_INSTANCE_ID``), so the lines of a fleet can be told apart: JSON lines always have an
+``instance_id`` field, and text lines get `` [instance <id>]`` when the setting is given (a
+fleet sets it; a lone server's text lines stay as TabPy's). A config file's formats may use
+``%(instance_id)s``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ __all__ = [
     "TextFormatter",
     "configure_logging",
     "current_request_id",
+    "set_instance_id",
     "set_log_format",
 ]
 
@@ -41,6 +48,7 @@ _LOGGING_SECTIONS = ("loggers", "handlers", "formatters")
 # handlers installed by others (test runners, embedders) are left alone.
 _HANDLER_NAME = "tabpy-default"
 _NO_REQUEST = "-"
+_NO_INSTANCE = "-"
 
 #: The id of the request being handled; set by the server's outermost middleware. Tasks and
 #: threads started during a request (``asyncio.to_thread``) inherit it.
@@ -82,6 +90,23 @@ def configure_logging(config_file: Path | None, *, default_level: int = logging.
     root.setLevel(default_level)
 
 
+class _Identity:
+    """Which instance this process is; logging is process-wide, so is this one value."""
+
+    instance_id = _NO_INSTANCE
+    in_text = False
+
+
+_identity = _Identity()
+
+
+def set_instance_id(instance_id: str, *, in_text: bool = True) -> None:
+    """Stamp ``instance_id`` on every record made from now on (``TABPY_INSTANCE_ID``);
+    ``in_text``: also append it to the default text lines."""
+    _identity.instance_id = instance_id
+    _identity.in_text = in_text
+
+
 def set_log_format(log_format: str) -> None:
     """Apply ``TABPY_LOG_FORMAT`` once the settings are known.
 
@@ -101,6 +126,9 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         line = super().formatMessage(record)
+        instance_id = getattr(record, "instance_id", _NO_INSTANCE)
+        if instance_id != _NO_INSTANCE and _identity.in_text:
+            line = f"{line} [instance {instance_id}]"
         request_id = _request_id_of(record)
         return line if request_id == _NO_REQUEST else f"{line} [request {request_id}]"
 
@@ -125,6 +153,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        instance_id = getattr(record, "instance_id", _NO_INSTANCE)
+        if instance_id != _NO_INSTANCE:
+            document["instance_id"] = instance_id
         request_id = _request_id_of(record)
         if request_id != _NO_REQUEST:
             document["request_id"] = request_id
@@ -144,6 +175,7 @@ _RECORD_ATTRIBUTES = frozenset(
         "message",
         "asctime",
         "request_id",
+        "instance_id",
         "taskName",
     ]
 )
@@ -167,6 +199,7 @@ def _install_record_factory() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.request_id = current_request_id.get()
+        record.instance_id = _identity.instance_id
         return record
 
     factory.tabpy_request_id = True  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ import logging
 from typing import cast
 
 from tabpy.config import ConfigError, Settings
+from tabpy.registry.connect import connect_registry
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry, display_url
@@ -19,7 +20,7 @@ from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.context import ServerContext
 
-__all__ = ["build_context", "open_registry"]
+__all__ = ["build_context", "open_registry", "registry_password"]
 
 logger = logging.getLogger("tabpy.server")
 
@@ -66,16 +67,41 @@ def build_context(settings: Settings) -> ServerContext:
 
 
 def open_registry(settings: Settings) -> Registry:
+    """The registry, waited for up to ``TABPY_REGISTRY_CONNECT_TIMEOUT``; else one line."""
     try:
-        registry = Registry(
-            settings.registry_url, audit_retention_days=settings.audit_retention_days
+        registry = connect_registry(
+            settings.registry_url,
+            password=registry_password(settings),
+            timeout=settings.registry_connect_timeout,
+            audit_retention_days=settings.audit_retention_days,
         )
     except ConfigError:  # a registry we must not use (newer schema): its message says why
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the admin
+        waited = (
+            f" after trying for {settings.registry_connect_timeout:g} s"
+            if settings.registry_connect_timeout
+            else ""
+        )
         raise ConfigError(
-            f"TABPY_REGISTRY_URL: cannot open the registry database ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]}); check the URL, the server and its credentials."
+            f"TABPY_REGISTRY_URL: cannot open the registry database{waited} "
+            f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}); check the URL, "
+            "the server and its credentials."
         ) from None
     logger.info("Registry: %s", display_url(settings.registry_url))
     return registry
+
+
+def registry_password(settings: Settings) -> str | None:
+    """``TABPY_REGISTRY_PASSWORD_FILE``'s content without its trailing newline; never logged."""
+    path = settings.registry_password_file
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"TABPY_REGISTRY_PASSWORD_FILE = {path} cannot be read ({type(err).__name__}): "
+            "make it a UTF-8 text file readable by the server's user."
+        ) from None
+    return text.rstrip("\r\n")

@@ -10,10 +10,18 @@ SQLite and PostgreSQL differ in how a writer takes its lock, and only here:
   (DDL is transactional there, so the lock covers the whole migration); on SQLite the
   write lock of ``BEGIN IMMEDIATE`` already does. Other databases get a plain
   transaction: run one instance at a time the first time a new version starts.
+
+A server database gets a bounded pool, at most :data:`POOL_SIZE` + :data:`POOL_OVERFLOW`
+connections per instance, so a fleet of N instances needs about 2 N of the database's
+``max_connections``: the catalog's revision poll and a readiness probe share the first one,
+a deploy or the load of a new object uses the second, and anything more waits up to
+:data:`POOL_TIMEOUT` seconds for one of them.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +29,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["SQLITE_BUSY_SECONDS", "create_engine", "schema_transaction", "write_transaction"]
+__all__ = [
+    "POOL_OVERFLOW",
+    "POOL_SIZE",
+    "POOL_TIMEOUT",
+    "SQLITE_BUSY_SECONDS",
+    "create_engine",
+    "schema_transaction",
+    "write_transaction",
+]
 
 #: How long a SQLite writer waits for another to finish before giving up.
 SQLITE_BUSY_SECONDS = 30
@@ -30,12 +46,28 @@ SQLITE_BUSY_SECONDS = 30
 #: first 8 bytes of SHA-256("tabpy registry schema"), as a signed 64-bit integer.
 SCHEMA_LOCK_KEY = -0x180A_09D0_C7B5_34B7
 
+#: Connections a server keeps open to a server database, and how many more it may open.
+POOL_SIZE = 1
+POOL_OVERFLOW = 1
+#: Seconds a registry call waits for a free connection before failing (as "unavailable").
+POOL_TIMEOUT = 10
+
 _WRITE = "tabpy_write"
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, password: str | None = None) -> Engine:
+    """``password`` (from ``TABPY_REGISTRY_PASSWORD_FILE``) replaces the URL's, if any."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        target = sa.engine.make_url(url)
+        if password is not None:
+            target = target.set(password=password)
+        return sa.create_engine(
+            target,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT,
+        )
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
     )
@@ -45,7 +77,7 @@ def create_engine(url: str) -> Engine:
         # Let SQLAlchemy's "begin" event decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
@@ -55,6 +87,24 @@ def create_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting out other processes doing the same.
+
+    Switching a new database to WAL needs it to itself, and SQLite answers "database is
+    locked" at once rather than through the busy timeout; several servers starting together
+    on one new file meet exactly that. Once a file is in WAL mode the pragma is free.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -68,13 +68,16 @@ class DeployRequest:
     """A valid deploy: which endpoint, which fields, and the new version's object if any.
 
     ``source`` is None when no new version is made (an update of fields only) or when the
-    new endpoint is an alias, which runs no object of its own.
+    new endpoint is an alias, which runs no object of its own. ``override`` (a create only)
+    makes the deploy the next version if the database already has the name, which this
+    instance's possibly stale view may not know yet.
     """
 
     name: str
     creates: bool
     fields: EndpointFields
     source: Source | None = None
+    override: bool = False
 
     @property
     def new_version(self) -> bool:
@@ -84,12 +87,16 @@ class DeployRequest:
     def to_create(
         cls, body: Mapping[str, Any], deployed: Container[str], staging: Path
     ) -> DeployRequest:
-        """``POST /endpoints``; ``deployed`` holds the names in use, ``staging`` is the
-        folder ``src_path`` must be inside."""
+        """``POST /endpoints``; ``deployed`` holds the names in use (read from the database),
+        ``staging`` is the folder ``src_path`` must be inside. ``"override": true`` in the
+        body deploys over an existing name as its next version."""
         if "name" not in body:
             raise InvalidRequest("name is required to add an endpoint.")
         name = check_name(body["name"])
-        if name in deployed:
+        override = body.get("override", False)
+        if not isinstance(override, bool):
+            raise InvalidRequest("override must be true or false.")
+        if name in deployed and not override:
             raise EndpointExists(name)
         _check_fields(body)
         source = _source(body, name, staging)
@@ -107,7 +114,7 @@ class DeployRequest:
             dependencies=body.get("dependencies", []),
             target=body.get("target"),
         )
-        return cls(name, True, fields, source)
+        return cls(name, True, fields, source, override)
 
     @classmethod
     def to_update(

@@ -6,6 +6,10 @@ Hierarchy (under :mod:`tabpy.errors`)::
     ├── EndpointExists       deploying a name that is already deployed
     ├── UnknownArtifact      a deploy names an object that was never uploaded
     └── LastAdmin            revoking the only admin grant over HTTP
+    Conflict
+    └── DeployRaced          another deploy of the same name committed first
+    ServiceUnavailable
+    └── RegistryUnavailable  the registry database cannot be reached (never names its host)
     NotFound
     ├── UnknownEndpoint      updating or deleting a name that is not deployed
     ├── UnknownVersion       rolling back to a version the endpoint never had
@@ -25,12 +29,36 @@ A registry the server cannot use stops start-up instead (``tabpy.config.ConfigEr
 from __future__ import annotations
 
 from tabpy.config import ConfigError
-from tabpy.errors import InvalidRequest, NotFound
+from tabpy.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+
+#: What a refused write tells the client to wait before trying again, in seconds.
+RETRY_AFTER_SECONDS = 5
 
 
 class EndpointExists(InvalidRequest):
     def __init__(self, name: str) -> None:
         super().__init__(f"endpoint {name} already exists.")
+
+
+class DeployRaced(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"endpoint {name} was changed by another deploy at the same time.",
+            "Nothing was changed by this request. Read the endpoint again and retry; "
+            'send "override": true to deploy it as the next version whatever happened.',
+        )
+
+
+class RegistryUnavailable(ServiceUnavailable):
+    """The database is down or unreachable; the words never say where it is."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The endpoint registry is unavailable right now; nothing was changed.",
+            f"Retry in {RETRY_AFTER_SECONDS} seconds. Queries and evaluations keep working "
+            "meanwhile.",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
 
 
 class UnknownArtifact(InvalidRequest):

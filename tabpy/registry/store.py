@@ -12,6 +12,12 @@ SHA-256, so every instance and every worker reads the same bytes and no shared
 disk is needed.  ``revision`` grows with every change: servers and workers
 compare it to know when their cached view is stale.
 
+Concurrent deploys of one name (on this instance or on others sharing the database) are
+decided in the transaction: an update locks the endpoint's row, so each gets the next version
+in turn; a create that finds the name taken, or loses the insert, is :class:`DeployRaced`
+(409), unless it asked to ``override``, which makes it the next version. A database that
+cannot be reached during a change is :class:`RegistryUnavailable` (503, ``Retry-After``).
+
 Each version also keeps the description, docstring and schema the endpoint had
 while it was current, so a rollback restores them with the code.
 
@@ -25,6 +31,7 @@ change is made under; a refusal is audited on its own and the change never happe
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -41,15 +48,18 @@ from tabpy.registry.deploy_request import DeployRequest, EndpointFields
 from tabpy.registry.endpoint import Endpoint, Version
 from tabpy.registry.grants import AccessChange, EndpointAccess, StoredAccess
 from tabpy.registry.registry_errors import (
-    EndpointExists,
+    DeployRaced,
     LastAdmin,
+    RegistryUnavailable,
     UnknownArtifact,
     UnknownEndpoint,
     UnknownVersion,
 )
 from tabpy.registry.tables import artifacts_table, endpoints_table, meta_table, versions_table
 
-__all__ = ["ORPHAN_GRACE_SECONDS", "Authorize", "Registry", "display_url"]
+__all__ = ["ORPHAN_GRACE_SECONDS", "Authorize", "Registry", "display_url", "unavailable_errors"]
+
+logger = logging.getLogger(__name__)
 
 #: Unreferenced uploads younger than this are kept: a deploy may be about to use them.
 ORPHAN_GRACE_SECONDS = 3600
@@ -61,6 +71,9 @@ PRUNE_SECONDS = 3600
 Authorize = Callable[[EndpointAccess], None]
 #: Told (action, outcome) after each audit entry is committed: the server counts them.
 AuditListener = Callable[[str, str], None]
+
+#: An ``override`` create that loses the insert to a concurrent create retries as an update.
+_CREATE_ATTEMPTS = 3
 
 #: What a version remembers of its endpoint, as stored (``schema`` is JSON text).
 _VERSION_FIELDS = ("description", "docstring", "schema")
@@ -81,12 +94,19 @@ class Registry:
     refuses a registry newer than this code; without it the schema is used as it is.
     """
 
-    def __init__(self, url: str, *, create: bool = True, audit_retention_days: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        password: str | None = None,
+        audit_retention_days: int = 0,
+    ) -> None:
         self.url = url
         self.audit_retention_days = audit_retention_days
         self.on_audit: AuditListener | None = None
         self._pruned_at = -float("inf")
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, password)
         if create:
             # Imported here: workers open the registry as it is and never load Alembic.
             from tabpy.registry.migrate import upgrade_schema
@@ -126,8 +146,13 @@ class Registry:
             return revision, {row.name: _endpoint(row) for row in conn.execute(query)}
 
     def get(self, name: str) -> Endpoint:
-        with self.engine.connect() as conn:
+        with unavailable_errors(), self.engine.connect() as conn:
             return _get(conn, name)
+
+    def names(self) -> set[str]:
+        """The names deployed now, read from the database (not from any instance's cache)."""
+        with unavailable_errors(), self.engine.connect() as conn:
+            return set(conn.execute(sa.select(endpoints_table.c.name)).scalars())
 
     def versions(self, name: str) -> list[Version]:
         """Every version of ``name``, oldest first, the one served now marked ``current``."""
@@ -141,7 +166,7 @@ class Registry:
             .where(versions_table.c.name == name)
             .order_by(versions_table.c.version)
         )
-        with self.engine.connect() as conn, conn.begin():
+        with unavailable_errors(), self.engine.connect() as conn, conn.begin():
             current = _get(conn, name).version
             return [_version(row, current) for row in conn.execute(query)]
 
@@ -176,11 +201,14 @@ class Registry:
 
     def put_artifact(self, sha256: str, data: bytes) -> bool:
         """Store an upload; False when the same bytes were already stored."""
-        with self._write() as conn:
-            if _has_artifact(conn, sha256):
-                return False
-            _insert_artifact(conn, sha256, data)
-            return True
+        try:
+            with self._write() as conn:
+                if _has_artifact(conn, sha256):
+                    return False
+                _insert_artifact(conn, sha256, data)
+                return True
+        except sa.exc.IntegrityError:  # the same bytes, uploaded at the same time elsewhere
+            return False
 
     def deploy(
         self,
@@ -196,24 +224,34 @@ class Registry:
         Whether the name is deployed is checked again here, in the transaction: the
         request was validated against a view that another instance may have changed since.
         ``access`` sets owners and callers; ``authorize`` vets an update against the current
-        owners (a creation has none yet).
+        owners (a creation has none yet). A create that finds the name taken becomes the next
+        version with ``override``, and is :class:`DeployRaced` without it.
         """
         action: Action = "deploy" if request.creates else "update"
 
         def change(conn: Connection) -> tuple[Endpoint, str]:
-            if request.creates:
+            created = request.creates and _find(conn, request.name) is None
+            if created:
                 endpoint = _create(conn, request, artifact)
+            elif request.creates and not request.override:
+                raise DeployRaced(request.name)
             else:
                 _authorize(conn, request.name, authorize)
                 endpoint = _update(conn, request, artifact)
             detail = _deploy_detail(request, artifact)
             if access is not None and grants.set_access(conn, request.name, access):
                 detail += _access_detail(access)
-            elif request.creates:
+            elif created:
                 grants.bump_access_revision(conn)  # a new endpoint: no stale rules of the name
             return endpoint, detail
 
-        return self._change(actor, action, request.name, change)
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                return self._change(actor, action, request.name, change)
+            except sa.exc.IntegrityError:  # lost the insert to a concurrent create
+                if not request.override or attempt + 1 == _CREATE_ATTEMPTS:
+                    raise DeployRaced(request.name) from None
+        raise AssertionError("unreachable")
 
     def rollback(
         self,
@@ -232,7 +270,7 @@ class Registry:
         """
 
         def change(conn: Connection) -> tuple[Endpoint, str]:
-            current = _get(conn, name)
+            current = _get(conn, name, lock=True)
             _authorize(conn, name, authorize)
             row = conn.execute(
                 sa.select(versions_table).where(
@@ -418,8 +456,27 @@ class Registry:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with write_transaction(self.engine) as conn:
+        with unavailable_errors(), write_transaction(self.engine) as conn:
             yield conn
+
+
+@contextmanager
+def unavailable_errors() -> Iterator[None]:
+    """Turn "the database cannot be reached" into :class:`RegistryUnavailable`.
+
+    The driver's words (host, port, socket path) go to the log, never to the client.
+    Constraint violations are left alone: they are about the data, not the connection.
+    """
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        logger.warning("Registry unavailable: %s", (str(exc).splitlines() or [""])[0])
+        raise RegistryUnavailable() from None
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        logger.warning("Registry connection lost: %s", (str(exc).splitlines() or [""])[0])
+        raise RegistryUnavailable() from None
 
 
 # --- helpers on a connection (shared with the legacy import) --------------------------------
@@ -445,8 +502,6 @@ def insert_endpoint(conn: Connection, endpoint: Endpoint, versions: dict[int, st
 
 
 def _create(conn: Connection, request: DeployRequest, artifact: str | None) -> Endpoint:
-    if _find(conn, request.name) is not None:
-        raise EndpointExists(request.name)
     _require_artifact(conn, artifact)
     now = _now()
     fields = request.fields
@@ -472,7 +527,8 @@ def _create(conn: Connection, request: DeployRequest, artifact: str | None) -> E
 
 def _update(conn: Connection, request: DeployRequest, artifact: str | None) -> Endpoint:
     name = request.name
-    current = _get(conn, name)
+    # Locked until commit: concurrent updates of this endpoint take their versions in turn.
+    current = _get(conn, name, lock=True)
     values = {**_row(current), **_encode(request.fields), "last_modified_time": _now()}
     if request.new_version:
         _require_artifact(conn, artifact)
@@ -531,13 +587,16 @@ def _bump_revision(conn: Connection) -> None:
     )
 
 
-def _find(conn: Connection, name: str) -> Endpoint | None:
-    row = conn.execute(sa.select(endpoints_table).where(endpoints_table.c.name == name)).first()
+def _find(conn: Connection, name: str, *, lock: bool = False) -> Endpoint | None:
+    """``lock``: hold the row until the transaction ends (PostgreSQL; SQLite's write
+    transaction already excludes every other writer)."""
+    query = sa.select(endpoints_table).where(endpoints_table.c.name == name)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     return None if row is None else _endpoint(row)
 
 
-def _get(conn: Connection, name: str) -> Endpoint:
-    endpoint = _find(conn, name)
+def _get(conn: Connection, name: str, *, lock: bool = False) -> Endpoint:
+    endpoint = _find(conn, name, lock=lock)
     if endpoint is None:
         raise UnknownEndpoint(name)
     return endpoint

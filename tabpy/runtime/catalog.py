@@ -77,6 +77,8 @@ class Catalog:
         self._checks: dict[tuple[str, int, str | None], asyncio.Task[LoadState]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
+        #: False while the revision poll fails: the catalog serves what it last read.
+        self.registry_reachable = True
 
     async def start(self) -> None:
         await self.refresh()
@@ -198,5 +200,11 @@ class Catalog:
                 revision = await asyncio.to_thread(self.registry.revision)
                 if revision != self.revision:
                     await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep watching; /ready reports it
-                logger.warning("Registry check failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - keep serving what is loaded
+                if self.registry_reachable:
+                    logger.warning("Registry check failed: %s", exc)
+                self.registry_reachable = False
+            else:
+                if not self.registry_reachable:
+                    logger.info("Registry reachable again")
+                self.registry_reachable = True

@@ -90,7 +90,7 @@ def create_app(context: ServerContext) -> Starlette:
     app.router.redirect_slashes = False
     # Added first so that it runs inside Observe: refused requests are logged and counted too.
     app.add_middleware(AuthMiddleware, context=context, routes=routes)
-    app.add_middleware(Observe, metrics=context.metrics)
+    app.add_middleware(Observe, metrics=context.metrics, instance_id=context.settings.instance_id)
     # Outermost: every log line and limit then sees the client behind a trusted proxy.
     app.add_middleware(ProxyHeaders, trusted=TrustedProxies(context.settings.trusted_proxies))
     return app

@@ -50,6 +50,8 @@ class ServerContext:
     #: the tables themselves (Arrow Flight when ``TABPY_ARROW_ENABLE`` is true); None: no tables.
     tables: TableService | None = None
     started_at: float = field(default_factory=time.time)
+    #: True from SIGTERM on (``TABPY_DRAIN_SECONDS``): ``/ready`` answers 503, all else serves.
+    draining: bool = False
     cors: dict[str, str] = field(init=False)
     metrics: Metrics = field(init=False)
 

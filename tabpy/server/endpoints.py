@@ -64,9 +64,9 @@ class Endpoints:
 
     async def create(self, request: Request) -> Response:
         body = await self._body(request)
-        deploy = DeployRequest.to_create(
-            body, self.context.catalog.endpoints, self.context.staging_path
-        )
+        # Against the database, not the catalog: another instance may have deployed it.
+        deployed = await asyncio.to_thread(self.registry.names)
+        deploy = DeployRequest.to_create(body, deployed, self.context.staging_path)
         access = access_change(body)
         deployer = principal_of(request)
         if deployer.user is not None:  # a new endpoint belongs to whoever deployed it
@@ -77,9 +77,8 @@ class Endpoints:
     async def update(self, request: Request) -> Response:
         name = request.path_params["name"]
         body = await self._body(request)
-        deploy = DeployRequest.to_update(
-            name, body, self.context.catalog.endpoints, self.context.staging_path
-        )
+        deployed = await asyncio.to_thread(self.registry.names)
+        deploy = DeployRequest.to_update(name, body, deployed, self.context.staging_path)
         return self._reply(await self._deploy(request, deploy, access_change(body)), 200)
 
     async def delete(self, request: Request) -> Response:

@@ -3,11 +3,17 @@
 ``/health`` answers 200 as long as the event loop runs; it touches nothing else, so a slow
 database or a busy worker pool never makes a healthy process look dead (and get restarted).
 
-``/ready`` answers 200 when the server can do its work: at least one worker process is ready
-and the registry database answers a one-row query within :data:`REGISTRY_TIMEOUT` seconds.
-Otherwise 503 with the reasons, so traffic goes elsewhere until it recovers. The registry
-query runs in a thread; at most one runs at a time, and its answer is reused for
-:data:`CACHE_SECONDS`, so a flood of probes costs the database one query per second at most.
+``/ready`` answers 200 when this instance can serve: at least one worker process is ready and
+its catalog has been loaded from the registry once. Otherwise, or while it drains after SIGTERM
+(``TABPY_DRAIN_SECONDS``), 503 with the reasons, so traffic goes elsewhere.
+
+The shared registry database is not a condition: every instance of a fleet shares it, so
+tying readiness to it would take the whole fleet out of a load balancer at once, while each
+instance still serves every endpoint from memory. A database that does not answer a one-row
+query within :data:`REGISTRY_TIMEOUT` seconds makes the reply ``"status": "degraded"`` (still
+200; deploys answer 503 meanwhile). The query runs in a thread; at most one runs at a time,
+and its answer is reused for :data:`CACHE_SECONDS`, so a flood of probes costs the database one
+query per second at most.
 
 Both need credentials like every route, unless ``TABPY_HEALTH_CHECKS_PUBLIC`` is on. Public
 replies leave out the database's error text (it can name hosts and paths); the log has it.
@@ -49,18 +55,23 @@ class Health:
     async def ready(self, request: Request) -> Response:
         pool = self.context.pool
         reasons = []
+        if self.context.draining:
+            reasons.append("draining: this instance is shutting down")
         if pool.ready_workers == 0:
             reasons.append(f"no worker process is ready (0 of {pool.size} started)")
+        if self.context.catalog.revision < 0:
+            reasons.append("the endpoints have not been loaded from the registry yet")
         registry_error = await self._check_registry()
-        if registry_error is not None:
-            reasons.append(registry_error)
+        status = "not ready" if reasons else "degraded" if registry_error else "ready"
         body: dict[str, object] = {
-            "status": "not ready" if reasons else "ready",
+            "status": status,
             "workers": {"ready": pool.ready_workers, "configured": pool.size},
             "registry": "unavailable" if registry_error else "ok",
         }
         if reasons:
             body["reasons"] = reasons
+        if registry_error:
+            body["degraded"] = [registry_error]
         return RawResponse(json.dumps(body).encode(), 503 if reasons else 200, JSON, _NO_STORE)
 
     async def _check_registry(self) -> str | None:
@@ -86,11 +97,11 @@ class Health:
             detail = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         if detail is not None:
             if not self._failing:
-                logger.warning("Not ready: registry check failed (%s)", detail)
+                logger.warning("Degraded: registry check failed (%s)", detail)
             if not self.context.settings.health_checks_public:
                 error = f"the registry cannot be read ({detail})"
         elif self._failing:
-            logger.info("Ready again: the registry answers")
+            logger.info("No longer degraded: the registry answers")
         self._failing = detail is not None
         self._checked_at, self._registry_error = loop.time(), error
         return error

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tabpy.errors import (
+    Conflict,
     CredentialsNotExpected,
     ExecutionFailed,
     InsufficientScope,
@@ -60,6 +61,7 @@ _STATUS: dict[type[TabPyError], int] = {
     NotFound: 404,
     CredentialsNotExpected: 406,
     ScriptTimeout: 408,
+    Conflict: 409,
     PayloadTooLarge: 413,
     TooManyFailures: 429,
     ExecutionFailed: 500,

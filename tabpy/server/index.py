@@ -43,7 +43,7 @@ from tabpy.config import Settings
 from tabpy.registry.audit import AuditEntry, AuditQuery
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
-from tabpy.runtime.catalog import LoadState, LoadStatus
+from tabpy.runtime.catalog import Catalog, LoadState, LoadStatus
 from tabpy.server.actors import principal_of
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
@@ -92,6 +92,7 @@ _DOCS = (
     ("nginx.md", "Behind nginx with TLS"),
     ("monitoring.md", "Monitoring: health, metrics, logs"),
     ("tableau.md", "Connecting Tableau"),
+    ("fleet.md", "Running a fleet"),
     ("migrating.md", "Migrating from TabPy"),
     ("troubleshooting.md", "Troubleshooting"),
 )
@@ -200,6 +201,13 @@ def _duration(seconds: float) -> str:
     return f"{days}d {hours}h {minutes}m {secs}s" if days else f"{hours}h {minutes}m {secs}s"
 
 
+def registry_text(url: str, catalog: Catalog) -> str:
+    """The registry without its password, and whether it answers (degraded when not)."""
+    if catalog.registry_reachable:
+        return display_url(url)
+    return f"{display_url(url)}: unavailable; serving the endpoints loaded before (degraded)"
+
+
 def _public_text(is_public: object) -> str:
     if isinstance(is_public, bool):
         return "public" if is_public else "not public"
@@ -284,7 +292,8 @@ class Index:
             ("Maximum request size", f"{settings.max_request_size_mb} MB"),
             ("Gzip request bodies", "accepted" if settings.gzip_enabled else "refused"),
             ("State location", str(settings.state_path)),
-            ("Registry", display_url(settings.registry_url)),
+            ("Instance", settings.instance_id),
+            ("Registry", registry_text(settings.registry_url, self.context.catalog)),
             ("Log format", settings.log_format),
             ("Call context logging", "on" if settings.log_details else "off"),
             ("Health checks", health_checks_text(settings)),

@@ -133,6 +133,13 @@ class Metrics:
         Info("tabpy_build", "The running tabpy version.", registry=registry).info(
             {"version": __version__}
         )
+        # An info metric rather than a label on every series: Prometheus joins on it when
+        # needed (its own "instance" label is the scrape address, which may be a proxy's).
+        self.instance = Info(
+            "tabpy_instance",
+            "Which instance of a fleet this is (TABPY_INSTANCE_ID).",
+            registry=registry,
+        )
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         # Label lookups cost more than the updates themselves; keep the children.
@@ -254,6 +261,10 @@ class RuntimeCollector:
         revision = GaugeMetricFamily(
             "tabpy_registry_revision", "Registry revision this server has loaded."
         )
+        reachable = GaugeMetricFamily(
+            "tabpy_registry_up",
+            "1 while the registry database answers; 0: degraded, serving what is loaded.",
+        )
         if pool is not None:
             # Every cause is always exported, so a rate() works before the first restart.
             for cause in RestartCause:
@@ -269,7 +280,8 @@ class RuntimeCollector:
             for status, count in by_status.items():
                 endpoints.add_metric([status.value], count)
             revision.add_metric([], max(catalog.revision, 0))
-        yield from (restarts, ready, size, containment, endpoints, revision)
+            reachable.add_metric([], 1 if catalog.registry_reachable else 0)
+        yield from (restarts, ready, size, containment, endpoints, revision, reachable)
 
 
 class MetricsPage:

@@ -6,7 +6,8 @@ costs one clock read at each end, one header scan and a few dictionary lookups.
 The request id is the client's ``X-Request-ID`` when it looks sane (1 to 128 letters, digits
 and ``._:=+/-``; a proxy such as nginx can pass its own), otherwise 32 random hex digits. It is
 set in :data:`tabpy.logs.current_request_id` for every log line written during the request and
-sent back in the ``X-Request-ID`` response header.
+sent back in the ``X-Request-ID`` response header. Every response also says which instance of
+a fleet answered, in ``X-TabPy-Instance`` (``TABPY_INSTANCE_ID``), a header built once.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from tabpy.logs import current_request_id
 from tabpy.server.access_log import log_access
 from tabpy.server.metrics import UNMATCHED, Metrics
 
-__all__ = ["ENDPOINT_KEY", "REQUEST_ID_HEADER", "Observe"]
+__all__ = ["ENDPOINT_KEY", "INSTANCE_HEADER", "REQUEST_ID_HEADER", "Observe"]
 
 REQUEST_ID_HEADER = "X-Request-ID"
+INSTANCE_HEADER = "X-TabPy-Instance"
 #: Scope key a handler sets to the name of the endpoint it ran, for per-endpoint latency.
 ENDPOINT_KEY = "tabpy.endpoint"
 _HEADER = REQUEST_ID_HEADER.lower().encode("ascii")
@@ -33,12 +35,17 @@ _SANE_ID = re.compile(rb"[A-Za-z0-9._:=+/-]{1,128}")
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, instance_id: str = "") -> None:
         self.app = app
         self.metrics = metrics
         # Request ids need to be unique, not secret: a generator seeded once saves a system call
         # (getrandom) per request.
         self._ids = random.Random(os.urandom(32))
+        self._instance: tuple[tuple[bytes, bytes], ...] = (
+            ((INSTANCE_HEADER.lower().encode("ascii"), instance_id.encode("ascii")),)
+            if instance_id
+            else ()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,13 +62,14 @@ class Observe:
         if request_id is None:
             request_id = b"%032x" % self._ids.getrandbits(128)
         id_header = (_HEADER, request_id)
+        instance = self._instance
         status = 500  # what the client saw if the app failed before answering
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [*message.get("headers", ()), id_header, *instance]
             await send(message)
 
         token = current_request_id.set(request_id.decode("ascii"))

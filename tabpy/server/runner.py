@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import math
@@ -11,6 +12,7 @@ import resource
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from types import FrameType
 
@@ -18,6 +20,7 @@ import prometheus_client
 import uvicorn
 
 from tabpy.config import ConfigError, Settings
+from tabpy.logs import set_instance_id
 from tabpy.runtime.tables import TableService
 from tabpy.security.tls import server_context
 from tabpy.server.app import create_app
@@ -39,6 +42,11 @@ class TabPyServer(uvicorn.Server):
     #: The table service (Arrow Flight), started after HTTP and stopped beside it.
     tables: TableService | None = None
     failed = False
+    #: Seconds of "not ready" between SIGTERM and closing the listener (TABPY_DRAIN_SECONDS).
+    drain_seconds = 0.0
+    #: Called when the drain starts (marks the context so that /ready answers 503).
+    on_drain: Callable[[], None] | None = None
+    _drain_ends: float | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.ssl is not None:
@@ -75,9 +83,32 @@ class TabPyServer(uvicorn.Server):
         return self.config.port
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGTERM first drains: /ready says 503 while everything else still serves, so that
+        load balancers and Kubernetes stop sending new work before the listener closes. A
+        second signal, or SIGINT, stops at once (in-flight requests still finish)."""
+        first_term = sig == signal.SIGTERM and self._drain_ends is None and not self.should_exit
+        if first_term and self.drain_seconds > 0:
+            logger.info(
+                "Draining on signal %d: not ready for %g s, then exiting...",
+                sig,
+                self.drain_seconds,
+            )
+            self._drain_ends = time.monotonic() + self.drain_seconds
+            if self.on_drain is not None:
+                self.on_drain()
+            return
         if not self.should_exit:
             logger.info("Exiting on signal %d...", sig)
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        # The main loop ticks every 0.1 s; the drain ends on the first tick past its deadline.
+        ends = self._drain_ends
+        if ends is not None and not self.should_exit and time.monotonic() >= ends:
+            logger.info("Drain finished; exiting...")
+            self._captured_signals.append(signal.SIGTERM)
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]) -> int:
@@ -93,6 +124,12 @@ def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]
     # Before anything else starts: a port in use is a one-line ConfigError, not an exit code 3
     # after "Application startup complete".
     listeners = bind_listeners(settings.bind_address, settings.port)
+    settings = with_bound_instance_id(settings, listeners)
+    # Text lines name the instance when a fleet names it; the default (host:port) would only
+    # lengthen every line of a lone server.
+    set_instance_id(
+        settings.instance_id, in_text=settings.sources.get("TABPY_INSTANCE_ID") != "default"
+    )
     try:
         return _serve_on(settings, build_context(settings), tls, listeners)
     finally:
@@ -109,6 +146,7 @@ def _serve_on(
     # Process-wide, hence here: *_created series double what Prometheus stores, for nothing
     # that process_start_time_seconds does not already say.
     prometheus_client.disable_created_metrics()
+    context.metrics.instance.info({"instance_id": settings.instance_id})
     config = uvicorn.Config(
         create_app(context),
         host=settings.bind_address,
@@ -131,6 +169,12 @@ def _serve_on(
     connections = server.server_state.connections
     context.metrics.http_connections.set_function(lambda: len(connections))
     server.on_hangup = context.auth.reload
+    server.drain_seconds = settings.drain_seconds
+
+    def drain() -> None:
+        context.draining = True
+
+    server.on_drain = drain
     server.tables = context.tables
     # uvicorn re-raises the shutdown signal after a graceful stop; with these
     # handlers in place by then, the process still exits 0.
@@ -146,6 +190,14 @@ def _serve_on(
         logging.shutdown()
         os._exit(code)
     return code
+
+
+def with_bound_instance_id(settings: Settings, listeners: list[socket.socket]) -> Settings:
+    """The default ``TABPY_INSTANCE_ID`` (host:port) with the real port when the setting is 0."""
+    if settings.sources.get("TABPY_INSTANCE_ID") != "default" or settings.port or not listeners:
+        return settings
+    port = listeners[0].getsockname()[1]
+    return dataclasses.replace(settings, instance_id=f"{socket.gethostname()}:{port}")
 
 
 def _allow_open_files(connections: int) -> None:

@@ -212,6 +212,10 @@ class Client:
             src_path=src_path,
         )
         if current is None:
+            if override:
+                # This server's listing may lag behind another instance's deploy of the same
+                # name; the server then decides against its database (TabPy ignores the field).
+                body["override"] = True
             response = self._connection.request(
                 "POST", "endpoints", expect=(200, 201), json_body=body
             )

@@ -73,3 +73,28 @@ def postgres_cluster() -> Iterator[str]:
     finally:
         run("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class ClusterControl:
+    """Stops and restarts the cluster behind a :func:`postgres_cluster` URL (an outage)."""
+
+    def __init__(self, url: str) -> None:
+        query = url.partition("?host=")[2]
+        self.socket_dir = Path(query)
+        self.data = self.socket_dir.parent / "data"
+        binaries = _binaries()
+        assert binaries is not None
+        self.pg_ctl = str(binaries / "pg_ctl")
+
+    def _run(self, *args: str) -> None:
+        command = _as_owner([self.pg_ctl, "-D", str(self.data), *args])
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+
+    def stop(self) -> None:
+        self._run("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -c fsync=off"
+        )
+        self._run("-o", options, "-w", "-l", str(self.socket_dir.parent / "log"), "start")

@@ -3,14 +3,12 @@ while the registry database is down."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from live_server import ServerProcess, wait_for
-from postgres_support import _as_owner, _binaries, postgres_cluster
+from postgres_support import ClusterControl, postgres_cluster
 from security_support import basic, password_line
 
 ALICE = basic("alice", "P@ssw0rd")
@@ -68,39 +66,39 @@ def test_public_health_checks_ignore_credentials_on_a_server_without_auth(
 
 
 @pytest.mark.postgres
-def test_ready_turns_false_while_the_registry_is_down(
+def test_ready_stays_true_but_degraded_while_the_registry_is_down(
     launch: Callable[..., ServerProcess],
 ) -> None:
+    # Every instance shares the database: its outage must not empty the load balancer.
     with postgres_cluster() as url:
-        socket_dir = Path(parse_qs(urlparse(url).query)["host"][0])
-        data = socket_dir.parent / "data"
-        binaries = _binaries()
-        assert binaries is not None
-
-        def pg_ctl(*args: str) -> None:
-            command = _as_owner([str(binaries / "pg_ctl"), "-D", str(data), *args])
-            subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
-
+        cluster = ClusterControl(url)
         server = launch({"TABPY_WORKERS": "1", "TABPY_REGISTRY_URL": url})
         wait_for(lambda: ready_with(server, {}), 30, "readiness with the database up")
 
-        pg_ctl("-m", "fast", "-w", "stop")
+        cluster.stop()
         response = wait_for(
-            lambda: (r := server.http.get("/ready")).status_code == 503 and r,
+            lambda: (r := server.http.get("/ready")).json()["status"] == "degraded" and r,
             30,
             "/ready to report the stopped database",
         )
         body = response.json()
-        assert body["status"] == "not ready" and body["registry"] == "unavailable"
-        assert body["reasons"][0].startswith("the registry cannot be read (")
-        assert server.http.get("/health").status_code == 200  # alive all the same
+        assert response.status_code == 200 and body["registry"] == "unavailable"
+        assert body["degraded"][0].startswith("the registry cannot be read (")
         wait_for(
-            lambda: "Not ready: registry check failed" in server.stderr.text, 10, "the log line"
+            lambda: "tabpy_registry_up 0.0" in server.http.get("/metrics").text,
+            10,
+            "the metric to show the outage",
         )
+        wait_for(lambda: "Degraded: registry check failed" in server.stderr.text, 10, "the log")
 
-        options = f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}' -c fsync=off"
-        pg_ctl("-o", options, "-w", "-l", str(socket_dir.parent / "log"), "start")
-        wait_for(lambda: ready_with(server, {}), 30, "readiness after the database returns")
+        cluster.start()
         wait_for(
-            lambda: "Ready again: the registry answers" in server.stderr.text, 10, "the log line"
+            lambda: server.http.get("/ready").json()["status"] == "ready",
+            30,
+            "/ready to recover",
+        )
+        wait_for(
+            lambda: "tabpy_registry_up 1.0" in server.http.get("/metrics").text,
+            10,
+            "the metric to recover",
         )

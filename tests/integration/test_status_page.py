@@ -287,6 +287,6 @@ def test_documentation_links_work_from_an_installed_wheel(tmp_path: Path) -> Non
     )
     assert run.returncode == 0, run.stderr
     served = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(served) == 7, served
+    assert len(served) == 8, served
     for link, (status, text) in served.items():
         assert status == 200 and text.startswith("# "), (link, status, text)

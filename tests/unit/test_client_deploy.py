@@ -116,6 +116,16 @@ def test_override_updates_to_the_next_version(server: FakeServer) -> None:
     assert (reply["response"], reply["version"], reply["model"]) == (6, 2, "calc")
 
 
+def test_override_of_a_name_this_server_does_not_list_lets_the_server_decide(
+    server: FakeServer,
+) -> None:
+    # The name may exist in the shared registry without this instance having seen it yet.
+    server.client().deploy("fresh", add, override=True)
+    assert _body(server, "POST", "endpoints")["override"] is True
+    server.client().deploy("plain", add)
+    assert "override" not in json.loads(server.sent("POST", "endpoints")[-1].content)
+
+
 def test_upload_of_identical_bytes_is_accepted_again(server: FakeServer) -> None:
     client = server.client()
     client.deploy("a", add)

@@ -49,14 +49,7 @@ KNOWN_SETTINGS = frozenset(key.name for key in _KEYS)
 
 # Settings the fleet work (issue 14) adds and the artifacts already use. Remove each name here
 # when tabpy/config.py defines it; test_pending_settings_are_still_pending says when.
-PENDING_FLEET_SETTINGS = frozenset(
-    {
-        "TABPY_DRAIN_SECONDS",
-        "TABPY_INSTANCE_ID",
-        "TABPY_REGISTRY_PASSWORD_FILE",
-        "TABPY_REGISTRY_CONNECT_TIMEOUT",
-    }
-)
+PENDING_FLEET_SETTINGS: frozenset[str] = frozenset()
 # The issue's default for TABPY_REGISTRY_CONNECT_TIMEOUT, until the setting exists.
 PENDING_REGISTRY_CONNECT_TIMEOUT = 60.0
 # Memory the server process itself needs beside its workers, in MiB.

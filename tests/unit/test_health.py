@@ -46,13 +46,14 @@ def fake_context(ready: int = 2, public: bool = False) -> Any:
     catalog = types.SimpleNamespace(
         registry=FakeRegistry(),
         revision=7,
+        registry_reachable=True,
         states={
             "a": LoadState(1, "model", LoadStatus.SUCCESSFUL),
             "b": LoadState(2, "model", LoadStatus.FAILED, "Load failed: boom"),
         },
     )
     settings = types.SimpleNamespace(health_checks_public=public)
-    return types.SimpleNamespace(pool=pool, catalog=catalog, settings=settings)
+    return types.SimpleNamespace(pool=pool, catalog=catalog, settings=settings, draining=False)
 
 
 def client_for(context: Any) -> TestClient:
@@ -83,25 +84,45 @@ def test_not_ready_without_workers() -> None:
     assert response.json()["reasons"] == ["no worker process is ready (0 of 2 started)"]
 
 
-def test_not_ready_while_the_registry_fails_then_ready_again(
+def test_not_ready_before_the_catalog_is_loaded() -> None:
+    context = fake_context()
+    context.catalog.revision = -1
+    response = client_for(context).get("/ready")
+    assert response.status_code == 503
+    assert response.json()["reasons"] == [
+        "the endpoints have not been loaded from the registry yet"
+    ]
+
+
+def test_not_ready_while_draining_though_everything_works() -> None:
+    context = fake_context()
+    context.draining = True
+    response = client_for(context).get("/ready")
+    assert response.status_code == 503
+    assert response.json()["reasons"] == ["draining: this instance is shutting down"]
+
+
+def test_degraded_but_ready_while_the_registry_fails(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # The database is shared by the whole fleet: its outage must not empty the load balancer.
     caplog.set_level(logging.INFO, "tabpy.server.health")
     context = fake_context()
     client = client_for(context)
     context.catalog.registry.error = OSError("disk I/O error")
     for _ in range(2):
         response = client.get("/ready")
-        assert response.status_code == 503
-        assert response.json()["reasons"] == [
-            "the registry cannot be read (OSError: disk I/O error)"
-        ]
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["status"], body["registry"]) == ("degraded", "unavailable")
+        assert body["degraded"] == ["the registry cannot be read (OSError: disk I/O error)"]
+        assert "reasons" not in body
     context.catalog.registry.error = None
-    assert client.get("/ready").status_code == 200
+    assert client.get("/ready").json()["status"] == "ready"
     messages = [r.getMessage() for r in caplog.records if r.name == "tabpy.server.health"]
     assert messages == [
-        "Not ready: registry check failed (OSError: disk I/O error)",
-        "Ready again: the registry answers",
+        "Degraded: registry check failed (OSError: disk I/O error)",
+        "No longer degraded: the registry answers",
     ]
 
 
@@ -109,7 +130,7 @@ def test_public_reply_leaves_out_the_error_text() -> None:
     context = fake_context(public=True)
     context.catalog.registry.error = OSError("could not connect to db.internal:5432")
     response = client_for(context).get("/ready")
-    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
     assert "db.internal" not in response.text
 
 
@@ -123,8 +144,8 @@ def test_a_hanging_registry_times_out_and_is_not_queried_twice(
     with client_for(context) as client:
         for _ in range(3):
             response = client.get("/ready")
-            assert response.status_code == 503
-            assert "no answer after" in response.json()["reasons"][0]
+            assert response.status_code == 200
+            assert "no answer after" in response.json()["degraded"][0]
         assert registry.calls == 1  # one thread waits on the database, not three
         registry.gate.set()
 
@@ -151,6 +172,9 @@ def test_runtime_metrics_read_the_pool_and_catalog() -> None:
     assert value("tabpy_endpoints", {"status": "LoadInProgress"}) == 0
     assert value("tabpy_registry_revision") == 7
     assert value("tabpy_worker_containment", {"mechanism": "subreaper"}) == 1
+    assert value("tabpy_registry_up") == 1
+    context.catalog.registry_reachable = False
+    assert value("tabpy_registry_up") == 0
 
 
 def test_runtime_metrics_before_the_pool_exists() -> None:

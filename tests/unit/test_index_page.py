@@ -149,7 +149,7 @@ def test_page_keeps_every_piece_of_information(client: TestClient) -> None:
     for label in (
         "Version", "Uptime", "Listening on", "Authentication", "Ad-hoc scripts (/evaluate)",
         "Script timeout", "Workers", "Worker memory limit", "Maximum request size",
-        "Gzip request bodies", "State location", "Registry", "Log format",
+        "Gzip request bodies", "State location", "Instance", "Registry", "Log format",
         "Call context logging", "Health checks",
     ):  # fmt: skip
         assert f'<th scope="row">{label}</th>' in page, label
@@ -166,7 +166,7 @@ def test_page_keeps_every_piece_of_information(client: TestClient) -> None:
 def test_documentation_links_are_served(client: TestClient) -> None:
     page = client.get("/").text
     links = re.findall(r'href="(_tabpy/docs/[^"]+)"', page)
-    assert len(links) == 7
+    assert len(links) == 8
     for link in links:
         document = client.get("/" + link)
         assert document.status_code == 200, link
@@ -235,3 +235,11 @@ def test_page_states_the_health_check_wording(context: ServerContext) -> None:
         "authentication is off</td>" in page
     )
     assert "need credentials" not in page
+
+
+def test_page_shows_a_registry_outage_as_degraded(
+    context: ServerContext, client: TestClient
+) -> None:
+    context.catalog.registry_reachable = False
+    page = client.get("/").text
+    assert "unavailable; serving the endpoints loaded before (degraded)" in page

@@ -206,3 +206,25 @@ def test_config_file_may_name_the_json_formatter(tmp_path: Path) -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
     assert json.loads(log_file.read_text(encoding="utf-8"))["message"] == "from the file"
+
+
+def test_every_line_names_the_instance_once_it_is_known(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tabpy import logs
+
+    configure_logging(None)
+    log = logging.getLogger("tabpy.sample")
+    try:
+        logs.set_instance_id("host:9004", in_text=False)  # the default: JSON only
+        log.info("plain")
+        logs.set_instance_id("pod-3")
+        log.info("text")
+        set_log_format("json")
+        log.info("json")
+    finally:
+        logs.set_instance_id("-", in_text=False)
+    plain, text, document = capsys.readouterr().err.splitlines()
+    assert plain.endswith("[INFO] tabpy.sample: plain")
+    assert text.endswith("[INFO] tabpy.sample: text [instance pod-3]")
+    assert json.loads(document)["instance_id"] == "pod-3"

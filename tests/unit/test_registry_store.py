@@ -11,7 +11,13 @@ import sqlalchemy as sa
 
 from tabpy.registry.deploy_request import DeployRequest
 from tabpy.registry.endpoint import Endpoint
-from tabpy.registry.registry_errors import EndpointExists, UnknownArtifact, UnknownEndpoint
+from tabpy.registry.registry_errors import (
+    RETRY_AFTER_SECONDS,
+    DeployRaced,
+    RegistryUnavailable,
+    UnknownArtifact,
+    UnknownEndpoint,
+)
 from tabpy.registry.store import Registry, insert_endpoint
 from tabpy.registry.tables import versions_table
 
@@ -46,8 +52,9 @@ def test_a_deploy_checks_the_name_again_in_its_transaction(registry: Registry) -
     # The request was validated against a view another instance has since changed.
     create(registry, "add", b"v1")
     stale = DeployRequest.to_create({"name": "add", "artifact": "a" * 64}, set(), Path("/"))
-    with pytest.raises(EndpointExists):
+    with pytest.raises(DeployRaced) as raced:
         registry.deploy(stale, None)
+    assert raced.value.message == "endpoint add was changed by another deploy at the same time."
     registry.delete("add")
     gone = DeployRequest.to_update("add", {"description": "x"}, {"add"}, Path("/"))
     with pytest.raises(UnknownEndpoint):
@@ -119,3 +126,37 @@ def test_versions_restart_after_a_delete(registry: Registry) -> None:
         registry.versions("temp")
     create(registry, "temp", b"v3")
     assert [(v.version, v.current) for v in registry.versions("temp")] == [(1, True)]
+
+
+def test_an_override_create_of_a_taken_name_becomes_its_next_version(registry: Registry) -> None:
+    # The instance that took the request had not seen the first deploy yet.
+    create(registry, "add", b"v1")
+    sha256 = hashlib.sha256(b"v2").hexdigest()
+    registry.put_artifact(sha256, b"v2")
+    body = {"name": "add", "artifact": sha256, "override": True, "description": "second"}
+    request = DeployRequest.to_create(body, set(), Path("/nowhere"))
+    endpoint = registry.deploy(request, sha256)
+    assert (endpoint.version, endpoint.description) == (2, "second")
+    assert [v.version for v in registry.versions("add")] == [1, 2]
+
+
+def test_a_registry_that_cannot_be_reached_refuses_changes_without_naming_it(
+    tmp_path: Path,
+) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'gone' / 'registry.db'}", create=False)
+    with pytest.raises(RegistryUnavailable) as refused:
+        registry.delete("add")
+    assert refused.value.retry_after == RETRY_AFTER_SECONDS
+    assert str(tmp_path) not in refused.value.message + str(refused.value.info)
+
+
+def test_a_server_database_gets_a_pool_of_two_connections_and_the_file_password() -> None:
+    from tabpy.registry.database import create_engine
+
+    engine = create_engine("postgresql+psycopg://tabpy:in-url@db/tabpy", "from file")
+    try:
+        assert engine.url.password == "from file"
+        assert engine.pool.size() + engine.pool._max_overflow == 2  # type: ignore[attr-defined]
+        assert "from file" not in repr(engine.url)
+    finally:
+        engine.dispose()
