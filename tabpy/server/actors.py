@@ -24,7 +24,7 @@ from tabpy.security.access import Authorization
 from tabpy.security.principal import ANONYMOUS, Principal
 from tabpy.security.roles import audit_name
 
-__all__ = ["PRINCIPAL_KEY", "actor_of", "principal_of", "query_check"]
+__all__ = ["PRINCIPAL_KEY", "actor_of", "caller_key", "principal_of", "query_check"]
 
 #: Where ``AuthMiddleware`` keeps the principal: ``request.state.principal``.
 PRINCIPAL_KEY = "principal"
@@ -34,6 +34,16 @@ def principal_of(request: Request) -> Principal:
     """The principal ``AuthMiddleware`` authenticated (anonymous on routes it does not guard)."""
     principal: Principal = request.scope.get("state", {}).get(PRINCIPAL_KEY, ANONYMOUS)
     return principal
+
+
+def caller_key(request: Request) -> str:
+    """``"basic:alice"``, ``"bearer:<sub>"``, or ``""`` for an anonymous caller.
+
+    The worker pool keeps callers with different keys on different workers
+    (``PoolOptions.isolate_callers``); requests with the same key may share one.
+    """
+    principal = principal_of(request)
+    return "" if principal.user is None else f"{principal.scheme}:{principal.user}"
 
 
 def actor_of(scope: Scope, principal: Principal) -> Actor:

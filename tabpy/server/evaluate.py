@@ -11,9 +11,8 @@ from starlette.responses import Response
 
 from tabpy.errors import ExecutionFailed, ScriptsDisabled
 from tabpy.runtime.protocol import EvaluateMeta, Job
-from tabpy.server.actors import principal_of, query_check
+from tabpy.server.actors import caller_key, principal_of, query_check
 from tabpy.server.body import check_declared_size, read_body
-from tabpy.server.caller import caller_key
 from tabpy.server.context import ServerContext
 from tabpy.server.metrics import counting_failures
 from tabpy.server.responses import JSON, RawResponse

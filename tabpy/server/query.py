@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from tabpy.registry.registry_errors import UnknownURI
 from tabpy.runtime.protocol import Job, QueryMeta
+from tabpy.server.actors import caller_key
 from tabpy.server.body import check_declared_size, read_body
-from tabpy.server.caller import caller_key
 from tabpy.server.context import ServerContext
 from tabpy.server.metrics import counting_failures
 from tabpy.server.observe import ENDPOINT_KEY
