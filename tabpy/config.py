@@ -810,16 +810,29 @@ _SOURCE_TEXT = {
 }
 
 
+def _without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not separator or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}"
+
+
 def describe_settings(settings: Settings) -> list[str]:
     """Return TabPy-style ``Parameter ...`` lines, one per setting, for the start-up DEBUG log.
 
-    Values are shown verbatim, as TabPy does: secrets do not belong in settings.
+    Values are shown verbatim, as TabPy does, except the one setting that may carry a secret:
+    the registry URL's password is masked.
     """
     lines: list[str] = []
     for key in _KEYS:
         value: Any = getattr(settings, key.field)
         if key.field == "evaluate_timeout":
             value = settings.evaluate_timeout_text
+        elif key.field == "registry_url":
+            value = _without_password(value)
         elif isinstance(value, tuple):
             items = ("=".join(item) if isinstance(item, tuple) else item for item in value)
             value = ", ".join(items) or None

@@ -662,3 +662,15 @@ def test_describe_settings(load: Load) -> None:
     assert "Parameter TABPY_PWD_FILE is not set" in lines
     assert "Parameter oauth_required_scopes is not set" in lines
     assert len(lines) == len(settings.sources) + 1
+
+
+def test_the_settings_dump_never_shows_the_registry_password() -> None:
+    from tabpy.config import describe_settings
+
+    url = "postgresql+psycopg://tabpy:s3cr#t:pw@db.example:5432/tabpy"
+    settings = load_settings(None, {"TABPY_REGISTRY_URL": url})
+    lines = [line for line in describe_settings(settings) if "registry_url" in line]
+    assert lines == [
+        'Parameter registry_url set to "postgresql+psycopg://tabpy:***@db.example:5432/tabpy" '
+        "from environment variable"
+    ]
