@@ -14,6 +14,8 @@ if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
 
-    from tabpy.cli.deploy_models import main
+    # By name, as the command's own ``__main__``: the models package stays below the commands
+    # layer (it runs in workers and deploys as a client), so it does not import them.
+    import runpy
 
-    sys.exit(main())
+    runpy.run_module("tabpy.cli.deploy_models", run_name="__main__", alter_sys=True)

@@ -304,7 +304,7 @@ def without_proxy_for_localhost(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A port that was free a moment ago, for a page that names its port (9004) in commands.
+    """A port that was free a moment ago, for a page that names the default port in commands.
 
     Used only where the server cannot be told to pick one itself; the small window in which
     another program could take it is accepted there.

@@ -8,9 +8,10 @@ The page is read the way its maintainer comment says. Two runs:
 * ``test_quickstart_install_runs_as_written`` also runs the install block, in a copy of the
   checkout, so it needs the package index (marked ``reference``).
 
-The only change made to the commands is the port: 9004 becomes a free one, and the session's
-``TABPY_PORT`` says the same for the commands that rely on the default. The session also sets
-``TABPY_HEALTH_CHECKS_PUBLIC``, so that the harness can tell when a server is ready.
+The only change made to the commands is the port: the default port becomes a free one, and
+the session's ``TABPY_PORT`` says the same for the commands that rely on the default. The
+session also sets ``TABPY_HEALTH_CHECKS_PUBLIC``, so that the harness can tell when a server
+is ready.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from doc_session import (
     without_proxy_for_localhost,
 )
 
+from tabpy.config import DEFAULT_PORT
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "quickstart.md"
-DOC_PORT = "9004"
+DOC_PORT = str(DEFAULT_PORT)  # the port the page names
 INSTALL_TIMEOUT = 900.0
 SAVED_AS = re.compile(r"#\s*(\S+\.py)\s*$")
 COMMANDS = {
