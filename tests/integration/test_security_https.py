@@ -24,6 +24,7 @@ from live_server import ServerProcess, run_tabpy, write_config
 from security_support import Authority, basic, key_pem, password_line, write_pair
 
 import tabpy
+from tabpy.config import DEFAULT_PORT
 
 UTC = dt.timezone.utc
 
@@ -206,9 +207,9 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Make the certificate, write the config and call the server, all copied from the README.
 
-    The only substitutions: the README's /etc/tabpy folder becomes a temporary one, its 9004 the
-    server's port, and tabpy.example.com (which does not resolve here) localhost, a name the
-    README's certificate also carries.
+    The only substitutions: the README's /etc/tabpy folder becomes a temporary one, its default
+    port the server's port, and tabpy.example.com (which does not resolve here) localhost, a
+    name the README's certificate also carries.
     """
     section_text = section(README.read_text(encoding="utf-8"), "### HTTPS")
     folder = tmp_path / "etc"
@@ -251,7 +252,7 @@ def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_
     port = str(server.port)
     local = without_proxy_for_localhost(os.environ)
     checked = subprocess.run(
-        ["bash", "-e", "-c", check.replace("9004", port).text],
+        ["bash", "-e", "-c", check.replace(str(DEFAULT_PORT), port).text],
         env=local,
         capture_output=True,
         text=True,
@@ -273,7 +274,7 @@ def test_readme_https_steps_work_as_written(request: pytest.FixtureRequest, tmp_
         re.compile(r"client 127\.0\.0\.1:\d+ does not trust the server's certificate"), 10
     ), server.stderr.text
 
-    program = client.replace("9004", port).replace("tabpy.example.com", "localhost")
+    program = client.replace(str(DEFAULT_PORT), port).replace("tabpy.example.com", "localhost")
     ran = subprocess.run(
         [sys.executable, "-c", program.text],
         env=local,
