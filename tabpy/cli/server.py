@@ -44,7 +44,7 @@ Options:
 Configuration:
   Every setting is a TABPY_* key: in the [TabPy] section of the config file, or as an
   environment variable of the same name, which overrides the file. For example:
-    TABPY_PORT=9005 TABPY_EVALUATE_TIMEOUT=60 tabpy
+    TABPY_PORT=8080 TABPY_EVALUATE_TIMEOUT=60 tabpy
   Without either, the defaults apply (port {DEFAULT_PORT}, no authentication). Every key is
   described in docs/configuration.md ({DISTRIBUTION_NAME} {__version__}).
 """

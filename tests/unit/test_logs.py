@@ -216,7 +216,7 @@ def test_every_line_names_the_instance_once_it_is_known(
     configure_logging(None)
     log = logging.getLogger("tabpy.sample")
     try:
-        logs.set_instance_id("host:9004", in_text=False)  # the default: JSON only
+        logs.set_instance_id("host:8080", in_text=False)  # the default: JSON only
         log.info("plain")
         logs.set_instance_id("pod-3")
         log.info("text")

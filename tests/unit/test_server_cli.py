@@ -20,7 +20,7 @@ def test_help_explains_environment_variables(capsys: pytest.CaptureFixture[str])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "environment variable of the same name, which overrides the file" in out
-    assert "TABPY_PORT=9005 TABPY_EVALUATE_TIMEOUT=60 tabpy" in out
+    assert "TABPY_PORT=8080 TABPY_EVALUATE_TIMEOUT=60 tabpy" in out
     assert f"docs/configuration.md ({DISTRIBUTION_NAME} {__version__})" in out
 
 
