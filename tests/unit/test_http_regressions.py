@@ -285,7 +285,7 @@ def test_a_client_gone_mid_body_is_one_info_line_not_an_error_with_traceback(
         "query_string": b"",
         "headers": [(b"content-length", b"100")],
         "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 9004),
+        "server": ("127.0.0.1", 8080),
         "scheme": "http",
         "root_path": "",
     }
