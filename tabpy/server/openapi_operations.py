@@ -447,10 +447,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "/ready",
         "get",
         "getReadiness",
-        "Readiness: a worker is ready and the registry answers",
+        "Readiness: a worker is ready and the endpoints are loaded (a registry outage only "
+        "degrades it); 503 while draining",
         _constant(
             {
-                "200": _reply("Ready.", _json("Readiness")),
+                "200": _reply("Ready, or degraded (`status` says which).", _json("Readiness")),
                 "503": _reply(
                     "Not ready (`reasons` says why), or too many open connections.",
                     _json({"anyOf": [ref("schemas", "Readiness"), ref("schemas", "Error")]}),

@@ -307,10 +307,11 @@ def _info() -> Schema:
 def _readiness() -> Schema:
     return _object(
         {
-            "status": {"enum": ["ready", "not ready"]},
+            "status": {"enum": ["ready", "degraded", "not ready"]},
             "workers": _object({"ready": _INTEGER, "configured": _INTEGER}),
             "registry": {"enum": ["ok", "unavailable"]},
             "reasons": {"type": "array", "items": _TEXT},
+            "degraded": {"type": "array", "items": _TEXT},
         },
         required=["status", "workers", "registry"],
     )
