@@ -14,6 +14,7 @@ Per-endpoint latency is only recorded for endpoints that exist.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -284,6 +285,10 @@ class RuntimeCollector:
         yield from (restarts, ready, size, containment, endpoints, revision, reachable)
 
 
+_OPENMETRICS_VERSION = re.compile(r"application/openmetrics-text[^,]*?;\s*version=([^;,\s]*)")
+_OPENMETRICS_VERSIONS = frozenset({"0.0.1", "1.0.0"})
+
+
 class MetricsPage:
     """``GET /metrics``: Prometheus text format, or OpenMetrics when the scraper asks."""
 
@@ -291,10 +296,11 @@ class MetricsPage:
         self.metrics = metrics
 
     async def handle(self, request: Request) -> Response:
-        try:
-            encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        except (TypeError, ValueError):
-            # prometheus_client cannot read some versions (``version=abc``): the default
-            # format then, as for a scraper that names none.
-            encode, content_type = choose_encoder("")
+        accept = request.headers.get("accept", "")
+        # An OpenMetrics version we cannot name (``version=abc``) gets the default format, as
+        # for a scraper that names none. prometheus_client's own handling of such versions
+        # differs between releases (an error, or OpenMetrics anyway), so it is decided here.
+        if any(v not in _OPENMETRICS_VERSIONS for v in _OPENMETRICS_VERSION.findall(accept)):
+            accept = ""
+        encode, content_type = choose_encoder(accept)
         return RawResponse(encode(self.metrics.registry), 200, content_type)
