@@ -49,12 +49,10 @@ from tabpy.server.call_log import log_call
 from tabpy.server.context import ServerContext
 from tabpy.server.http_errors import error_response, status_of
 
-__all__ = ["PROBES", "STATE_KEY", "AuthMiddleware", "api_route"]
+__all__ = ["PROBES", "AuthMiddleware", "api_route"]
 
 #: Names of the routes ``TABPY_HEALTH_CHECKS_PUBLIC`` opens.
 PROBES = frozenset({"health", "ready"})
-#: Where the principal is kept: ``request.state.principal``.
-STATE_KEY = PRINCIPAL_KEY
 #: Changes whose refusal here is audited: (method, route template) -> action.
 AUDITED: Mapping[tuple[str, str], Action] = {
     ("POST", "/endpoints"): "deploy",
@@ -111,7 +109,7 @@ class AuthMiddleware:
             await self._audit(scope, principal, route, relative, refusal)
             await error_response(refusal, self.realm)(scope, receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = principal
+        scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
 
     def _refusal(self, principal: Principal, relative: str, method: str) -> PermissionDenied | None:
