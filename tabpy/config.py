@@ -108,6 +108,12 @@ LOG_FORMATS = ("text", "json")
 # Share of physical memory the worker pool may use by default; the rest is left to the server
 # process, the OS and whatever else runs on the machine.
 DEFAULT_MEMORY_SHARE = 0.75
+# Per-endpoint environments: a build (resolve and install) may take this long and this much
+# disk; an environment no endpoint uses is removed after the grace period (a day, so that a
+# redeploy or rollback soon after does not build it again).
+DEFAULT_ENV_BUILD_TIMEOUT = 600.0
+DEFAULT_ENV_MAX_DISK_MB = 10240
+DEFAULT_ENV_GC_GRACE_SECONDS = 86400.0
 
 SECTION = "TabPy"
 _ENV_PREFIX = "TABPY_"
@@ -175,6 +181,9 @@ class Settings:
     oauth_roles_claim: str | None
     oauth_role_map: tuple[tuple[str, str], ...]
     audit_retention_days: int
+    env_build_timeout: float
+    env_max_disk_mb: int
+    env_gc_grace_seconds: float
     oauth_enabled: bool
     oauth_issuer: str | None
     oauth_jwks_uri: str | None
@@ -506,6 +515,7 @@ _processes = _whole_number(1, "of processes, at least 1")
 _memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
 _failure_limit = _whole_number(0, "of failed logins per minute, or 0 for no limit")
 _retention_days = _whole_number(0, "of days, or 0 to keep the audit trail forever")
+_disk_limit = _whole_number(0, "of megabytes, or 0 for no limit")
 _kilobytes = _whole_number(1, "of KiB, at least 1")
 _header_count = _whole_number(1, "of headers, at least 1")
 _connections = _whole_number(1, "of connections, at least 1")
@@ -612,6 +622,11 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_OAUTH_ROLES_CLAIM", "oauth_roles_claim", None, _text),
     _Key("TABPY_OAUTH_ROLE_MAP", "oauth_role_map", (), _role_map),
     _Key("TABPY_AUDIT_RETENTION_DAYS", "audit_retention_days", 0, _retention_days),
+    _Key("TABPY_ENV_BUILD_TIMEOUT", "env_build_timeout", DEFAULT_ENV_BUILD_TIMEOUT,
+         _seconds(False)),
+    _Key("TABPY_ENV_MAX_DISK_MB", "env_max_disk_mb", DEFAULT_ENV_MAX_DISK_MB, _disk_limit),
+    _Key("TABPY_ENV_GC_GRACE_SECONDS", "env_gc_grace_seconds", DEFAULT_ENV_GC_GRACE_SECONDS,
+         _seconds(True)),
 )  # fmt: skip
 
 _BY_NAME: Mapping[str, _Key] = {key.name: key for key in _KEYS}

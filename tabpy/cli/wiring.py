@@ -7,15 +7,19 @@ Flight) plug in here and the HTTP transport and the core stay unaware of them.
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 from typing import cast
 
 from tabpy.config import ConfigError, Settings
+from tabpy.environments import BuildLimits, Environments, Toolchain
 from tabpy.registry.connect import connect_registry
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry, display_url
 from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.containment import ContainmentMode
+from tabpy.runtime.environments import WORKER_RUNTIME_REQUIREMENTS, install_worker_runtime
 from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.context import ServerContext
@@ -60,10 +64,27 @@ def build_context(settings: Settings) -> ServerContext:
         settings=settings,
         service_info=service_info,
         pool=pool,
-        catalog=Catalog(registry, pool),
+        catalog=Catalog(registry, pool, build_environments(settings)),
         auth=auth,
         tables=arrow,
     )
+
+
+def build_environments(settings: Settings) -> Environments:
+    """Per-endpoint environments under ``<state path>/environments``, built from this Python."""
+    environments = Environments(
+        settings.state_path / "environments",
+        Toolchain(
+            python=sys.executable,
+            python_version=platform.python_version(),
+            runtime_requirements=WORKER_RUNTIME_REQUIREMENTS,
+            install_runtime=install_worker_runtime,
+        ),
+        BuildLimits(settings.env_build_timeout, settings.env_max_disk_mb * 1024 * 1024),
+        gc_grace_seconds=settings.env_gc_grace_seconds,
+    )
+    environments.start()
+    return environments
 
 
 def open_registry(settings: Settings) -> Registry:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from tabpy.environments.spec import EnvironmentSpec, parse_spec
 from tabpy.errors import InvalidRequest
 from tabpy.registry.endpoint import (
     DEFAULT_DOCSTRING,
@@ -70,7 +71,8 @@ class DeployRequest:
     ``source`` is None when no new version is made (an update of fields only) or when the
     new endpoint is an alias, which runs no object of its own. ``override`` (a create only)
     makes the deploy the next version if the database already has the name, which this
-    instance's possibly stale view may not know yet.
+    instance's possibly stale view may not know yet. ``environment`` is the new version's
+    own environment (``requirements`` in the body); None runs it in the default one.
     """
 
     name: str
@@ -78,6 +80,7 @@ class DeployRequest:
     fields: EndpointFields
     source: Source | None = None
     override: bool = False
+    environment: EnvironmentSpec | None = None
 
     @property
     def new_version(self) -> bool:
@@ -114,7 +117,12 @@ class DeployRequest:
             dependencies=body.get("dependencies", []),
             target=body.get("target"),
         )
-        return cls(name, True, fields, source, override)
+        environment = _environment(body)
+        if environment is not None and endpoint_type == "alias":
+            raise InvalidRequest(
+                "An alias runs its target's code; deploy requirements with the target instead."
+            )
+        return cls(name, True, fields, source, override, environment)
 
     @classmethod
     def to_update(
@@ -130,6 +138,12 @@ class DeployRequest:
             source = _source(body, name, staging)
             if source is None:
                 raise InvalidRequest(_SOURCE_REQUIRED)
+        environment = _environment(body)
+        if environment is not None and source is None:
+            raise InvalidRequest(
+                "requirements belong to a new version: send them with "
+                '"should_update_version": true and the new object.'
+            )
         fields = EndpointFields()
         # TabPy keeps the old value when one of these is sent empty.
         if body.get("description"):
@@ -146,7 +160,7 @@ class DeployRequest:
             fields["is_public"] = body["is_public"]
         if "dependencies" in body:
             fields["dependencies"] = body["dependencies"]
-        return cls(name, False, fields, source)
+        return cls(name, False, fields, source, environment=environment)
 
 
 def parse_rollback(body: Mapping[str, Any]) -> int:
@@ -169,6 +183,12 @@ def read_staged(src_path: Path) -> tuple[str, bytes]:
     except OSError as exc:
         raise InvalidRequest("error adding endpoint", f"{type(exc).__name__} : {exc}") from None
     return hashlib.sha256(data).hexdigest(), data
+
+
+def _environment(body: Mapping[str, Any]) -> EnvironmentSpec | None:
+    """The body's ``requirements``; absent or null is the default environment."""
+    value = body.get("requirements")
+    return None if value is None else parse_spec(value)
 
 
 def _check_fields(body: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tabpy.environments.spec import EnvironmentSpec
 from tabpy.errors import InvalidRequest
 
 DEFAULT_DOCSTRING = "-- no docstring found in query function --"
@@ -43,10 +44,16 @@ class Endpoint:
     #: SHA-256 of the current version's object. Versions restart at 1 when a
     #: name is deleted and deployed again, so caches key loaded objects by this.
     artifact: str | None = None
+    #: The environment the current version runs in; None: the server's default one.
+    environment: EnvironmentSpec | None = None
 
     def info(self) -> dict[str, Any]:
-        """The object ``GET /endpoints/<name>`` returns, keys in TabPy's order."""
-        return {
+        """The object ``GET /endpoints/<name>`` returns, keys in TabPy's order.
+
+        ``requirements`` is added only for a version with its own environment, so an
+        endpoint deployed as TabPy deploys reads exactly as TabPy shows it.
+        """
+        info = {
             "description": self.description,
             "type": self.type,
             "version": self.version,
@@ -58,6 +65,9 @@ class Endpoint:
             "is_public": self.is_public,
             "docstring": self.docstring,
         }
+        if self.environment is not None:
+            info["requirements"] = self.environment.as_json()
+        return info
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class Version:
     docstring: str | None = None
     schema: Any = None
     current: bool = False
+    environment: EnvironmentSpec | None = None
 
     def info(self) -> dict[str, Any]:
         """The object ``GET /endpoints/<name>/versions`` lists for this version."""
@@ -89,6 +100,7 @@ class Version:
             "docstring": self.docstring,
             "schema": self.schema,
             "current": self.current,
+            "requirements": None if self.environment is None else self.environment.as_json(),
         }
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tabpy.environments.spec import EnvironmentSpec
 from tabpy.errors import PermissionDenied
 from tabpy.registry import audit, grants
 from tabpy.registry.audit import Action, Actor, AuditEntry, AuditQuery, Outcome
@@ -129,7 +130,7 @@ class Registry:
     def snapshot(self) -> tuple[int, dict[str, Endpoint]]:
         """A consistent view: the revision and every endpoint, read in one transaction."""
         query = (
-            sa.select(endpoints_table, versions_table.c.artifact)
+            sa.select(endpoints_table, versions_table.c.artifact, versions_table.c.environment)
             .select_from(
                 endpoints_table.outerjoin(
                     versions_table,
@@ -286,14 +287,18 @@ class Registry:
             }
             about = {**_about(_row(current)), **restored}
             new_version = current.version + 1
-            _add_version(conn, name, new_version, row.artifact, about)
+            _add_version(conn, name, new_version, row.artifact, about, row.environment)
             conn.execute(
                 sa.update(endpoints_table)
                 .where(endpoints_table.c.name == name)
                 .values(version=new_version, last_modified_time=_now(), **restored)
             )
             _bump_revision(conn)
-            return _get(conn, name), f"restored version {version}"
+            detail = f"restored version {version}"
+            if row.environment is not None:
+                spec = EnvironmentSpec.from_text(row.environment)
+                detail += f", environment {spec.summary()}"
+            return _get(conn, name), detail
 
         return self._change(actor, "rollback", name, change)
 
@@ -520,7 +525,7 @@ def _create(conn: Connection, request: DeployRequest, artifact: str | None) -> E
     )
     values = _row(endpoint)
     conn.execute(sa.insert(endpoints_table).values(**values))
-    _add_version(conn, endpoint.name, 1, artifact, _about(values))
+    _add_version(conn, endpoint.name, 1, artifact, _about(values), _spec_text(request))
     _bump_revision(conn)
     return _get(conn, request.name)
 
@@ -533,7 +538,7 @@ def _update(conn: Connection, request: DeployRequest, artifact: str | None) -> E
     if request.new_version:
         _require_artifact(conn, artifact)
         values["version"] = current.version + 1
-        _add_version(conn, name, values["version"], artifact, _about(values))
+        _add_version(conn, name, values["version"], artifact, _about(values), _spec_text(request))
     else:
         # The current version now says this about itself; a later rollback to it restores it.
         conn.execute(
@@ -558,7 +563,14 @@ def _deploy_detail(request: DeployRequest, artifact: str | None) -> str:
         made = "new version"
     else:
         made = "changed " + (", ".join(sorted(request.fields)) or "nothing but its access")
-    return f"{made}, artifact {artifact}" if artifact is not None else made
+    made = f"{made}, artifact {artifact}" if artifact is not None else made
+    if request.environment is not None:
+        made += f", environment {request.environment.summary()}"
+    return made
+
+
+def _spec_text(request: DeployRequest) -> str | None:
+    return None if request.environment is None else request.environment.to_text()
 
 
 def _access_detail(change: AccessChange) -> str:
@@ -590,8 +602,23 @@ def _bump_revision(conn: Connection) -> None:
 def _find(conn: Connection, name: str, *, lock: bool = False) -> Endpoint | None:
     """``lock``: hold the row until the transaction ends (PostgreSQL; SQLite's write
     transaction already excludes every other writer)."""
-    query = sa.select(endpoints_table).where(endpoints_table.c.name == name)
-    row = conn.execute(query.with_for_update() if lock else query).first()
+    if lock:
+        query = sa.select(endpoints_table).where(endpoints_table.c.name == name).with_for_update()
+    else:  # with the current version's artifact and environment, as a snapshot reads them
+        query = (
+            sa.select(endpoints_table, versions_table.c.artifact, versions_table.c.environment)
+            .select_from(
+                endpoints_table.outerjoin(
+                    versions_table,
+                    sa.and_(
+                        versions_table.c.name == endpoints_table.c.name,
+                        versions_table.c.version == endpoints_table.c.version,
+                    ),
+                )
+            )
+            .where(endpoints_table.c.name == name)
+        )
+    row = conn.execute(query).first()
     return None if row is None else _endpoint(row)
 
 
@@ -621,7 +648,12 @@ def _require_artifact(conn: Connection, artifact: str | None) -> None:
 
 
 def _add_version(
-    conn: Connection, name: str, version: int, artifact: str | None, about: Mapping[str, Any]
+    conn: Connection,
+    name: str,
+    version: int,
+    artifact: str | None,
+    about: Mapping[str, Any],
+    environment: str | None = None,
 ) -> None:
     conn.execute(
         sa.delete(versions_table).where(
@@ -630,7 +662,12 @@ def _add_version(
     )
     conn.execute(
         sa.insert(versions_table).values(
-            name=name, version=version, artifact=artifact, created_at=_now(), **about
+            name=name,
+            version=version,
+            artifact=artifact,
+            created_at=_now(),
+            environment=environment,
+            **about,
         )
     )
 
@@ -689,6 +726,7 @@ def _endpoint(row: Any) -> Endpoint:
         creation_time=row.creation_time,
         last_modified_time=row.last_modified_time,
         artifact=getattr(row, "artifact", None),
+        environment=_spec(getattr(row, "environment", None)),
     )
 
 
@@ -703,4 +741,9 @@ def _version(row: Any, current: int) -> Version:
         docstring=row.docstring,
         schema=None if row.schema is None else json.loads(row.schema),
         current=row.version == current,
+        environment=_spec(row.environment),
     )
+
+
+def _spec(text: str | None) -> EnvironmentSpec | None:
+    return None if text is None else EnvironmentSpec.from_text(text)

@@ -63,6 +63,8 @@ versions_table = sa.Table(
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("docstring", sa.Text, nullable=True),
     sa.Column("schema", sa.Text, nullable=True),  # JSON text
+    # The environment spec (JSON text) the version runs in; null: the default environment.
+    sa.Column("environment", sa.Text, nullable=True),
 )
 
 artifacts_table = sa.Table(

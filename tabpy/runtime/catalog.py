@@ -8,18 +8,27 @@ its version first appears. The catalog refreshes after every change made here an
 registry's revision, so changes made by another instance sharing the registry appear within
 ``POLL_SECONDS``. Each new endpoint version is test-loaded in a worker to report
 ``LoadSuccessful`` or ``LoadFailed`` with the error, as TabPy does.
+
+A version with its own environment (``requirements`` at deploy) is published only once its
+environment is built (by :class:`~tabpy.environments.Environments`, off the request path);
+until then, and for good if the build fails, the endpoint's previous version keeps serving,
+and its state is ``LoadInProgress`` with the build's phase, then ``LoadFailed`` with uv's words.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from tabpy.environments import BuildState, Environments, EnvironmentSpec
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import Registry
 from tabpy.runtime.directory import Deployed
+from tabpy.runtime.environments import Interpreter
 from tabpy.runtime.pool import WorkerPool
 from tabpy.runtime.protocol import Artifact, EndpointRef, Job, LoadMeta
 from tabpy.runtime.runtime_errors import ScriptFailed
@@ -49,14 +58,21 @@ class LoadState:
     status: LoadStatus
     last_error: str | None = None
     artifact: str | None = None  # which object this state is about (see Endpoint.artifact)
+    #: True while the version waits for its environment's build (no load check yet).
+    building: bool = False
+    #: The version's environment as ``/status`` shows it, read when shown (the build moves on).
+    environment: Callable[[], dict[str, object]] | None = field(default=None, compare=False)
 
     def as_json(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "version": self.version,
             "type": self.type,
             "status": self.status.value,
             "last_error": self.last_error,
         }
+        if self.environment is not None:  # only for a version with its own environment
+            body["environment"] = self.environment()
+        return body
 
 
 def endpoint_ref(endpoint: Endpoint) -> EndpointRef:
@@ -68,12 +84,19 @@ _READ_ATTEMPTS = 5
 
 
 class Catalog:
-    def __init__(self, registry: Registry, pool: WorkerPool) -> None:
+    def __init__(
+        self, registry: Registry, pool: WorkerPool, environments: Environments | None = None
+    ) -> None:
         self.registry = registry
         self.pool = pool
+        self.environments = environments
         self.revision = -1
         self.endpoints: dict[str, Endpoint] = {}
         self.states: dict[str, LoadState] = {}
+        #: The current versions as the registry has them, before waiting for environments.
+        self._latest: dict[str, Deployed] = {}
+        #: Earlier versions read from the registry to serve while a new one's build runs.
+        self._fallbacks: dict[str, Deployed] = {}
         self._checks: dict[tuple[str, int, str | None], asyncio.Task[LoadState]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
@@ -81,6 +104,15 @@ class Catalog:
         self.registry_reachable = True
 
     async def start(self) -> None:
+        if self.environments is not None:
+            loop = asyncio.get_running_loop()
+
+            def built() -> None:
+                # A build ends in its own thread; publishing is the event loop's job.
+                with contextlib.suppress(RuntimeError):  # the loop closed: shutting down
+                    loop.call_soon_threadsafe(self._publish)
+
+            self.environments.on_change = built
         await self.refresh()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
@@ -89,6 +121,8 @@ class Catalog:
             self._watcher.cancel()
         for task in self._checks.values():
             task.cancel()
+        if self.environments is not None:
+            self.environments.close()
 
     def deployed(self, name: str) -> Deployed | None:
         """The current version of ``name`` with its object, as a job needs it."""
@@ -101,28 +135,84 @@ class Catalog:
             read = await asyncio.to_thread(self._read, self.revision, held)
             if read is None:
                 return
-            revision, endpoints, deployed = read
+            revision, endpoints, deployed, fallbacks = read
             self.revision, self.endpoints = revision, endpoints
-            self.pool.directory.publish(deployed)
+            self._latest, self._fallbacks = deployed, fallbacks
             states: dict[str, LoadState] = {}
             for name, endpoint in endpoints.items():
                 known = self.states.get(name)
                 current = (endpoint.version, endpoint.type, endpoint.artifact)
                 if known is not None and (known.version, known.type, known.artifact) == current:
                     states[name] = known
-                else:
-                    states[name] = LoadState(
-                        endpoint.version,
-                        endpoint.type,
-                        LoadStatus.IN_PROGRESS,
-                        artifact=endpoint.artifact,
-                    )
+                    continue
+                spec = endpoint.environment
+                states[name] = LoadState(
+                    endpoint.version,
+                    endpoint.type,
+                    LoadStatus.IN_PROGRESS,
+                    artifact=endpoint.artifact,
+                    building=spec is not None,
+                    environment=None if spec is None else self._environment_view(spec),
+                )
+                if spec is None:
                     self._check(deployed[name])
+                elif self.environments is not None:
+                    self.environments.request(spec, retry_failed=True)
             self.states = states
+            self._publish()
+
+    def _publish(self) -> None:
+        """Publish what can run now: a version whose environment is not built yet is left out,
+        and the endpoint's previous version (if it has one that can run) serves instead."""
+        published: dict[str, Deployed] = {}
+        for name, deployed in self._latest.items():
+            endpoint = self.endpoints[name]
+            spec = endpoint.environment
+            if spec is None:
+                published[name] = deployed
+                continue
+            build = None if self.environments is None else self.environments.request(spec)
+            state = self.states.get(name)
+            if build is not None and build.built is not None:
+                ready = Deployed(
+                    deployed.endpoint,
+                    deployed.artifact,
+                    Interpreter(build.built.key, build.built.python),
+                )
+                published[name] = ready
+                if state is not None and state.building and state.version == endpoint.version:
+                    self.states[name] = replace(state, building=False)
+                    self._check(ready)
+                continue
+            if state is not None and state.building and (build is None or build.failed):
+                error = build.error if build is not None else _NO_ENVIRONMENTS
+                self.states[name] = replace(
+                    state, status=LoadStatus.FAILED, last_error=error, building=False
+                )
+                logger.info("Endpoint %s version %d: %s", name, endpoint.version, error)
+            previous = self.pool.directory.find(name)
+            if previous is None or previous.endpoint.version >= endpoint.version:
+                previous = self._fallbacks.get(name)
+            if previous is not None:
+                published[name] = previous
+        self.pool.directory.publish(published)
+        if self.environments is not None:
+            self.environments.retain(
+                d.interpreter.key for d in published.values() if d.interpreter is not None
+            )
+
+    def _environment_view(self, spec: EnvironmentSpec) -> Callable[[], dict[str, object]]:
+        """What ``/status`` shows of a version's environment, read when shown."""
+
+        def view() -> dict[str, object]:
+            build = None if self.environments is None else self.environments.state(spec)
+            return _environment_json(spec, build)
+
+        return view
 
     def _read(
         self, known: int, held: dict[str, Artifact]
-    ) -> tuple[int, dict[str, Endpoint], dict[str, Deployed]] | None:
+    ) -> tuple[int, dict[str, Endpoint], dict[str, Deployed], dict[str, Deployed]] | None:
         """In a thread: the registry's endpoints and their objects, unless ``known`` is current.
 
         Objects are read after the listing, outside its transaction. An object found missing
@@ -145,7 +235,41 @@ class Catalog:
             complete = all(d.artifact.missing is None for d in deployed.values())
             if complete or self.registry.revision() == revision:
                 break
-        return revision, endpoints, deployed
+        fallbacks = {}
+        for name, endpoint in endpoints.items():
+            if endpoint.environment is not None and not self._can_run(endpoint.environment):
+                fallback = self._fallback(endpoint)
+                if fallback is not None:
+                    fallbacks[name] = fallback
+        return revision, endpoints, deployed, fallbacks
+
+    def _can_run(self, spec: EnvironmentSpec) -> bool:
+        return self.environments is not None and self.environments.find_built(spec) is not None
+
+    def _fallback(self, endpoint: Endpoint) -> Deployed | None:
+        """In a thread: the latest earlier version that can run now (its environment built)."""
+        try:
+            versions = self.registry.versions(endpoint.name)
+        except Exception:  # noqa: BLE001 - deleted meanwhile, or unreachable: nothing to serve
+            return None
+        for version in reversed(versions):
+            if version.version >= endpoint.version or not version.artifact:
+                continue
+            interpreter = None
+            if version.environment is not None:
+                built = (
+                    self.environments.find_built(version.environment) if self.environments else None
+                )
+                if built is None:
+                    continue
+                interpreter = Interpreter(built.key, built.python)
+            try:
+                data = self.registry.artifact_of(endpoint.name, version.version)
+            except LookupError:
+                continue
+            ref = EndpointRef(endpoint.name, version.version, endpoint.type, version.artifact)
+            return Deployed(ref, Artifact(version.artifact, data), interpreter)
+        return None
 
     def _read_artifact(self, endpoint: Endpoint) -> Artifact:
         try:
@@ -208,3 +332,24 @@ class Catalog:
                 if not self.registry_reachable:
                     logger.info("Registry reachable again")
                 self.registry_reachable = True
+
+
+_NO_ENVIRONMENTS = (
+    "This server does not build environments: deploy without requirements, or use a server "
+    "with the envs extra installed."
+)
+
+
+def _environment_json(spec: EnvironmentSpec, build: BuildState | None) -> dict[str, object]:
+    view: dict[str, object] = {"requirements": spec.as_json()}
+    if build is None:
+        view["phase"] = "queued"
+        return view
+    if build.built is not None:
+        view.update(phase="ready", key=build.built.key, size_bytes=build.built.size)
+    elif build.error is not None:
+        view.update(phase="failed")
+    else:
+        view.update(phase=build.phase.value, message=build.message())
+    view["elapsed_seconds"] = round(build.elapsed(), 1)
+    return view

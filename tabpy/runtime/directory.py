@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tabpy.runtime.environments import Interpreter
 from tabpy.runtime.protocol import Artifact, EndpointRef
 
 __all__ = ["Deployed", "EndpointDirectory"]
@@ -18,10 +19,14 @@ __all__ = ["Deployed", "EndpointDirectory"]
 
 @dataclass(frozen=True, slots=True)
 class Deployed:
-    """An endpoint's current version and its object."""
+    """An endpoint's current version, its object, and the environment that runs it.
+
+    ``interpreter`` is None for the server's default environment.
+    """
 
     endpoint: EndpointRef
     artifact: Artifact
+    interpreter: Interpreter | None = None
 
 
 class EndpointDirectory:
