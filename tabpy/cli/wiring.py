@@ -12,7 +12,8 @@ import sys
 from typing import cast
 
 from tabpy.config import ConfigError, Settings
-from tabpy.environments import BuildLimits, Environments, Toolchain
+from tabpy.environments import BuildLimits, BuildState, Environments, EnvironmentSpec, Toolchain
+from tabpy.registry.audit import Actor, Outcome
 from tabpy.registry.connect import connect_registry
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
@@ -64,14 +65,33 @@ def build_context(settings: Settings) -> ServerContext:
         settings=settings,
         service_info=service_info,
         pool=pool,
-        catalog=Catalog(registry, pool, build_environments(settings)),
+        catalog=Catalog(registry, pool, build_environments(settings, registry)),
         auth=auth,
         tables=arrow,
     )
 
 
-def build_environments(settings: Settings) -> Environments:
-    """Per-endpoint environments under ``<state path>/environments``, built from this Python."""
+def build_environments(settings: Settings, registry: Registry) -> Environments:
+    """Per-endpoint environments under ``<state path>/environments``, built from this Python.
+
+    Each build's outcome goes to the audit trail (a build is caused by a deploy, and runs
+    package installers on this machine).
+    """
+    actor = Actor(principal=f"server:{settings.instance_id}")
+
+    def audit(spec: EnvironmentSpec, state: BuildState) -> None:
+        if state.built is not None:
+            outcome: Outcome = "allowed"
+            detail = f"built {state.built.key} in {state.elapsed():.1f} s"
+        else:
+            outcome, detail = "failed", state.error or "failed"
+        try:
+            registry.record(
+                actor, "environment build", outcome, detail=f"{spec.summary()}: {detail}"
+            )
+        except Exception as exc:  # noqa: BLE001 - the build's outcome stands; the log keeps it
+            logger.warning("Could not audit an environment build: %s", exc)
+
     environments = Environments(
         settings.state_path / "environments",
         Toolchain(
@@ -82,6 +102,7 @@ def build_environments(settings: Settings) -> Environments:
         ),
         BuildLimits(settings.env_build_timeout, settings.env_max_disk_mb * 1024 * 1024),
         gc_grace_seconds=settings.env_gc_grace_seconds,
+        on_build=audit,
     )
     environments.start()
     return environments

@@ -9,13 +9,22 @@ strings in their order), so the same request always names the same spec.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from tabpy.errors import InvalidRequest
 
-__all__ = ["LockFormat", "EnvironmentSpec", "MAX_REQUIREMENTS", "MAX_SPEC_CHARS", "parse_spec"]
+__all__ = [
+    "LOCK_FORMATS",
+    "MAX_REQUIREMENTS",
+    "MAX_REQUIREMENT_CHARS",
+    "MAX_SPEC_CHARS",
+    "EnvironmentSpec",
+    "LockFormat",
+    "parse_spec",
+]
 
 LockFormat = Literal["uv.lock", "pylock.toml", "requirements.txt"]
 LOCK_FORMATS: tuple[str, ...] = get_args(LockFormat)
@@ -24,7 +33,9 @@ LOCK_FORMATS: tuple[str, ...] = get_args(LockFormat)
 #: stored with every version and shown by ``GET /endpoints``, so it stays small.
 MAX_REQUIREMENTS = 500
 MAX_SPEC_CHARS = 1_000_000
-_MAX_REQUIREMENT_CHARS = 1000
+MAX_REQUIREMENT_CHARS = 1000
+#: A requirement starts with a project name (PEP 508), so never with an option's dash.
+_REQUIREMENT_START = re.compile(r"^[A-Za-z0-9]")
 
 _HOW = (
     'Send "requirements" as a list of requirement strings (["scikit-learn==1.5.2"]) or as '
@@ -135,22 +146,27 @@ def _requirements(items: list[Any]) -> tuple[str, ...]:
             "Send a lock file instead."
         )
     for item in items:
-        if not isinstance(item, str) or not item.strip():
+        if not isinstance(item, str) or not item:
             raise InvalidRequest(f"requirements must hold non-empty strings, not {item!r}. {_HOW}")
-        if len(item) > _MAX_REQUIREMENT_CHARS or "\n" in item or "\r" in item:
+        if len(item) > MAX_REQUIREMENT_CHARS or "\n" in item or "\r" in item:
             raise InvalidRequest(
                 f"requirement {item[:80]!r} must be one line of at most "
-                f"{_MAX_REQUIREMENT_CHARS} characters."
+                f"{MAX_REQUIREMENT_CHARS} characters."
             )
         _check_text("requirement", item)
-        if item.lstrip().startswith("-"):
+        if item.startswith("-"):
             # Options (-e, -r, --index-url, ...) would reach the installer's command line or
             # read files on the server; the index comes from the server's uv configuration.
             raise InvalidRequest(
                 f"requirement {item!r} is an installer option; list only requirement strings "
                 "such as 'numpy<2' (the package index is the server's uv configuration)."
             )
-    return tuple(item.strip() for item in items)
+        if not _REQUIREMENT_START.match(item):
+            raise InvalidRequest(
+                f"requirement {item[:80]!r} must start with a package name, as in "
+                "'scikit-learn==1.5.2' or 'numpy<2'."
+            )
+    return tuple(items)
 
 
 def _check_requirements_file(text: str) -> None:

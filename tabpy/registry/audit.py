@@ -32,7 +32,9 @@ __all__ = [
     "read_entries",
 ]
 
-Action = Literal["deploy", "update", "delete", "rollback", "grant", "revoke", "shutdown"]
+Action = Literal[
+    "deploy", "update", "delete", "rollback", "grant", "revoke", "shutdown", "environment build"
+]
 AUDIT_ACTIONS: tuple[Action, ...] = (
     "deploy",
     "update",
@@ -41,9 +43,11 @@ AUDIT_ACTIONS: tuple[Action, ...] = (
     "grant",
     "revoke",
     "shutdown",
+    "environment build",
 )
-#: ``allowed``: the change was made (in the entry's transaction); ``refused``: it was not.
-Outcome = Literal["allowed", "refused"]
+#: ``allowed``: the change was made (in the entry's transaction); ``refused``: it was not;
+#: ``failed``: it was allowed but did not succeed (an environment build uv could not finish).
+Outcome = Literal["allowed", "refused", "failed"]
 
 #: Longest detail kept; a refusal message or a grant never comes close.
 _DETAIL_LIMIT = 2000

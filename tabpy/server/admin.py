@@ -41,7 +41,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 #: Not user references: the audit's words for the command line and for no authentication.
 _VERBATIM = ("local:", "anonymous", "bearer token")
-_OUTCOMES = ("allowed", "refused")
+_OUTCOMES = ("allowed", "refused", "failed")
 
 
 class Admin:

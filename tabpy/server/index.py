@@ -297,6 +297,7 @@ class Index:
             ("Log format", settings.log_format),
             ("Call context logging", "on" if settings.log_details else "off"),
             ("Health checks", health_checks_text(settings)),
+            ("Endpoint environments", _environments_text(self.context)),
         ]
         if subdirectory:
             rows.insert(3, ("URL prefix", f"/{subdirectory}/"))
@@ -342,6 +343,23 @@ class Index:
         )
 
 
+def _environments_text(context: ServerContext) -> str:
+    """How many per-endpoint environments are built, their disk use, and the build limits."""
+    settings = context.settings
+    environments = context.catalog.environments
+    limits = (
+        f"builds limited to {settings.env_build_timeout:g} s"
+        + (f" and {settings.env_max_disk_mb} MB" if settings.env_max_disk_mb else "")
+        + f"; unused ones removed after {settings.env_gc_grace_seconds:g} s"
+    )
+    if environments is None:
+        return "not built by this server"
+    usage = environments.usage()
+    building = f", {usage.building} building" if usage.building else ""
+    size = usage.disk_bytes / (1024 * 1024)
+    return f"{usage.count} built ({size:.1f} MB on disk){building}; {limits}"
+
+
 def _isolation_text(context: ServerContext) -> str:
     """Which containment kills what scripts start, and whether callers share workers."""
     pool = context.pool
@@ -369,6 +387,7 @@ def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:
         "public_text": _public_text(endpoint.is_public),
         "description": endpoint.description,
         "last_error": state.last_error if state is not None else None,
+        "environment": _environment_text(endpoint, state),
         "docstring": endpoint.docstring,
         "schema": (
             json.dumps(endpoint.schema, indent=2, ensure_ascii=False) if endpoint.schema else None
@@ -376,6 +395,17 @@ def _card(endpoint: Endpoint, state: LoadState | None) -> dict[str, Any]:
         "changed": _Moment.of(endpoint.last_modified_time),
         "created": _Moment.of(endpoint.creation_time),
     }
+
+
+def _environment_text(endpoint: Endpoint, state: LoadState | None) -> str | None:
+    """The version's own environment and where its build is; None for the default one."""
+    if endpoint.environment is None:
+        return None
+    text = endpoint.environment.summary()
+    view = state.as_json().get("environment") if state is not None else None
+    if isinstance(view, dict):
+        text += f" ({view.get('message') or view.get('phase')})"
+    return text
 
 
 def _change(entry: AuditEntry) -> dict[str, Any]:

@@ -153,6 +153,7 @@ class Metrics:
     ) -> None:
         """Export the pool's and the catalog's state at every scrape; call once."""
         self.registry.register(RuntimeCollector(pool, catalog))
+        self.registry.register(EnvironmentCollector(catalog))
 
     # --- updates (the request path) -----------------------------------------------------------
 
@@ -283,6 +284,37 @@ class RuntimeCollector:
             revision.add_metric([], max(catalog.revision, 0))
             reachable.add_metric([], 1 if catalog.registry_reachable else 0)
         yield from (restarts, ready, size, containment, endpoints, revision, reachable)
+
+
+class EnvironmentCollector:
+    """Per-endpoint environments: how many are built, their disk use, builds running."""
+
+    def __init__(self, catalog: Callable[[], Catalog | None]) -> None:
+        self.catalog = catalog
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.catalog())
+
+    def _families(self, catalog: Catalog | None = None) -> Iterator[Metric]:
+        count = GaugeMetricFamily(
+            "tabpy_environments", "Per-endpoint Python environments built and kept on disk."
+        )
+        disk = GaugeMetricFamily(
+            "tabpy_environments_disk_bytes", "Disk used by the built per-endpoint environments."
+        )
+        building = GaugeMetricFamily(
+            "tabpy_environment_builds_running", "Environment builds (uv) running now."
+        )
+        environments = catalog.environments if catalog is not None else None
+        if environments is not None:
+            usage = environments.usage()
+            count.add_metric([], usage.count)
+            disk.add_metric([], usage.disk_bytes)
+            building.add_metric([], usage.building)
+        yield from (count, disk, building)
 
 
 _OPENMETRICS_VERSION = re.compile(r"application/openmetrics-text[^,]*?;\s*version=([^;,\s]*)")

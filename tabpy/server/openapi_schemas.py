@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tabpy.environments.spec import (
+    LOCK_FORMATS,
+    MAX_REQUIREMENT_CHARS,
+    MAX_REQUIREMENTS,
+    MAX_SPEC_CHARS,
+)
 from tabpy.errors import SCRIPT_ERROR
 from tabpy.registry.endpoint import MAX_NAME_LENGTH, MAX_TYPE_LENGTH
 
@@ -98,10 +104,75 @@ def _endpoint_info() -> Schema:
                 "schema": {"description": "The endpoint's argument and result schema, as sent."},
                 "is_public": {"description": "As sent (`true` or `false` for new endpoints)."},
                 "docstring": _TEXT,
-            }
+                "requirements": _ref("Requirements"),
+            },
+            required=[
+                "description",
+                "type",
+                "version",
+                "dependencies",
+                "target",
+                "creation_time",
+                "last_modified_time",
+                "schema",
+                "is_public",
+                "docstring",
+            ],
         ),
-        "description": "One deployed endpoint, as its last deploy described it.",
+        "description": "One deployed endpoint, as its last deploy described it. "
+        "`requirements` is present only when the current version has its own environment.",
     }
+
+
+def _requirements() -> Schema:
+    return {
+        "oneOf": [
+            {
+                "type": "array",
+                "items": {
+                    "type": "string",
+                    "maxLength": MAX_REQUIREMENT_CHARS,
+                    "pattern": "^[A-Za-z0-9][^\\n\\r\\u0000]*$",
+                },
+                "minItems": 1,
+                "maxItems": MAX_REQUIREMENTS,
+                "description": "Requirement strings, as pip and uv take them.",
+            },
+            _object(
+                {
+                    "lock": {
+                        "type": "string",
+                        "maxLength": MAX_SPEC_CHARS,
+                        "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+                    },
+                    "format": {"enum": list(LOCK_FORMATS)},
+                }
+            ),
+        ],
+        "description": "The version's own Python environment, built by the server with uv: "
+        "requirement strings, or the text of a lock file and its format. Absent or null: "
+        "the server's default environment.",
+        "examples": [["scikit-learn==1.5.2", "numpy<2"]],
+    }
+
+
+def _environment_state() -> Schema:
+    return _object(
+        {
+            "requirements": _ref("Requirements"),
+            "phase": {
+                "type": "string",
+                "description": "`queued`, a build phase (`resolving requirements`, "
+                "`creating the virtualenv`, `installing packages`, `installing the worker "
+                "runtime`), `ready` or `failed`.",
+            },
+            "message": {"type": "string", "description": "While building: phase and time."},
+            "key": {"type": "string", "description": "The built environment's content key."},
+            "size_bytes": _INTEGER,
+            "elapsed_seconds": {"type": "number"},
+        },
+        required=["requirements", "phase"],
+    )
 
 
 def _version_info() -> Schema:
@@ -116,6 +187,10 @@ def _version_info() -> Schema:
             "docstring": {"type": ["string", "null"], "description": unknown_when_null},
             "schema": {"description": unknown_when_null},
             "current": {"type": "boolean", "description": "True for the version served now."},
+            "requirements": {
+                "oneOf": [_ref("Requirements"), {"type": "null"}],
+                "description": "The version's own environment; null: the default one.",
+            },
         }
     )
 
@@ -127,7 +202,9 @@ def _load_state() -> Schema:
             "type": _TEXT,
             "status": {"enum": ["LoadSuccessful", "LoadFailed", "LoadInProgress"]},
             "last_error": {"type": ["string", "null"]},
-        }
+            "environment": _ref("EnvironmentState"),
+        },
+        required=["version", "type", "status", "last_error"],
     )
 
 
@@ -162,6 +239,11 @@ def _deploy_fields() -> dict[str, Schema]:
             "pattern": f"^{no_nul}$",
             "description": "A folder holding `pickle_archive`, inside the upload destination "
             "(`GET /configurations/endpoint_upload_destination`): TabPy's client's way.",
+        },
+        "requirements": {
+            "oneOf": [_ref("Requirements"), {"type": "null"}],
+            "description": "The new version's own environment (not for an alias; on an update "
+            "only with `should_update_version`).",
         },
     }
 
@@ -327,6 +409,8 @@ def component_schemas() -> dict[str, Schema]:
         "Endpoints": {"type": "object", "additionalProperties": _ref("EndpointInfo")},
         "VersionInfo": _version_info(),
         "LoadState": _load_state(),
+        "Requirements": _requirements(),
+        "EnvironmentState": _environment_state(),
         "CreateRequest": _create_request(),
         "UpdateRequest": _update_request(),
         "DeleteRequest": {

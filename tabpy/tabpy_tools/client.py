@@ -17,8 +17,14 @@ from typing import Any
 import httpx
 
 from tabpy.tabpy_tools._deploy import Artifact, check_name, endpoint_body, pack, wait_until_loaded
+from tabpy.tabpy_tools._environment import (
+    Requirements,
+    requirements_body,
+    wait_for_environment,
+)
 from tabpy.tabpy_tools.endpoints import Endpoint, endpoint_from_json
 from tabpy.tabpy_tools.errors import (
+    DeploymentError,
     EndpointExistsError,
     EndpointNotFoundError,
     InvalidArgumentError,
@@ -172,6 +178,9 @@ class Client:
         schema: Any = None,
         override: bool = False,
         is_public: bool = False,
+        *,
+        requirements: Requirements | None = None,
+        wait: bool = True,
     ) -> None:
         """Deploy the function ``obj`` as endpoint ``name`` and return once the server serves it.
 
@@ -180,10 +189,22 @@ class Client:
         ``is_public`` is sent on every deploy, so a redeploy without it makes the endpoint
         private again (as with TabPy).
 
+        ``requirements`` gives this version its own Python environment, built by the server:
+        a list of requirement strings (``["scikit-learn==1.5.2", "numpy<2"]``) or the path of
+        a ``requirements.txt``, ``uv.lock`` or ``pylock.toml`` file. Without it the version
+        runs in the server's own environment, as with TabPy. The server builds the environment
+        after replying; the wait shows its phase and elapsed time on standard error when that
+        is a terminal, and ends when the version serves or its build fails.
+
+        ``wait=False`` returns as soon as the server has recorded the version.
+
         Raises ``EndpointExistsError``, ``LoadFailedError`` (the server could not load the
-        function), ``DeploymentTimeoutError`` or a ``ResponseError`` subclass.
+        function, or could not build its environment: ``last_error`` has the installer's
+        words), ``DeploymentTimeoutError``, ``DeploymentError`` (a server that cannot build
+        environments was given ``requirements``) or a ``ResponseError`` subclass.
         """
         check_name(name)
+        spec = None if requirements is None else requirements_body(requirements)
         description = "" if description is None else description
         if self._remote_server:
             logger.info(
@@ -200,6 +221,8 @@ class Client:
         version = int(current.get("version", 0)) + 1 if current is not None else 1
         src_path = None
         if not self._upload(artifact):
+            if spec is not None:
+                raise DeploymentError(_NO_ENVIRONMENTS)
             src_path = self._write_to_shared_folder(name, version, artifact)
         body = endpoint_body(
             name,
@@ -211,6 +234,8 @@ class Client:
             update=current is not None,
             src_path=src_path,
         )
+        if spec is not None:
+            body["requirements"] = spec
         if current is None:
             if override:
                 # This server's listing may lag behind another instance's deploy of the same
@@ -223,9 +248,18 @@ class Client:
             response = self._connection.request(
                 "PUT", f"endpoints/{quote_name(name)}", expect=(200,), json_body=body
             )
-        wait_until_loaded(
-            self.get_status, name, _reported_version(response, name, version), self.deploy_timeout
-        )
+        if spec is not None and not _shows_requirements(response, name):
+            raise DeploymentError(
+                f"{_NO_ENVIRONMENTS} Endpoint {name} was deployed without them; deploy it "
+                "again without requirements, or to a server that builds environments."
+            )
+        if not wait:
+            return
+        deployed = _reported_version(response, name, version)
+        if spec is not None:
+            wait_for_environment(self.get_status, name, deployed, self.deploy_timeout)
+        else:
+            wait_until_loaded(self.get_status, name, deployed, self.deploy_timeout)
 
     def remove(self, name: str) -> None:
         """``DELETE endpoints/<name>``; an unknown name raises ``NotFoundError``.
@@ -362,3 +396,17 @@ def _reported_version(response: httpx.Response, name: str, expected: int) -> int
     except (ValueError, KeyError, TypeError):
         return expected
     return version if isinstance(version, int) and not isinstance(version, bool) else expected
+
+
+_NO_ENVIRONMENTS = (
+    "This server cannot build per-endpoint environments (requirements=), for example a "
+    "TabPy 2.16 server."
+)
+
+
+def _shows_requirements(response: httpx.Response, name: str) -> bool:
+    """Whether the server's reply names the environment (a server without them ignores it)."""
+    try:
+        return "requirements" in response.json()[name]
+    except (ValueError, KeyError, TypeError):
+        return False
