@@ -77,7 +77,13 @@ CGROUP = Component(
     "--cgroup-parent, or --privileged), or under systemd with Delegate=yes",
 )
 
-ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP)
+ENVS = Component(
+    "envs",
+    "the uv binary (the envs extra) and a package index it reaches",
+    "pip install '.[test]'; give uv an index it can reach (UV_INDEX_URL or uv.toml)",
+)
+
+ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP, ENVS)
 
 
 def in_ci(environ: Mapping[str, str] | None = None) -> bool:
@@ -114,6 +120,28 @@ def require_module(
         return importlib.import_module(name)
     except ImportError as exc:
         missing(component, f"import {name} failed: {exc}", environ=environ)
+
+
+def require_envs(*, environ: Mapping[str, str] | None = None) -> str:
+    """The uv binary, once it has shown it resolves a small package from its index."""
+    import subprocess
+    import sys
+
+    uv = require_module("uv", ENVS, environ=environ)
+    try:
+        binary = str(uv.find_uv_bin())
+        probe = subprocess.run(
+            [binary, "pip", "compile", "-", "--python", sys.executable, "--quiet", "--no-header"],
+            input="six\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        missing(ENVS, f"uv did not run: {exc}", environ=environ)
+    if probe.returncode != 0:
+        missing(ENVS, f"uv cannot resolve six: {probe.stderr.strip()[:300]}", environ=environ)
+    return binary
 
 
 # --- the safety net --------------------------------------------------------------------------

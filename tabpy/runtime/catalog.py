@@ -313,6 +313,7 @@ class Catalog:
             endpoint.version,
             endpoint.artifact,
         ):
+            state = replace(state, environment=current.environment)
             self.states[endpoint.name] = state
             logger.info("Endpoint %s version %d: %s", endpoint.name, endpoint.version, status)
         return state
