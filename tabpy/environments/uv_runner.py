@@ -59,6 +59,8 @@ def run_uv(
     ``max_bytes`` (0: no limit) while the command runs.
     """
     command = [find_uv(), *args, "--color", "never"]
+    if time.monotonic() >= deadline:
+        raise BuildTimedOut(_timeout_message(what))
     with subprocess.Popen(
         command,
         cwd=cwd,
@@ -74,15 +76,13 @@ def run_uv(
         pending_input = stdin
         while outputs is None:
             try:
-                outputs = process.communicate(pending_input, timeout=_POLL_SECONDS)
+                wait = min(_POLL_SECONDS, max(deadline - time.monotonic(), 0.001))
+                outputs = process.communicate(pending_input, timeout=wait)
             except subprocess.TimeoutExpired:
                 pending_input = None  # communicate() already sent it
                 now = time.monotonic()
                 if now >= deadline:
-                    stopped = BuildTimedOut(
-                        f"Environment build timed out while {what} (TABPY_ENV_BUILD_TIMEOUT); "
-                        "the installer was stopped."
-                    )
+                    stopped = BuildTimedOut(_timeout_message(what))
                 elif watch is not None and max_bytes and now - checked_disk >= _DISK_POLL_SECONDS:
                     checked_disk = now
                     if directory_size(watch) > max_bytes:
@@ -118,6 +118,13 @@ def directory_size(path: Path) -> int:
                 seen.add((info.st_dev, info.st_ino))
                 total += info.st_size
     return total
+
+
+def _timeout_message(what: str) -> str:
+    return (
+        f"Environment build timed out while {what} (TABPY_ENV_BUILD_TIMEOUT); the installer "
+        "was stopped. Raise the limit, or ask for fewer packages."
+    )
 
 
 def _disk_message(what: str, max_bytes: int) -> str:

@@ -384,9 +384,12 @@ def test_a_0002_registry_gains_roles_and_audit_losing_nothing(old_url: str) -> N
     before = table_rows(old_url)
 
     registry = Registry(old_url)
-    assert current_revision(registry.engine) == head_revision() == "0003"
+    assert current_revision(registry.engine) == head_revision() == "0004"
     assert schema_differences(old_url) == []
-    assert table_rows(old_url) == before  # every row of every 0002 table, every column
+    # Every row of every 0002 table, every column; versions gain 0004's environment (null).
+    after = table_rows(old_url)
+    assert all(row.pop("environment") is None for row in after["tabpy_versions"])
+    assert after == before
     # Nothing is owned or granted yet, and the trail starts empty.
     rules = registry.access_rules()
     assert (rules.revision, rules.grants, rules.owners, rules.callers) == (0, {}, {}, {})
@@ -401,4 +404,21 @@ def test_a_0002_registry_gains_roles_and_audit_losing_nothing(old_url: str) -> N
         ("rollback", "add", 4),
         ("grant", None, None),
     ]
+    registry.close()
+
+
+def test_a_0003_registry_gains_version_environments_losing_nothing(old_url: str) -> None:
+    """0004: every existing version keeps the default environment; new ones may name theirs."""
+    migrate_to(old_url, "0003")
+    before = table_rows(old_url)
+    registry = Registry(old_url)
+    assert current_revision(registry.engine) == "0004"
+    assert schema_differences(old_url) == []
+    after = table_rows(old_url)
+    assert [row.pop("environment") for row in after["tabpy_versions"]] == [None] * len(
+        before["tabpy_versions"]
+    )
+    assert after == before
+    assert all(v.environment is None for v in registry.versions("add"))
+    assert registry.get("add").environment is None
     registry.close()
