@@ -20,7 +20,7 @@ __all__ = [
     "LOCK_FORMATS",
     "MAX_REQUIREMENTS",
     "MAX_REQUIREMENT_CHARS",
-    "MAX_SPEC_CHARS",
+    "MAX_TEXT_CHARS",
     "EnvironmentSpec",
     "LockFormat",
     "parse_spec",
@@ -32,7 +32,7 @@ LOCK_FORMATS: tuple[str, ...] = get_args(LockFormat)
 #: Most requirement strings one spec may list, and most characters of its text: a spec is
 #: stored with every version and shown by ``GET /endpoints``, so it stays small.
 MAX_REQUIREMENTS = 500
-MAX_SPEC_CHARS = 1_000_000
+MAX_TEXT_CHARS = 1_000_000
 MAX_REQUIREMENT_CHARS = 1000
 #: A requirement starts with a project name (PEP 508), so never with an option's dash.
 _REQUIREMENT_START = re.compile(r"^[A-Za-z0-9]")
@@ -181,8 +181,8 @@ def _check_requirements_file(text: str) -> None:
 
 
 def _check_text(what: str, text: str) -> None:
-    if len(text) > MAX_SPEC_CHARS:
-        raise InvalidRequest(f"{what} is {len(text)} characters; the limit is {MAX_SPEC_CHARS}.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidRequest(f"{what} is {len(text)} characters; the limit is {MAX_TEXT_CHARS}.")
     if "\x00" in text:
         raise InvalidRequest(f"{what} must not contain the NUL character (\\u0000).")
 

@@ -14,7 +14,7 @@ from tabpy.environments.spec import (
     LOCK_FORMATS,
     MAX_REQUIREMENT_CHARS,
     MAX_REQUIREMENTS,
-    MAX_SPEC_CHARS,
+    MAX_TEXT_CHARS,
 )
 from tabpy.errors import SCRIPT_ERROR
 from tabpy.registry.endpoint import MAX_NAME_LENGTH, MAX_TYPE_LENGTH
@@ -142,7 +142,7 @@ def _requirements() -> Schema:
                 {
                     "lock": {
                         "type": "string",
-                        "maxLength": MAX_SPEC_CHARS,
+                        "maxLength": MAX_TEXT_CHARS,
                         "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
                     },
                     "format": {"enum": list(LOCK_FORMATS)},

@@ -145,9 +145,7 @@ def test_a_failed_build_says_why_and_the_previous_version_keeps_serving(launch: 
     client = client_for(server)
     client.deploy("model", one)
     with pytest.raises(LoadFailedError) as failed:
-        client.deploy(
-            "model", two, override=True, requirements=["tabpyx-no-such-package-zz==1.0"]
-        )
+        client.deploy("model", two, override=True, requirements=["tabpyx-no-such-package-zz==1.0"])
     message = failed.value.last_error or ""
     assert "tabpyx-no-such-package-zz" in message
     assert "resolving requirements" in message
@@ -180,8 +178,9 @@ def test_a_restart_reuses_the_environment_without_building(tmp_path: Path) -> No
     second.start()
     try:
         wait_for(
-            lambda: second.http.get("/status").json().get("model", {}).get("status")
-            == "LoadSuccessful",
+            lambda: (
+                second.http.get("/status").json().get("model", {}).get("status") == "LoadSuccessful"
+            ),
             BUILD_TIMEOUT,
             "the endpoint to load after the restart",
         )
@@ -220,9 +219,10 @@ def test_a_deploy_without_requirements_reads_as_tabpys(default_server: ServerPro
     info = default_server.http.get("/endpoints/plain_env_check").json()
     assert "requirements" not in info
     assert "environment" not in status_of(default_server, "plain_env_check")
-    assert default_server.http.get("/endpoints/plain_env_check/versions").json()[-1][
-        "requirements"
-    ] is None
+    assert (
+        default_server.http.get("/endpoints/plain_env_check/versions").json()[-1]["requirements"]
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -246,9 +246,7 @@ def test_a_deploy_without_requirements_reads_as_tabpys(default_server: ServerPro
 def test_bad_requirements_are_refused_with_what_to_fix(
     default_server: ServerProcess, requirements: Any, words: str
 ) -> None:
-    response = deploy_raw(
-        default_server.http, "bad_env", pickled(one), requirements=requirements
-    )
+    response = deploy_raw(default_server.http, "bad_env", pickled(one), requirements=requirements)
     assert response.status_code == 400, response.text
     assert words in response.json()["message"]
     assert default_server.http.get("/endpoints/bad_env").status_code == 404
@@ -298,7 +296,8 @@ def test_unused_environments_are_collected_after_the_grace_period(launch: Any) -
     client.deploy("model", two, override=True, requirements=SIX_NEW)
     wait_for(lambda: not old.exists(), 30, "the unused environment to be collected")
     remaining = built(server)
-    assert len(remaining) == 1 and remaining[0].name == status_of(server, "model")[
-        "environment"
-    ]["key"]
+    assert (
+        len(remaining) == 1
+        and remaining[0].name == status_of(server, "model")["environment"]["key"]
+    )
     assert answer(server, "model") == 2

@@ -36,6 +36,7 @@ VERSION_KEYS = [
     "docstring",
     "schema",
     "current",
+    "requirements",
 ]
 
 
