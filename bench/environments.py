@@ -47,30 +47,48 @@ def model(x: list[int]) -> list[int]:
 @contextlib.contextmanager
 def server(state: Path, uv_cache: Path) -> Iterator[tuple[str, float]]:
     """A started server (its URL, and the seconds it took to listen)."""
+    state.mkdir(parents=True, exist_ok=True)
     config = state.parent / f"{state.name}.conf"
     config.write_text(f"[TabPy]\nTABPY_PORT = 0\nTABPY_STATE_PATH = {state}\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TABPY_")}
     env.update(UV_CACHE_DIR=str(uv_cache), PYTHONPATH=str(ROOT))
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tabpy.cli.server", "--config", str(config),
-         "--disable-auth-warning"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=env, start_new_session=True,
-    )  # fmt: skip
+    log = state.parent / f"{state.name}.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tabpy.cli.server", "--config", str(config),
+             "--disable-auth-warning"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+            start_new_session=True,
+        )  # fmt: skip
     try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            match = READY.search(line)
-            if match:
-                break
-        else:
-            raise RuntimeError("the server did not start")
-        yield f"http://127.0.0.1:{match.group(1)}/", time.monotonic() - started
+        deadline = time.monotonic() + 60
+        while not (match := READY.search(log.read_text())):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{log.read_text()}")
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{match.group(1)}/"
+        listening = time.monotonic() - started
+        warm_up(url)
+        yield url, listening
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def warm_up(url: str) -> None:
+    """Until a worker answers a trivial script: what every measurement starts from."""
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            reply = httpx.post(url + "evaluate", json={"script": "return 1", "data": {}})
+            if reply.status_code == 200:
+                return
+        time.sleep(0.02)
+    raise RuntimeError("no worker answered")
 
 
 def servable(url: str, name: str) -> None:
@@ -111,7 +129,7 @@ def run(packages: list[str]) -> list[tuple[str, str, str]]:
                 cold.append(timed_deploy(url, "model", packages, False))
             with server(work / f"warm-{attempt}", cold_cache) as (url, _):
                 warm.append(timed_deploy(url, "model", packages, False))
-                for k in range(3):
+                for _ in range(3):
                     unchanged.append(timed_deploy(url, "model", packages, True))
         with server(work / f"warm-{REPEATS - 1}", cold_cache) as (url, listening):
             started = time.monotonic()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, Union
 
+from tabpy.tabpy_tools._deploy import FIRST_POLL_DELAY, MAX_POLL_DELAY
 from tabpy.tabpy_tools.errors import DeploymentTimeoutError, InvalidArgumentError, LoadFailedError
 
 __all__ = ["Requirements", "requirements_body", "wait_for_environment"]
@@ -24,7 +25,6 @@ __all__ = ["Requirements", "requirements_body", "wait_for_environment"]
 Requirements = Union[list[str], tuple[str, ...], str, "os.PathLike[str]"]
 
 _PYLOCK = re.compile(r"^pylock(\.[^.]+)?\.toml$")
-_POLL_SECONDS = 0.5
 
 
 def requirements_body(requirements: Requirements) -> list[str] | dict[str, str]:
@@ -77,6 +77,7 @@ def wait_for_environment(
     deadline = started + timeout
     entry: Any = None
     shown = False
+    delay = FIRST_POLL_DELAY
     try:
         while True:
             entry = get_status().get(name)
@@ -99,7 +100,8 @@ def wait_for_environment(
                         shown = True
             if clock() >= deadline:
                 break
-            sleep(_POLL_SECONDS)
+            sleep(delay)
+            delay = min(delay * 1.5, MAX_POLL_DELAY)
     finally:
         if shown:
             out.write("\n")
