@@ -384,7 +384,7 @@ def test_a_0002_registry_gains_roles_and_audit_losing_nothing(old_url: str) -> N
     before = table_rows(old_url)
 
     registry = Registry(old_url)
-    assert current_revision(registry.engine) == head_revision() == "0003"
+    assert current_revision(registry.engine) == head_revision() == "0005_members"
     assert schema_differences(old_url) == []
     assert table_rows(old_url) == before  # every row of every 0002 table, every column
     # Nothing is owned or granted yet, and the trail starts empty.
