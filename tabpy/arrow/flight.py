@@ -144,9 +144,10 @@ class FlightService(flight.FlightServerBase):
     ) -> flight.FlightInfo:
         with flight_errors():
             self._allow(context, "GetFlightInfo")
-            table = self.store.get(key_of(descriptor))
+            key = key_of(descriptor)
+            table = self.store.get(key) or self.find_elsewhere(key)  # moved here if elsewhere
             if table is None:
-                raise FlightNotFound(key_of(descriptor))
+                raise FlightNotFound(key)
             return self._info(table)
 
     def do_put(
