@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from tabpy.arrow.flight import LOCAL, Key, receive, ticket_of
@@ -107,9 +108,10 @@ class OwnerLookup:
             self._warn(peer, "it refused this instance's credentials")
         except flight.FlightUnauthorizedError:
             self._warn(peer, "this instance's internal user lacks the role DoGet needs")
-        except (flight.FlightError, OSError) as err:
-            if "not found" not in str(err).lower() and "No table" not in str(err):
-                logger.warning("Arrow Flight: could not ask %s for a table: %s", peer, _line(err))
+        except KeyError:  # pyarrow's ArrowKeyError: gRPC NOT_FOUND, the usual answer
+            pass
+        except (pa.ArrowException, OSError) as err:  # FlightError is an ArrowException
+            logger.warning("Arrow Flight: could not ask %s for a table: %s", peer, _line(err))
         else:
             return client, reader
         client.close()
