@@ -99,7 +99,9 @@ class Fleet:
         due = time.monotonic() + self.heartbeat_seconds
         while True:
             await asyncio.sleep(CHANGE_CHECK_SECONDS)
-            if time.monotonic() >= due or self._state() != self._written:
+            # While the registry fails, only the regular beat retries (no storm of retries).
+            changed = self._reachable and self._state() != self._written
+            if time.monotonic() >= due or changed:
                 due = time.monotonic() + self.heartbeat_seconds
                 await self.beat()
 

@@ -100,4 +100,6 @@ def test_what_counts_as_loaded(loaded: Loaded, expected: bool) -> None:
 
 def test_a_row_written_by_something_else_counts_as_nothing_loaded() -> None:
     assert Loaded.decode(3, "not json").endpoints == {}
-    assert Loaded.decode(3, '{"f": [1, "LoadSuccessful"]}').endpoints == {"f": (1, "LoadSuccessful")}
+    assert Loaded.decode(3, '{"f": [1, "LoadSuccessful"]}').endpoints == {
+        "f": (1, "LoadSuccessful")
+    }
