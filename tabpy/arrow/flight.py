@@ -5,6 +5,9 @@
 * ``GetFlightInfo(descriptor)`` describes a stored table: schema, rows, bytes and one endpoint
   whose ticket redeems it. ``ListFlights`` describes them all.
 * ``DoGet(ticket)`` streams the table and removes it: each table can be fetched once.
+
+A table ``DoGet`` or ``GetFlightInfo`` asks for that another member of the fleet holds is first
+moved here from it (``find_elsewhere``, :mod:`tabpy.arrow.owners`).
 * Actions: ``getUniquePath`` (a new UUID to put a table under), ``clear`` (drop every stored
   table), ``healthcheck`` (no result) and ``shutdown`` (stop the Flight listener; HTTP keeps
   running). Unlike TabPy, ``shutdown`` is refused unless the caller is an admin (see
