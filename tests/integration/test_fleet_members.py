@@ -44,13 +44,20 @@ def times(n: int) -> Callable[[list[int]], list[int]]:
     return multiply
 
 
-@pytest.fixture
-def registry_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One SQLite file, or a PostgreSQL database (as a fleet on several hosts would use)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    from postgres_support import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
 
 
 def test_members_appear_and_a_killed_one_expires(
-    launch: Callable[..., ServerProcess], registry_url: str
+    registry_url: str, launch: Callable[..., ServerProcess]
 ) -> None:
     a = launch(fleet_settings(registry_url, "a"))
     b = launch(fleet_settings(registry_url, "b"))
@@ -73,7 +80,7 @@ def test_members_appear_and_a_killed_one_expires(
 
 
 def test_a_deploy_waits_for_the_members_and_names_the_laggard(
-    launch: Callable[..., ServerProcess], registry_url: str, tmp_path: Path
+    registry_url: str, launch: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     a = launch(fleet_settings(registry_url, "a", TABPY_DEPLOY_WAIT_SECONDS="2"))
     b = launch(fleet_settings(registry_url, "b")).wait_until_warm()
