@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from tabpy.arrow.arrow_errors import TransferFailed
 from tabpy.arrow.flight import LOCAL, Key, receive, ticket_of
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.config import ConfigError
@@ -87,17 +88,17 @@ class OwnerLookup:
                 answer = done.result()
                 if answer is None:
                     continue
-                client, reader = answer
+                peer, client, reader = answer
                 try:
                     if found is None:  # only one member can hold a path; keep the first
-                        found = receive(reader, self.store, key)
+                        found = _receive(peer, reader, self.store, key)
                 finally:
                     client.close()
         return found
 
     def _ask(
         self, peer: str, ticket: flight.Ticket
-    ) -> tuple[flight.FlightClient, flight.FlightStreamReader] | None:
+    ) -> tuple[str, flight.FlightClient, flight.FlightStreamReader] | None:
         headers = [(b"authorization", self._authorization)] if self._authorization else []
         options = flight.FlightCallOptions(headers=headers, timeout=CALL_SECONDS)
         client = flight.FlightClient(peer)
@@ -113,7 +114,7 @@ class OwnerLookup:
         except (pa.ArrowException, OSError) as err:  # FlightError is an ArrowException
             logger.warning("Arrow Flight: could not ask %s for a table: %s", peer, _line(err))
         else:
-            return client, reader
+            return peer, client, reader
         client.close()
         return None
 
@@ -126,6 +127,17 @@ class OwnerLookup:
                 why,
             )
         self._warned = True
+
+
+def _receive(
+    peer: str, reader: flight.FlightStreamReader, store: TableStore, key: Key
+) -> StoredTable:
+    """Store what ``peer`` streams; its failure part-way is :class:`TransferFailed`."""
+    try:
+        return receive(reader, store, key)
+    except (pa.ArrowException, OSError) as err:  # StoreFull (a TabPyError) passes through
+        logger.warning("Arrow Flight: %s failed while sending a table: %s", peer, _line(err))
+        raise TransferFailed(peer) from None
 
 
 def _line(err: BaseException) -> str:
