@@ -58,7 +58,9 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_SIZE_MB",
     "DEFAULT_MINIMUM_TLS_VERSION",
     "DEFAULT_PORT",
+    "DEFAULT_DEPLOY_WAIT_SECONDS",
     "DEFAULT_DRAIN_SECONDS",
+    "DEFAULT_MEMBER_HEARTBEAT_SECONDS",
     "DEFAULT_REGISTRY_CONNECT_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "LOG_FORMATS",
@@ -91,6 +93,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_REGISTRY_CONNECT_TIMEOUT = 60.0
 #: Seconds of "not ready" after SIGTERM before the listener closes (0: close at once).
 DEFAULT_DRAIN_SECONDS = 0.0
+#: Seconds between two membership heartbeats (tabpy.registry.members).
+DEFAULT_MEMBER_HEARTBEAT_SECONDS = 5.0
+#: Longest wait of a deploy for the fleet's other members to load the new version.
+DEFAULT_DEPLOY_WAIT_SECONDS = 10.0
 # Failed logins per minute from one address as one user name before 429 (0: no limit).
 DEFAULT_AUTH_MAX_FAILURES = 10
 # How long verified Basic credentials stay cached after their last use (0: no cache).
@@ -206,6 +212,11 @@ class Settings:
     registry_connect_timeout: float
     drain_seconds: float
     instance_id: str
+    member_heartbeat_seconds: float
+    deploy_wait_seconds: float
+    advertise_url: str | None
+    advertise_flight: str | None
+    internal_credentials_file: Path | None
     log_format: str
     health_checks_public: bool
     max_header_kb: int
@@ -489,6 +500,20 @@ def _instance_id(key: str, value: str) -> str:
     return value
 
 
+def _advertised(*schemes: str) -> Parser:
+    """An address the fleet's other members reach this one at (``TABPY_ADVERTISE_*``)."""
+
+    def parse(key: str, value: str) -> str:
+        if not value.startswith(schemes) or not value.partition("://")[2].strip("/"):
+            raise ConfigError(
+                f"{key} = {_show(value)} is not an address the other instances can use: "
+                f"write it as {schemes[0]}<host>:<port>, with a host name or address they reach."
+            )
+        return value.rstrip("/")
+
+    return parse
+
+
 def _default_arrow_bind_address(resolve: Resolve) -> str:
     # Flight has the same authentication and TLS as HTTP, so it is no more exposed than HTTP;
     # loopback by default would silently break Tableau Prep on another machine.
@@ -602,6 +627,14 @@ _KEYS: tuple[_Key, ...] = (
          DEFAULT_REGISTRY_CONNECT_TIMEOUT, _seconds(True)),
     _Key("TABPY_DRAIN_SECONDS", "drain_seconds", DEFAULT_DRAIN_SECONDS, _seconds(True)),
     _Key("TABPY_INSTANCE_ID", "instance_id", _default_instance_id, _instance_id),
+    _Key("TABPY_MEMBER_HEARTBEAT_SECONDS", "member_heartbeat_seconds",
+         DEFAULT_MEMBER_HEARTBEAT_SECONDS, _seconds(False)),
+    _Key("TABPY_DEPLOY_WAIT_SECONDS", "deploy_wait_seconds", DEFAULT_DEPLOY_WAIT_SECONDS,
+         _seconds(True)),
+    _Key("TABPY_ADVERTISE_URL", "advertise_url", None, _advertised("http://", "https://")),
+    _Key("TABPY_ADVERTISE_FLIGHT", "advertise_flight", None,
+         _advertised("grpc://", "grpc+tcp://", "grpc+tls://")),
+    _Key("TABPY_INTERNAL_CREDENTIALS_FILE", "internal_credentials_file", None, _any_path),
     _Key("TABPY_LOG_FORMAT", "log_format", DEFAULT_LOG_FORMAT, _log_format),
     _Key("TABPY_HEALTH_CHECKS_PUBLIC", "health_checks_public", False, _boolean),
     _Key("TABPY_MAX_HEADER_KB", "max_header_kb", DEFAULT_MAX_HEADER_KB, _kilobytes),

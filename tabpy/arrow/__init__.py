@@ -7,6 +7,7 @@ Modules, from the bottom up:
 * ``sessions`` and ``credentials``: Flight authentication, the HTTP server's rules;
 * ``flight_errors``: the one mapping of errors to what Flight clients see;
 * ``flight``: the Flight RPCs and actions;
+* ``owners``: fetching a table another member of the fleet holds;
 * ``service``: start and stop beside HTTP, and the table strategy of ``/evaluate``
   (``dataPath``, a :class:`tabpy.runtime.tables.TableEvaluator`);
 * ``worker``: the worker's side of a ``dataPath`` job, a plug-in job handler.

@@ -10,6 +10,8 @@ Hierarchy (under :mod:`tabpy.errors`)::
     └── UnknownAction      a Flight action this server does not have
     ExecutionFailed
     └── TableNotFound      /evaluate named a dataPath the store does not hold
+    ServiceUnavailable
+    └── TransferFailed     the fleet member holding a table failed while sending it
 
 Flight calls report these as :mod:`tabpy.arrow.flight_errors` maps them; ``/evaluate`` answers
 with TabPy's error envelope (TabPy reports a missing table as a failed script).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 
-from tabpy.errors import ExecutionFailed, NotFound, TabPyError
+from tabpy.errors import ExecutionFailed, NotFound, ServiceUnavailable, TabPyError
 
 __all__ = [
     "NOT_FOUND",
@@ -27,6 +29,7 @@ __all__ = [
     "ShutdownRefused",
     "StoreFull",
     "TableNotFound",
+    "TransferFailed",
     "UnknownAction",
     "megabytes",
 ]
@@ -77,3 +80,14 @@ class UnknownAction(NotFound):
 
 class ShutdownRefused(TabPyError):
     """``message`` says who may shut down, and how to allow it."""
+
+
+class TransferFailed(ServiceUnavailable):
+    """Another member of the fleet held the table but stopped sending it part-way."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(
+            f"The table was on another instance ({owner}), which failed while sending it here; "
+            "the table is lost. Put it again (DoPut) and retry.",
+            retry_after=1,
+        )

@@ -5,6 +5,9 @@
 * ``GetFlightInfo(descriptor)`` describes a stored table: schema, rows, bytes and one endpoint
   whose ticket redeems it. ``ListFlights`` describes them all.
 * ``DoGet(ticket)`` streams the table and removes it: each table can be fetched once.
+
+A table ``DoGet`` or ``GetFlightInfo`` asks for that another member of the fleet holds is first
+moved here from it (``find_elsewhere``, :mod:`tabpy.arrow.owners`).
 * Actions: ``getUniquePath`` (a new UUID to put a table under), ``clear`` (drop every stored
   table), ``healthcheck`` (no result) and ``shutdown`` (stop the Flight listener; HTTP keeps
   running). Unlike TabPy, ``shutdown`` is refused unless the caller is an admin (see
@@ -23,7 +26,7 @@ import ast
 import logging
 import uuid
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -37,7 +40,7 @@ from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
 
-__all__ = ["ACTIONS", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
+__all__ = ["ACTIONS", "LOCAL", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ ACTIONS = (
     ("shutdown", "Stop this Flight server (administrators only; HTTP keeps running)."),
 )
 _MAX_TICKET = 4096
+#: Prefix of the tickets members send each other (:mod:`tabpy.arrow.owners`): "look only in
+#: your own store", so that an owner never asks its own peers in turn.
+LOCAL = b"local:"
 
 Key = tuple[int, bytes | None, tuple[bytes, ...]]
 
@@ -79,6 +85,18 @@ def _key_of_ticket(ticket: bytes) -> Hashable | None:
     return key  # type: ignore[no-any-return]
 
 
+def _is_key(key: Any) -> TypeGuard[Key]:
+    """True if ``key`` has the shape of a table's key (a ticket may hold any literal)."""
+    return (
+        isinstance(key, tuple)
+        and len(key) == 3
+        and isinstance(key[0], int)
+        and (key[1] is None or isinstance(key[1], bytes))
+        and isinstance(key[2], tuple)
+        and all(isinstance(part, bytes) for part in key[2])
+    )
+
+
 def _descriptor_of(key: Any) -> flight.FlightDescriptor:
     kind, command, path = key
     if command is not None:
@@ -97,10 +115,12 @@ class FlightService(flight.FlightServerBase):
         may_shut_down: Callable[[Principal], str | None],
         on_shutdown: Callable[[], None],
         may_call: Callable[[Principal, str], TabPyError | None] = lambda principal, call: None,
+        find_elsewhere: Callable[[Key], StoredTable | None] = lambda key: None,
     ) -> None:
         """``may_shut_down(principal)`` returns why the caller may not shut down, or None;
         ``may_call(principal, call)`` why it may not make a call (``DoPut``,
-        ``action:clear``), or None."""
+        ``action:clear``), or None; ``find_elsewhere(key)`` moves a table this instance
+        lacks here from another member of the fleet and returns it (None: nobody has it)."""
         super().__init__(
             location,
             auth_handler=_Handshake(),
@@ -112,6 +132,7 @@ class FlightService(flight.FlightServerBase):
         self.may_shut_down = may_shut_down
         self.on_shutdown = on_shutdown
         self.may_call = may_call
+        self.find_elsewhere = find_elsewhere
 
     # --- RPCs ------------------------------------------------------------------------------------
 
@@ -126,9 +147,10 @@ class FlightService(flight.FlightServerBase):
     ) -> flight.FlightInfo:
         with flight_errors():
             self._allow(context, "GetFlightInfo")
-            table = self.store.get(key_of(descriptor))
+            key = key_of(descriptor)
+            table = self.store.get(key) or self.find_elsewhere(key)  # moved here if elsewhere
             if table is None:
-                raise FlightNotFound(key_of(descriptor))
+                raise FlightNotFound(key)
             return self._info(table)
 
     def do_put(
@@ -154,8 +176,13 @@ class FlightService(flight.FlightServerBase):
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
         with flight_errors():
             self._allow(context, "DoGet")
-            key = _key_of_ticket(ticket.ticket)
+            raw = ticket.ticket
+            # An internal ticket (another member fetching): this store only, never the peers.
+            local = raw.startswith(LOCAL)
+            key = _key_of_ticket(raw[len(LOCAL) :] if local else raw)
             table = self.store.take(key) if key is not None else None
+            if table is None and not local and _is_key(key) and self.find_elsewhere(key):
+                table = self.store.take(key)
             if table is None:
                 raise FlightNotFound(key)
             return flight.GeneratorStream(table.schema, _stream(self.store, table))

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 import orjson
 import pyarrow as pa
@@ -27,6 +28,7 @@ from tabpy.arrow import TABLE_JOB
 from tabpy.arrow.arrow_errors import StoreFull, TableNotFound
 from tabpy.arrow.credentials import FlightAuthentication, FlightCredentials
 from tabpy.arrow.flight import FlightService, Key, path_key
+from tabpy.arrow.owners import OwnerLookup, internal_authorization
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.config import ConfigError, Settings
@@ -68,6 +70,11 @@ class ArrowService:
             )
         self.store = TableStore(settings.arrow_max_store_mb * _MB, settings.arrow_entry_ttl_seconds)
         self.credentials = FlightCredentials(auth)
+        #: The Flight addresses of the fleet's other live members (set by the wiring).
+        self.peers: Callable[[], list[str]] = list
+        self.owners = OwnerLookup(
+            self.store, internal_authorization(settings.internal_credentials_file)
+        )
         self.server: FlightService | None = None
         self._closed = threading.Event()
         self._stop_lock = threading.Lock()
@@ -93,6 +100,7 @@ class ArrowService:
                 may_shut_down=self.refuse_shutdown,
                 on_shutdown=self._stop_in_background,
                 may_call=self.refuse_call,
+                find_elsewhere=self.find_elsewhere,
             )
         except (pa.ArrowException, OSError) as err:
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -118,6 +126,16 @@ class ArrowService:
         stopped = await loop.run_in_executor(None, self._stopped.wait, max(timeout, 1.0))
         if not stopped:
             logger.error("Arrow Flight calls still running after %.0f s; exiting anyway", timeout)
+
+    @property
+    def port(self) -> int | None:
+        """The Flight listener's port once it is listening, else None."""
+        return int(self.server.port) if self.server is not None else None
+
+    def find_elsewhere(self, key: Key) -> StoredTable | None:
+        """Move the table under ``key`` here from the member holding it (blocks; see
+        :mod:`tabpy.arrow.owners`); None if no live member has it."""
+        return self.owners.fetch(key, self.peers())
 
     @property
     def stopped(self) -> bool:
@@ -208,7 +226,10 @@ class ArrowService:
 
         ``may_query``: what the script may ``tabpy.query``, its caller's rights.
         """
-        table = self.store.take(path_key(request.data_path))
+        key = path_key(request.data_path)
+        table = self.store.take(key)
+        if table is None and await asyncio.to_thread(self.find_elsewhere, key) is not None:
+            table = self.store.take(key)
         if table is None:
             raise TableNotFound(request.data_path, f"{self.store.ttl:g}")
         spare = Segment()  # for the result, if it cannot go over the input

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import platform
+import socket
 import sys
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
+from tabpy import __version__
 from tabpy.config import ConfigError, Settings
 from tabpy.environments import BuildLimits, BuildState, Environments, EnvironmentSpec, Toolchain
 from tabpy.registry.audit import Actor, Outcome
@@ -21,11 +23,15 @@ from tabpy.registry.store import Registry, display_url
 from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.containment import ContainmentMode
 from tabpy.runtime.environments import WORKER_RUNTIME_REQUIREMENTS, install_worker_runtime
+from tabpy.runtime.fleet import Fleet, MemberAddress
 from tabpy.runtime.pool import PoolOptions, WorkerPool
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.context import ServerContext
 
-__all__ = ["build_context", "open_registry", "registry_password"]
+if TYPE_CHECKING:
+    from tabpy.arrow.service import ArrowService
+
+__all__ = ["build_context", "member_address", "open_registry", "registry_password"]
 
 logger = logging.getLogger("tabpy.server")
 
@@ -61,13 +67,19 @@ def build_context(settings: Settings) -> ServerContext:
         from tabpy.arrow import create_service  # pyarrow only when Arrow is on
 
         arrow = create_service(settings, auth, pool, registry)
+        arrow.peers = lambda: [m.flight_url for m in fleet.peers() if m.flight_url]
+    catalog = Catalog(registry, pool, build_environments(settings, registry))
+    fleet = Fleet(
+        registry.engine, catalog, member_address(settings, arrow), settings.member_heartbeat_seconds
+    )
     return ServerContext(
         settings=settings,
         service_info=service_info,
         pool=pool,
-        catalog=Catalog(registry, pool, build_environments(settings, registry)),
+        catalog=catalog,
         auth=auth,
         tables=arrow,
+        fleet=fleet,
     )
 
 
@@ -106,6 +118,25 @@ def build_environments(settings: Settings, registry: Registry) -> Environments:
     )
     environments.start()
     return environments
+
+
+def member_address(settings: Settings, arrow: ArrowService | None) -> MemberAddress:
+    """Where the fleet's other members reach this one: ``TABPY_ADVERTISE_URL`` and
+    ``TABPY_ADVERTISE_FLIGHT``, by default this host's name with the bound ports."""
+    host = socket.gethostname()
+    http_url = settings.advertise_url or f"{settings.transfer_protocol}://{host}:{settings.port}"
+    flight = settings.advertise_flight
+
+    def flight_url() -> str | None:
+        if flight is not None:
+            return flight
+        port = arrow.port if arrow is not None else None
+        if port is None:
+            return None
+        scheme = "grpc+tls" if settings.transfer_protocol == "https" else "grpc+tcp"
+        return f"{scheme}://{host}:{port}"
+
+    return MemberAddress(settings.instance_id, http_url, flight_url, __version__)
 
 
 def open_registry(settings: Settings) -> Registry:

@@ -17,6 +17,7 @@ __all__ = [
     "audit_table",
     "endpoints_table",
     "grants_table",
+    "members_table",
     "meta_table",
     "metadata",
     "versions_table",
@@ -118,4 +119,20 @@ audit_table = sa.Table(
     sa.Index("ix_tabpy_audit_at", "at"),
     sa.Index("ix_tabpy_audit_principal", "principal"),
     sa.Index("ix_tabpy_audit_endpoint", "endpoint"),
+)
+
+# --- the fleet ------------------------------------------------------------------------------------
+
+# One row per running instance (tabpy.registry.members), rewritten by its heartbeat.
+members_table = sa.Table(
+    "tabpy_members",
+    metadata,
+    sa.Column("instance_id", sa.String(128), primary_key=True),  # TABPY_INSTANCE_ID
+    sa.Column("http_url", sa.String(512), nullable=False),  # where the fleet reaches its HTTP
+    sa.Column("flight_url", sa.String(512), nullable=True),  # its Arrow Flight; null: none
+    sa.Column("version", sa.String(64), nullable=False),  # the server's version
+    sa.Column("started_at", sa.BigInteger, nullable=False),  # milliseconds since the epoch
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=False),  # milliseconds since the epoch
+    sa.Column("catalog_revision", sa.BigInteger, nullable=False),  # the revision it has read
+    sa.Column("loaded", sa.Text, nullable=False),  # JSON: {name: [version, load status]}
 )

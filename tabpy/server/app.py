@@ -63,9 +63,13 @@ def create_app(context: ServerContext) -> Starlette:
         registry.on_audit = context.metrics.audit_recorded
         await asyncio.to_thread(registry.prune_audit)
         await context.auth.authorization.start()
+        if context.fleet is not None:
+            await context.fleet.start()
         try:
             yield
         finally:
+            if context.fleet is not None:
+                await context.fleet.close()
             await context.auth.authorization.close()
             await context.catalog.close()
             await context.pool.close()

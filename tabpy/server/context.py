@@ -10,6 +10,7 @@ from typing import Protocol
 from tabpy.config import Settings
 from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.catalog import Catalog
+from tabpy.runtime.fleet import Fleet
 from tabpy.runtime.pool import WorkerPool
 from tabpy.runtime.tables import TableService
 from tabpy.security.access import Authorization
@@ -49,6 +50,8 @@ class ServerContext:
     #: Runs ``/evaluate`` requests that name a stored table (``dataPath``) and listens for
     #: the tables themselves (Arrow Flight when ``TABPY_ARROW_ENABLE`` is true); None: no tables.
     tables: TableService | None = None
+    #: This instance's membership of the fleet sharing the registry (None: not a member).
+    fleet: Fleet | None = None
     started_at: float = field(default_factory=time.time)
     #: True from SIGTERM on (``TABPY_DRAIN_SECONDS``): ``/ready`` answers 503, all else serves.
     draining: bool = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +72,16 @@ class Endpoints:
         if deployer.user is not None:  # a new endpoint belongs to whoever deployed it
             owners = {USER_PREFIX + deployer.user.lower(), *(access.owners or ())}
             access = AccessChange(frozenset(owners), access.callers)
-        return self._reply(await self._deploy(request, deploy, access), 201)
+        endpoint = await self._deploy(request, deploy, access)
+        return self._reply(endpoint, 201, await self._fleet_wait(endpoint.name))
 
     async def update(self, request: Request) -> Response:
         name = request.path_params["name"]
         body = await self._body(request)
         deployed = await asyncio.to_thread(self.registry.names)
         deploy = DeployRequest.to_update(name, body, deployed, self.context.staging_path)
-        return self._reply(await self._deploy(request, deploy, access_change(body)), 200)
+        endpoint = await self._deploy(request, deploy, access_change(body))
+        return self._reply(endpoint, 200, await self._fleet_wait(endpoint.name))
 
     async def delete(self, request: Request) -> Response:
         await self._delete(request, request.path_params["name"])
@@ -109,7 +111,7 @@ class Endpoints:
                 self.registry.rollback, name, version, actor=actor, authorize=authorize
             )
             await self._settle(name)
-        return self._reply(restored, 200)
+        return self._reply(restored, 200, await self._fleet_wait(name))
 
     async def versions(self, request: Request) -> Response:
         name = _storable(request.path_params["name"])
@@ -170,6 +172,15 @@ class Endpoints:
         await self.context.catalog.refresh()
         await self.context.auth.authorization.refresh()
 
+    async def _fleet_wait(self, name: str) -> Sequence[str] | None:
+        """Wait (``TABPY_DEPLOY_WAIT_SECONDS`` at most) for the fleet's other members to load
+        the revision this instance now serves; those that have not yet, None if alone."""
+        fleet = self.context.fleet
+        if fleet is None:
+            return None
+        revision = self.context.catalog.revision
+        return await fleet.wait_loaded(name, revision, self.context.settings.deploy_wait_seconds)
+
     def _owner_check(self, request: Request, name: str, doing: str) -> Authorize:
         authorization = self.context.auth.authorization
         principal = principal_of(request)
@@ -179,9 +190,16 @@ class Endpoints:
 
         return check
 
-    def _reply(self, endpoint: Endpoint, status: int) -> Response:
-        body = encode_json({endpoint.name: endpoint.info()})
-        return RawResponse(body, status, JSON_UTF8)
+    def _reply(
+        self, endpoint: Endpoint, status: int, not_loaded: Sequence[str] | None = None
+    ) -> Response:
+        """The endpoint as TabPy describes it; in a fleet, plus ``members_not_loaded``: the
+        members that had not loaded this version when the wait ended (TabPy's clients ignore
+        keys they do not know)."""
+        info = endpoint.info()
+        if not_loaded is not None:
+            info["members_not_loaded"] = not_loaded
+        return RawResponse(encode_json({endpoint.name: info}), status, JSON_UTF8)
 
 
 def _storable(name: str) -> str:

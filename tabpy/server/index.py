@@ -40,6 +40,7 @@ from starlette.responses import Response
 
 from tabpy import __version__
 from tabpy.config import Settings
+from tabpy.registry import members
 from tabpy.registry.audit import AuditEntry, AuditQuery
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.store import display_url
@@ -340,7 +341,31 @@ class Index:
             port=port,
             https=settings.transfer_protocol == "https",
             changes=[_change(entry) for entry in changes or ()],
+            members=self.members_rows(),
         )
+
+    def members_rows(self) -> list[dict[str, Any]]:
+        """The fleet's live members as last read (no query); none for a lone instance."""
+        fleet = self.context.fleet
+        if fleet is None or len(fleet.members) < 2:
+            return []
+        now = members.now_ms()
+        rows = []
+        for member in fleet.members:
+            states = [status for _, status in member.loaded.endpoints.values()]
+            done = sum(1 for status in states if status == LoadStatus.SUCCESSFUL.value)
+            rows.append(
+                {
+                    "instance_id": member.instance_id,
+                    "this": member.instance_id == fleet.instance_id,
+                    "loaded": f"{done} of {len(states)} endpoints loaded",
+                    "version": member.version,
+                    "age": f"{max(now - member.heartbeat_at, 0) / 1000:.1f}",
+                    "http_url": member.http_url,
+                    "flight_url": member.flight_url,
+                }
+            )
+        return rows
 
 
 def _environments_text(context: ServerContext) -> str:

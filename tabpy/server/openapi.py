@@ -118,6 +118,8 @@ def _operation(
     }
     if operation.request_body is not None:
         body["requestBody"] = operation.request_body(settings)
+    if operation.query:
+        body["parameters"] = list(operation.query)
     if schemes and not protected:
         body["security"] = []
     elif protected and "bearerAuth" in schemes:

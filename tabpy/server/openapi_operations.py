@@ -73,6 +73,8 @@ class Operation:
     tag: str = "endpoints"
     cors: bool = False
     probe: bool = False
+    #: Its query parameters (OpenAPI parameter objects).
+    query: tuple[Object, ...] = ()
 
 
 def bad_body(extra: str = "") -> Object:
@@ -251,17 +253,38 @@ OPERATIONS: tuple[Operation, ...] = (
         "/status",
         "get",
         "getStatus",
-        "Load status of every endpoint",
+        "Load status of every endpoint (with members=1: on every member of the fleet)",
         _constant(
             {
                 "200": _reply(
-                    "Endpoint name to its load status.",
-                    _json({"type": "object", "additionalProperties": ref("schemas", "LoadState")}),
+                    "Endpoint name to its load status here (TabPy's body); with `members=1`, "
+                    "that body under `endpoints` and each live member's own load status.",
+                    _json(
+                        {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "additionalProperties": ref("schemas", "LoadState"),
+                                },
+                                ref("schemas", "FleetStatus"),
+                            ]
+                        }
+                    ),
                 )
             }
         ),
         tag="server",
         cors=True,
+        query=(
+            {
+                "name": "members",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "examples": ["1"]},
+                "description": "Any value but 0, false or no: add every live member's load "
+                "status (read from the registry; 503 while it cannot be read).",
+            },
+        ),
     ),
     Operation(
         "/info",

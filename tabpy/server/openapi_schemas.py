@@ -105,6 +105,13 @@ def _endpoint_info() -> Schema:
                 "is_public": {"description": "As sent (`true` or `false` for new endpoints)."},
                 "docstring": _TEXT,
                 "requirements": _ref("Requirements"),
+                "members_not_loaded": {
+                    "type": "array",
+                    "items": _TEXT,
+                    "description": "Only in a deploy's, update's or rollback's answer, and only "
+                    "when other instances share the registry: those that had not loaded this "
+                    "version when the wait (TABPY_DEPLOY_WAIT_SECONDS) ended. Empty: all had.",
+                },
             },
             required=[
                 "description",
@@ -173,6 +180,39 @@ def _environment_state() -> Schema:
         },
         required=["requirements", "phase"],
     )
+
+
+def _fleet_status() -> Schema:
+    member = _object(
+        {
+            "instance_id": _TEXT,
+            "http_url": _TEXT,
+            "flight_url": {"type": ["string", "null"]},
+            "version": _TEXT,
+            "started_at": {"type": "number", "description": "Unix time, in seconds."},
+            "heartbeat_age_seconds": {"type": "number", "minimum": 0},
+            "catalog_revision": _INTEGER,
+            "endpoints": {
+                "type": "object",
+                "additionalProperties": _object(
+                    {
+                        "version": _INTEGER,
+                        "status": {"enum": ["LoadSuccessful", "LoadFailed", "LoadInProgress"]},
+                    }
+                ),
+            },
+        }
+    )
+    return {
+        **_object(
+            {
+                "instance_id": {**_TEXT, "description": "The instance that answered."},
+                "endpoints": {"type": "object", "additionalProperties": _ref("LoadState")},
+                "members": {"type": "array", "items": member},
+            }
+        ),
+        "description": "`GET /status?members=1`: the fleet's live members and what each loaded.",
+    }
 
 
 def _version_info() -> Schema:
@@ -411,6 +451,7 @@ def component_schemas() -> dict[str, Schema]:
         "LoadState": _load_state(),
         "Requirements": _requirements(),
         "EnvironmentState": _environment_state(),
+        "FleetStatus": _fleet_status(),
         "CreateRequest": _create_request(),
         "UpdateRequest": _update_request(),
         "DeleteRequest": {

@@ -125,6 +125,7 @@ def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]
     # after "Application startup complete".
     listeners = bind_listeners(settings.bind_address, settings.port)
     settings = with_bound_instance_id(settings, listeners)
+    settings = with_bound_advertise_url(settings, listeners)
     # Text lines name the instance when a fleet names it; the default (host:port) would only
     # lengthen every line of a lone server.
     set_instance_id(
@@ -198,6 +199,15 @@ def with_bound_instance_id(settings: Settings, listeners: list[socket.socket]) -
         return settings
     port = listeners[0].getsockname()[1]
     return dataclasses.replace(settings, instance_id=f"{socket.gethostname()}:{port}")
+
+
+def with_bound_advertise_url(settings: Settings, listeners: list[socket.socket]) -> Settings:
+    """The default ``TABPY_ADVERTISE_URL`` (this host's name and the bound port)."""
+    if settings.advertise_url is not None or not listeners:
+        return settings
+    port = listeners[0].getsockname()[1]
+    url = f"{settings.transfer_protocol}://{socket.gethostname()}:{port}"
+    return dataclasses.replace(settings, advertise_url=url)
 
 
 def _allow_open_files(connections: int) -> None:

@@ -384,7 +384,7 @@ def test_a_0002_registry_gains_roles_and_audit_losing_nothing(old_url: str) -> N
     before = table_rows(old_url)
 
     registry = Registry(old_url)
-    assert current_revision(registry.engine) == head_revision() == "0004"
+    assert current_revision(registry.engine) == head_revision() == "0005"
     assert schema_differences(old_url) == []
     # Every row of every 0002 table, every column; versions gain 0004's environment (null).
     after = table_rows(old_url)
@@ -412,7 +412,7 @@ def test_a_0003_registry_gains_version_environments_losing_nothing(old_url: str)
     migrate_to(old_url, "0003")
     before = table_rows(old_url)
     registry = Registry(old_url)
-    assert current_revision(registry.engine) == "0004"
+    assert current_revision(registry.engine) == head_revision() == "0005"
     assert schema_differences(old_url) == []
     after = table_rows(old_url)
     assert [row.pop("environment") for row in after["tabpy_versions"]] == [None] * len(

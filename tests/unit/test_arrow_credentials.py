@@ -85,3 +85,24 @@ def test_basic_login_gives_a_session_token_tied_to_the_password(
     pwd_file.write_text(f"bob {legacy_hash('bob', 'changed')}\n")
     auth.reload()
     assert check(credentials, f"Bearer {login.token}") == "Invalid credentials"
+
+
+# --- the credentials members send each other (tabpy.arrow.owners) ------------------------------
+
+
+def test_internal_credentials_come_from_their_file(tmp_path: Path) -> None:
+    from tabpy.arrow.owners import internal_authorization
+    from tabpy.config import ConfigError
+
+    path = tmp_path / "internal"
+    assert internal_authorization(None) is None
+    path.write_text("tabpy-internal:pa:ss\n")
+    assert internal_authorization(path) == b"Basic " + base64.b64encode(b"tabpy-internal:pa:ss")
+    path.write_text("Bearer abc.def.ghi\n")
+    assert internal_authorization(path) == b"Bearer abc.def.ghi"
+    path.write_text("just-a-password\n")
+    with pytest.raises(ConfigError, match="neither user:password") as refused:
+        internal_authorization(path)
+    assert "just-a-password" not in str(refused.value)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        internal_authorization(tmp_path / "missing")

@@ -364,9 +364,13 @@ def test_secrets_are_files_and_the_pod_is_locked_down(
         return mounts[directory], key
 
     secret = one(documents, "Secret")
-    assert set(secret["data"]) == {"passwords.txt", "registry-password"}
+    assert set(secret["data"]) == {"passwords.txt", "registry-password", "internal-credentials"}
     raw = raw_values(documents, tmp_path)
-    for setting in ("TABPY_PWD_FILE", "TABPY_REGISTRY_PASSWORD_FILE"):
+    for setting in (
+        "TABPY_PWD_FILE",
+        "TABPY_REGISTRY_PASSWORD_FILE",
+        "TABPY_INTERNAL_CREDENTIALS_FILE",
+    ):
         volume, key = volume_key(raw[setting])
         assert volume["secret"]["secretName"] == secret["metadata"]["name"]
         assert key in secret["data"]

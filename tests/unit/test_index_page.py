@@ -243,3 +243,34 @@ def test_page_shows_a_registry_outage_as_degraded(
     context.catalog.registry_reachable = False
     page = client.get("/").text
     assert "unavailable; serving the endpoints loaded before (degraded)" in page
+
+
+def test_the_fleet_members_are_listed_with_what_each_loaded(
+    context: ServerContext, client: TestClient
+) -> None:
+    from tabpy.registry.members import Loaded, Member, now_ms
+
+    assert "Fleet members" not in client.get("/").text  # a lone instance: as before
+    assert context.fleet is not None
+    now = now_ms()
+    me = context.fleet.instance_id
+    context.fleet.members = [
+        Member(
+            me, "http://me:9004", None, "3.0.0", now, now, Loaded(3, {"add": (2, "LoadSuccessful")})
+        ),
+        Member(
+            "web-<2>",
+            "http://web-2:9004",
+            "grpc+tcp://web-2:13622",
+            "3.0.0",
+            now,
+            now - 2500,
+            Loaded(3, {"add": (2, "LoadInProgress"), "broken": (2, "LoadFailed")}),
+        ),
+    ]
+    page = client.get("/").text
+    assert "Fleet members <span" in page
+    assert f"{html.escape(me)} (this one)" in page
+    assert "web-&lt;2&gt;" in page and "web-<2>" not in page
+    assert "0 of 2 endpoints loaded" in page and "1 of 1 endpoints loaded" in page
+    assert "last heartbeat 2.5 s ago" in page and "Flight grpc+tcp://web-2:13622" in page
