@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tabpy.runtime.environments import Interpreter
 from tabpy.runtime.protocol import Artifact, EndpointRef
 
 __all__ = ["Deployed", "EndpointDirectory"]
@@ -22,6 +23,8 @@ class Deployed:
 
     endpoint: EndpointRef
     artifact: Artifact
+    #: The environment it runs in; None: the server's own (the default pool).
+    interpreter: Interpreter | None = None
 
 
 class EndpointDirectory:
