@@ -17,6 +17,7 @@ from tabpy.registry.store import Registry, display_url
 from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.containment import ContainmentMode
 from tabpy.runtime.pool import PoolOptions, WorkerPool
+from tabpy.runtime.pools import EnvPoolLimits, PoolSet
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.context import ServerContext
 
@@ -51,6 +52,14 @@ def build_context(settings: Settings) -> ServerContext:
         worker_user=settings.worker_user,
     )
     pool = WorkerPool(options)
+    pools = PoolSet(
+        pool,
+        EnvPoolLimits(
+            size=settings.env_pool_size,
+            idle_seconds=settings.env_idle_seconds,
+            max_pools=settings.env_max_pools,
+        ),
+    )
     arrow = None
     if settings.arrow_enabled:
         from tabpy.arrow import create_service  # pyarrow only when Arrow is on
@@ -60,7 +69,8 @@ def build_context(settings: Settings) -> ServerContext:
         settings=settings,
         service_info=service_info,
         pool=pool,
-        catalog=Catalog(registry, pool),
+        pools=pools,
+        catalog=Catalog(registry, pools),
         auth=auth,
         tables=arrow,
     )
