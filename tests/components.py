@@ -77,7 +77,13 @@ CGROUP = Component(
     "--cgroup-parent, or --privileged), or under systemd with Delegate=yes",
 )
 
-ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP)
+ENVS = Component(
+    "envs",
+    "uv (the envs extra) and a package index it can reach, to build Python environments",
+    "pip install uv (or '.[test]'); the machine's pip/uv configuration names the index",
+)
+
+ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP, ENVS)
 
 
 def in_ci(environ: Mapping[str, str] | None = None) -> bool:
