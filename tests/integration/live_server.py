@@ -177,10 +177,12 @@ class ServerProcess:
         client: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         extra_config: str = "",
+        module: str = "tabpy.cli.server",
     ) -> None:
         """``client``: extra ``httpx.Client`` arguments (``auth=``, ``verify=`` for https);
         ``env``: extra environment variables; ``extra_config``: text appended to the config
-        file (for example logging sections)."""
+        file (for example logging sections); ``module``: what ``python -m`` runs (a test's
+        wrapper around the server's command)."""
         self.state_path = (directory / "state").resolve()
         self.state_path.mkdir(parents=True, exist_ok=True)
         if state_ini is not None:
@@ -197,6 +199,7 @@ class ServerProcess:
         self.extra_env = dict(env or {})
         if disable_auth_warning:
             self.args.append("--disable-auth-warning")
+        self.module = module
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self._client: httpx.Client | None = None
@@ -206,7 +209,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Start the server and wait for its ``listening`` line (workers may still be warming)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tabpy.cli.server", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
