@@ -492,6 +492,9 @@ class WorkerPool:
         self.containment: Containment | None = containment
         #: Jobs submitted and not finished (the pool set stops only pools without any).
         self.in_flight = 0
+        #: Why the last worker failed to start (None once one has started): a broken
+        #: environment's interpreter, for instance. A job that found no worker says so.
+        self.start_failure: str | None = None
 
     @property
     def size(self) -> int:
@@ -567,6 +570,10 @@ class WorkerPool:
                 try:
                     worker = await asyncio.wait_for(self._idle.get(), deadline - loop.time())
                 except _TIMEOUTS:
+                    if self.start_failure is not None and not self._workers:
+                        raise WorkerCrashed(
+                            f"WorkerCrashed : no worker process could start ({self.start_failure})"
+                        ) from None
                     raise ScriptTimeout(self.timeout_text) from None
             else:
                 worker = self._idle.get_nowait()
@@ -714,12 +721,14 @@ class WorkerPool:
                 parent_end.close()
                 if process.pid is not None:
                     process.kill()
+                self.start_failure = str(exc) or type(exc).__name__
                 logger.error("A worker failed to start (%r); retrying", exc)
                 await asyncio.sleep(_SPAWN_RETRY_SECONDS)
                 continue
             if self._closing:
                 worker.kill()
                 return
+            self.start_failure = None
             self._workers.add(worker)
             channel.on_lost = lambda worker=worker: self._discard(worker, RestartCause.CRASH)
             channel.on_request = lambda meta, body, worker=worker: self._answer(worker, meta, body)

@@ -165,9 +165,16 @@ class TemplateLauncher:
         self._session: _Session | None = None
 
     def prepare(self) -> None:
-        """Start the template now, so it warms up while the pool waits for its first worker."""
+        """Start the template now, so it warms up while the pool waits for its first worker.
+
+        A template that cannot start is not an error here: the pool's first worker asks
+        again, and its failure is what a job reports.
+        """
         with self._lock:
-            self._running()
+            try:
+                self._running()
+            except TemplateGone as exc:
+                logger.error("%s", exc)
 
     def process(self, sock: socket.socket, options: WorkerOptions) -> TemplateProcess:
         return TemplateProcess(self, sock, options)

@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -354,5 +356,46 @@ def test_a_stopped_pools_restarts_still_count(six15: Interpreter) -> None:
                 await response(pools, crash)
             await wait_until(lambda: pools.running == 0, "the idle pool to stop", 10)
             assert pools.restarts()[six15.label] == {RestartCause.CRASH: 1}
+
+    run(scenario)
+
+
+def test_a_template_ends_when_its_server_dies(six15: Interpreter) -> None:
+    # A stand-in server: starts a template, reports its pid, and dies without cleaning up.
+    program = (
+        "import os, sys\n"
+        "from tabpy.runtime.template import TemplateLauncher\n"
+        "launcher = TemplateLauncher(sys.argv[1])\n"
+        "launcher.prepare()\n"
+        "print(launcher.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, six15.python],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    template = int(done.stdout)
+
+    async def scenario() -> None:
+        await wait_until(lambda: not _alive(template), "the orphaned template to exit", 30)
+
+    run(scenario)
+
+
+def test_an_environment_whose_python_cannot_start_says_so(tmp_path: Path) -> None:
+    broken = Interpreter(key="d" * 64, python=str(tmp_path / "gone" / "bin" / "python"))
+
+    async def scenario() -> None:
+        async with started_pools(timeout=2.0) as pools:
+            endpoint = in_env("pid", PID, broken)
+            pools.directory.publish({"pid": endpoint})
+            with pytest.raises(WorkerCrashed) as crashed:
+                await response(pools, endpoint)
+            assert "no worker process could start" in crashed.value.info
+            assert str(tmp_path / "gone") in crashed.value.info
+            assert await response(pools, in_env("pid", PID, None)) > 0  # the default serves
 
     run(scenario)
