@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from tabpy.runtime.pools import EnvPoolLimits, PoolSet
 from tabpy.runtime.protocol import Job, QueryMeta, Refused
 from tabpy.runtime.runtime_errors import QueryUnanswered, ScriptFailed
 from tabpy.runtime.template import TemplateLauncher
+from tabpy.server.index import _environment_pools_text
 from tabpy.server.metrics import Metrics
 from tests.env_support import build_environment, main_function
 from tests.unit.pool_support import deployed, evaluate_job, run, wait_until
@@ -335,6 +337,10 @@ def test_metrics_label_worker_metrics_by_environment(six15: Interpreter) -> None
             assert value("tabpy_worker_restarts_total", {"cause": "crash", **env}) == 1
             assert value("tabpy_worker_restarts_total", {"cause": "crash", **default}) == 0
             assert value("tabpy_env_pools") == 1
+            # The status page's row says the same.
+            row = _environment_pools_text(SimpleNamespace(pools=pools))  # type: ignore[arg-type]
+            assert row.startswith("1 running (at most 8, each stops after 300 s idle)")
+            assert f"{six15.label}: 1 of 1 ready" in row
 
     run(scenario)
 
