@@ -19,6 +19,7 @@ Worker side (standard library, cloudpickle and orjson only; pandas and pyarrow o
 Server side:
 
 * ``pool``: supervises the workers and talks to them; ``outcomes`` turns replies into errors;
+* ``launchers``: where a pool's workers come from (the fork server, or a ``template``);
 * ``pools``: the default pool and one pool per Python environment in use, started on demand;
 * ``environments``: an environment's interpreter, and the worker runtime copied into it;
 * ``directory``: what the workers may run (endpoint versions and their objects' bytes);

@@ -1,11 +1,9 @@
 """Supervision of the worker processes.
 
-Workers are forked from a multiprocessing *fork server* that has already imported the worker
-module (and with it pandas), so a replacement is ready in milliseconds instead of the second a
-cold interpreter needs. The fork server starts with the ``TABPY_*`` variables removed from its
-environment, so no worker inherits the server's configuration or secrets. Each worker owns one
-socket pair; a :class:`Channel` reads frames (:mod:`tabpy.runtime.protocol`) straight into
-buffers of the announced sizes.
+Workers are forked from a warm process that has already imported the worker module
+(:mod:`tabpy.runtime.launchers`), so a replacement is ready in milliseconds, and holds none of
+the server's ``TABPY_*`` variables. Each worker owns one socket pair; a :class:`Channel` reads
+frames (:mod:`tabpy.runtime.protocol`) straight into buffers of the announced sizes.
 
 The pool guarantees capacity: a worker whose job times out is killed with everything its
 script started (:mod:`tabpy.runtime.containment`), a worker that dies or exceeds its memory
@@ -16,8 +14,8 @@ It also knows which endpoint objects each worker holds, so it sends an object's 
 worker once, and answers a script's ``tabpy.query`` from its
 :class:`~tabpy.runtime.directory.EndpointDirectory`.
 
-Where workers come from is a :class:`Launcher`: the fork server for the server's own
-interpreter (:class:`ForkServerLauncher`), or a template in another Python environment
+Where workers come from is a :class:`~tabpy.runtime.launchers.Launcher`: the fork server for
+the server's own interpreter, or a template in another Python environment
 (:class:`~tabpy.runtime.template.TemplateLauncher`). A pool for one environment answers a
 script's ``tabpy.query`` of an endpoint deployed in another by handing the call to ``remote``
 (the :class:`~tabpy.runtime.pools.PoolSet` runs it in that environment's pool).
@@ -27,18 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import enum
 import logging
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.context import BaseContext
-from typing import Protocol, cast
+from typing import cast
 
 import orjson
 
@@ -46,7 +40,7 @@ from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
 from tabpy.runtime.containment import Containment, ContainmentMode, choose_containment
 from tabpy.runtime.directory import Deployed, EndpointDirectory
 from tabpy.runtime.environments import Interpreter
-from tabpy.runtime.namespace import OPTIONAL_MODULES
+from tabpy.runtime.launchers import ForkServerLauncher, Launcher, WorkerProcess
 from tabpy.runtime.outcomes import raise_for_outcome
 from tabpy.runtime.protocol import (
     FRAME_HEADER,
@@ -63,23 +57,12 @@ from tabpy.runtime.protocol import (
     encode_job_meta,
     pack_header,
 )
-from tabpy.runtime.worker import ENVIRONMENT_PREFIX, WorkerOptions, worker_main
+from tabpy.runtime.worker import WorkerOptions
 
-__all__ = [
-    "Channel",
-    "ForkServerLauncher",
-    "Launcher",
-    "PoolOptions",
-    "RemoteCall",
-    "RestartCause",
-    "WorkerGone",
-    "WorkerPool",
-    "WorkerProcess",
-]
+__all__ = ["Channel", "PoolOptions", "RemoteCall", "RestartCause", "WorkerGone", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
-PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
 _SPAWN_RETRY_SECONDS = 1.0
 #: Clean workers kept beside the pool when callers are isolated, so a switch waits for no fork.
 _SPARE_WORKERS = 1
@@ -127,65 +110,6 @@ class PoolOptions:
     isolate_callers: bool = False
     #: The unprivileged OS user workers switch to (the server must be root); None: the server's.
     worker_user: str | None = None
-
-
-class WorkerProcess(Protocol):
-    """A worker's process as the pool handles it (a ``multiprocessing`` Process fits)."""
-
-    @property
-    def pid(self) -> int | None: ...
-
-    @property
-    def exitcode(self) -> int | None: ...
-
-    def start(self) -> None:
-        """Start it (blocking, so the pool calls it off the event loop)."""
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait up to ``timeout`` for it to end and its exit code to be known."""
-
-    def kill(self) -> None: ...
-
-
-class Launcher(Protocol):
-    """Where a pool's workers come from: one warm process that forks them."""
-
-    def prepare(self) -> None:
-        """Start the warm process (quick; it warms up in the background)."""
-
-    def process(self, sock: socket.socket, options: WorkerOptions) -> WorkerProcess:
-        """A worker, not started yet, that will serve ``sock``."""
-
-    def close(self) -> None:
-        """Stop what ``prepare`` started that is this pool's alone."""
-
-
-class ForkServerLauncher:
-    """Workers in the server's own interpreter, from multiprocessing's fork server.
-
-    There is one fork server per process, started once without the ``TABPY_*`` variables and
-    kept for the life of the server.
-    """
-
-    def __init__(self) -> None:
-        self._context: BaseContext = multiprocessing.get_context("forkserver")
-
-    def prepare(self) -> None:
-        # The fork server imports these once; every worker forks with them loaded.
-        self._context.set_forkserver_preload(list(PRELOADED_MODULES))  # type: ignore[attr-defined]
-        with _without_server_settings():
-            multiprocessing.forkserver.ensure_running()
-
-    def process(self, sock: socket.socket, options: WorkerOptions) -> WorkerProcess:
-        return cast(
-            WorkerProcess,
-            self._context.Process(  # type: ignore[attr-defined]
-                target=worker_main, args=(sock, options), daemon=True, name="tabpy-worker"
-            ),
-        )
-
-    def close(self) -> None:
-        pass  # the fork server is the process's, not the pool's
 
 
 #: Runs a script's ``tabpy.query`` of an endpoint in another environment: the endpoint, the
@@ -748,19 +672,3 @@ class WorkerPool:
             task = cast("asyncio.Task[None]", call)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-
-@contextlib.contextmanager
-def _without_server_settings() -> Iterator[None]:
-    """Remove ``TABPY_*`` variables while the fork server starts, so it never holds them.
-
-    Start-up runs before the server serves anything, so nothing else reads the environment
-    meanwhile; the variables are put back for the server's own use.
-    """
-    removed = {k: v for k, v in os.environ.items() if k.startswith(ENVIRONMENT_PREFIX)}
-    for name in removed:
-        del os.environ[name]
-    try:
-        yield
-    finally:
-        os.environ.update(removed)

@@ -37,7 +37,8 @@ import orjson
 from tabpy.errors import TabPyError
 from tabpy.runtime.directory import Deployed, EndpointDirectory
 from tabpy.runtime.environments import Interpreter
-from tabpy.runtime.pool import Launcher, RestartCause, WorkerPool
+from tabpy.runtime.launchers import Launcher
+from tabpy.runtime.pool import RestartCause, WorkerPool
 from tabpy.runtime.protocol import Job, QueryCheck, QueryMeta, Reply
 from tabpy.runtime.template import TemplateLauncher
 
