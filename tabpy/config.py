@@ -97,6 +97,11 @@ DEFAULT_DRAIN_SECONDS = 0.0
 DEFAULT_MEMBER_HEARTBEAT_SECONDS = 5.0
 #: Longest wait of a deploy for the fleet's other members to load the new version.
 DEFAULT_DEPLOY_WAIT_SECONDS = 10.0
+#: Worker pools of per-endpoint Python environments: workers each, idle time before they stop,
+#: and how many run at once (the least recently used stops to make room).
+DEFAULT_ENV_POOL_SIZE = 1
+DEFAULT_ENV_IDLE_SECONDS = 300.0
+DEFAULT_ENV_MAX_POOLS = 8
 # Failed logins per minute from one address as one user name before 429 (0: no limit).
 DEFAULT_AUTH_MAX_FAILURES = 10
 # How long verified Basic credentials stay cached after their last use (0: no cache).
@@ -227,6 +232,9 @@ class Settings:
     worker_containment: str
     isolate_callers: bool
     worker_user: str | None
+    env_pool_size: int
+    env_idle_seconds: float
+    env_max_pools: int
     sources: Mapping[str, str]
 
     @property
@@ -537,6 +545,7 @@ def _default_worker_memory_limit(resolve: Resolve) -> int:
 
 _megabytes = _whole_number(1, "of megabytes greater than 0")
 _processes = _whole_number(1, "of processes, at least 1")
+_pools = _whole_number(1, "of pools, at least 1")
 _memory_limit = _whole_number(0, "of megabytes, or 0 for no limit")
 _failure_limit = _whole_number(0, "of failed logins per minute, or 0 for no limit")
 _retention_days = _whole_number(0, "of days, or 0 to keep the audit trail forever")
@@ -651,6 +660,9 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_WORKER_CONTAINMENT", "worker_containment", "auto", _containment),
     _Key("TABPY_ISOLATE_CALLERS", "isolate_callers", _default_isolate_callers, _boolean),
     _Key("TABPY_WORKER_USER", "worker_user", None, _os_user),
+    _Key("TABPY_ENV_POOL_SIZE", "env_pool_size", DEFAULT_ENV_POOL_SIZE, _processes),
+    _Key("TABPY_ENV_IDLE_SECONDS", "env_idle_seconds", DEFAULT_ENV_IDLE_SECONDS, _seconds(False)),
+    _Key("TABPY_ENV_MAX_POOLS", "env_max_pools", DEFAULT_ENV_MAX_POOLS, _pools),
     _Key("TABPY_AUTHZ", "authz", False, _boolean),
     _Key("TABPY_OAUTH_ROLES_CLAIM", "oauth_roles_claim", None, _text),
     _Key("TABPY_OAUTH_ROLE_MAP", "oauth_role_map", (), _role_map),

@@ -25,6 +25,7 @@ from tabpy.runtime.containment import ContainmentMode
 from tabpy.runtime.environments import WORKER_RUNTIME_REQUIREMENTS, install_worker_runtime
 from tabpy.runtime.fleet import Fleet, MemberAddress
 from tabpy.runtime.pool import PoolOptions, WorkerPool
+from tabpy.runtime.pools import EnvPoolLimits, PoolSet
 from tabpy.security.authenticator import build_authenticator
 from tabpy.server.context import ServerContext
 
@@ -62,13 +63,21 @@ def build_context(settings: Settings) -> ServerContext:
         worker_user=settings.worker_user,
     )
     pool = WorkerPool(options)
+    pools = PoolSet(
+        pool,
+        EnvPoolLimits(
+            size=settings.env_pool_size,
+            idle_seconds=settings.env_idle_seconds,
+            max_pools=settings.env_max_pools,
+        ),
+    )
     arrow = None
     if settings.arrow_enabled:
         from tabpy.arrow import create_service  # pyarrow only when Arrow is on
 
         arrow = create_service(settings, auth, pool, registry)
         arrow.peers = lambda: [m.flight_url for m in fleet.peers() if m.flight_url]
-    catalog = Catalog(registry, pool, build_environments(settings, registry))
+    catalog = Catalog(registry, pools, build_environments(settings, registry))
     fleet = Fleet(
         registry.engine, catalog, member_address(settings, arrow), settings.member_heartbeat_seconds
     )
@@ -76,6 +85,7 @@ def build_context(settings: Settings) -> ServerContext:
         settings=settings,
         service_info=service_info,
         pool=pool,
+        pools=pools,
         catalog=catalog,
         auth=auth,
         tables=arrow,

@@ -13,11 +13,15 @@ Worker side (standard library, cloudpickle and orjson only; pandas and pyarrow o
 * ``scripts``, ``namespace``, ``encoding``: wrapping, running and encoding a script;
 * ``script_api`` and ``endpoint_cache``: ``tabpy.query`` and the endpoint objects a worker holds;
 * ``job_handlers``: jobs that feature packages plug into the worker;
-* ``runtime_errors``: the errors of user code and how they are described.
+* ``runtime_errors``: the errors of user code and how they are described;
+* ``template``: the warm process that forks workers in another Python environment.
 
 Server side:
 
 * ``pool``: supervises the workers and talks to them; ``outcomes`` turns replies into errors;
+* ``launchers``: where a pool's workers come from (the fork server, or a ``template``);
+* ``pools``: the default pool and one pool per Python environment in use, started on demand;
+* ``environments``: an environment's interpreter, and the worker runtime copied into it;
 * ``directory``: what the workers may run (endpoint versions and their objects' bytes);
 * ``catalog``: mirrors the registry into the directory and checks that new versions load;
 * ``tables``: the protocol of a table strategy for ``/evaluate`` (Arrow implements it).

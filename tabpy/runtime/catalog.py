@@ -30,6 +30,7 @@ from tabpy.registry.store import Registry
 from tabpy.runtime.directory import Deployed
 from tabpy.runtime.environments import Interpreter
 from tabpy.runtime.pool import WorkerPool
+from tabpy.runtime.pools import PoolSet
 from tabpy.runtime.protocol import Artifact, EndpointRef, Job, LoadMeta
 from tabpy.runtime.runtime_errors import ScriptFailed
 
@@ -85,10 +86,15 @@ _READ_ATTEMPTS = 5
 
 class Catalog:
     def __init__(
-        self, registry: Registry, pool: WorkerPool, environments: Environments | None = None
+        self,
+        registry: Registry,
+        pool: WorkerPool | PoolSet,
+        environments: Environments | None = None,
     ) -> None:
         self.registry = registry
-        self.pool = pool
+        #: Each version is test-loaded in its own environment's pool.
+        self.pools = pool if isinstance(pool, PoolSet) else PoolSet(pool)
+        self.pool = self.pools.default
         self.environments = environments
         self.revision = -1
         self.endpoints: dict[str, Endpoint] = {}
@@ -301,7 +307,8 @@ class Catalog:
         endpoint = deployed.endpoint
         error: str | None = None
         try:
-            await self.pool.submit(Job(LoadMeta(endpoint), (), deployed.artifact))
+            job = Job(LoadMeta(endpoint), (), deployed.artifact)
+            await self.pools.submit(job, deployed.interpreter)
         except ScriptFailed as failed:  # the worker's own words: "Load failed: ..."
             error = failed.message
         except Exception as exc:  # noqa: BLE001 - any failure is a failed load

@@ -26,6 +26,7 @@ class Deployed:
 
     endpoint: EndpointRef
     artifact: Artifact
+    #: The environment it runs in; None: the server's own (the default pool).
     interpreter: Interpreter | None = None
 
 

@@ -1,11 +1,9 @@
 """Supervision of the worker processes.
 
-Workers are forked from a multiprocessing *fork server* that has already imported the worker
-module (and with it pandas), so a replacement is ready in milliseconds instead of the second a
-cold interpreter needs. The fork server starts with the ``TABPY_*`` variables removed from its
-environment, so no worker inherits the server's configuration or secrets. Each worker owns one
-socket pair; a :class:`Channel` reads frames (:mod:`tabpy.runtime.protocol`) straight into
-buffers of the announced sizes.
+Workers are forked from a warm process that has already imported the worker module
+(:mod:`tabpy.runtime.launchers`), so a replacement is ready in milliseconds, and holds none of
+the server's ``TABPY_*`` variables. Each worker owns one socket pair; a :class:`Channel` reads
+frames (:mod:`tabpy.runtime.protocol`) straight into buffers of the announced sizes.
 
 The pool guarantees capacity: a worker whose job times out is killed with everything its
 script started (:mod:`tabpy.runtime.containment`), a worker that dies or exceeds its memory
@@ -15,33 +13,38 @@ bound to the same caller, and otherwise recycles one from the fork server's clea
 It also knows which endpoint objects each worker holds, so it sends an object's bytes to a
 worker once, and answers a script's ``tabpy.query`` from its
 :class:`~tabpy.runtime.directory.EndpointDirectory`.
+
+Where workers come from is a :class:`~tabpy.runtime.launchers.Launcher`: the fork server for
+the server's own interpreter, or a template in another Python environment
+(:class:`~tabpy.runtime.template.TemplateLauncher`). A pool for one environment answers a
+script's ``tabpy.query`` of an endpoint deployed in another by handing the call to ``remote``
+(the :class:`~tabpy.runtime.pools.PoolSet` runs it in that environment's pool).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import enum
 import logging
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
 from typing import cast
+
+import orjson
 
 from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
 from tabpy.runtime.containment import Containment, ContainmentMode, choose_containment
-from tabpy.runtime.directory import EndpointDirectory
-from tabpy.runtime.namespace import OPTIONAL_MODULES
+from tabpy.runtime.directory import Deployed, EndpointDirectory
+from tabpy.runtime.environments import Interpreter
+from tabpy.runtime.launchers import ForkServerLauncher, Launcher, WorkerProcess
 from tabpy.runtime.outcomes import raise_for_outcome
 from tabpy.runtime.protocol import (
     FRAME_HEADER,
+    RESULT_ANSWER,
     Artifact,
     FrameType,
     Job,
@@ -54,13 +57,12 @@ from tabpy.runtime.protocol import (
     encode_job_meta,
     pack_header,
 )
-from tabpy.runtime.worker import ENVIRONMENT_PREFIX, WorkerOptions, worker_main
+from tabpy.runtime.worker import WorkerOptions
 
-__all__ = ["Channel", "PoolOptions", "RestartCause", "WorkerGone", "WorkerPool"]
+__all__ = ["Channel", "PoolOptions", "RemoteCall", "RestartCause", "WorkerGone", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
-PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
 _SPAWN_RETRY_SECONDS = 1.0
 #: Clean workers kept beside the pool when callers are isolated, so a switch waits for no fork.
 _SPARE_WORKERS = 1
@@ -110,6 +112,11 @@ class PoolOptions:
     worker_user: str | None = None
 
 
+#: Runs a script's ``tabpy.query`` of an endpoint in another environment: the endpoint, the
+#: call's arguments (``{"data": ...}``), the job's caller and rights; returns the result JSON.
+RemoteCall = Callable[[Deployed, bytes, str, "QueryCheck | None"], Awaitable[bytes]]
+
+
 class WorkerGone(Exception):
     """The worker's socket closed before a complete reply arrived."""
 
@@ -138,8 +145,8 @@ class Channel(asyncio.BufferedProtocol):
         # Kept: asyncio.get_running_loop() makes a getpid() system call on every use.
         self._loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = self._loop.create_future()
-        #: Called with a REQUEST frame's meta; answers a script's ``tabpy.query``.
-        self.on_request: Callable[[bytes | bytearray], None] | None = None
+        #: Called with a REQUEST frame's meta and body; answers a script's ``tabpy.query``.
+        self.on_request: Callable[[bytes | bytearray, bytes | bytearray], None] | None = None
         #: Called when the socket closes; the pool uses it to notice idle deaths.
         self.on_lost: Callable[[], None] | None = None
 
@@ -217,7 +224,7 @@ class Channel(asyncio.BufferedProtocol):
                 waiter.set_result(decode_reply(code, meta, body))
         elif frame_type == FrameType.REQUEST:
             if self.on_request is not None:
-                self.on_request(meta)
+                self.on_request(meta, body)
         elif frame_type == FrameType.READY:
             if not self.ready.done():
                 self.ready.set_result(None)
@@ -241,7 +248,7 @@ def _expire(waiter: asyncio.Future[Reply]) -> None:
 
 
 class Worker:
-    def __init__(self, process: BaseProcess, channel: Channel, containment: Containment) -> None:
+    def __init__(self, process: WorkerProcess, channel: Channel, containment: Containment) -> None:
         self.process = process
         self.channel = channel
         self.containment = containment
@@ -255,6 +262,8 @@ class Worker:
         self.generation = 0
         #: The running job's ``may_query``: what its script may ``tabpy.query``.
         self._may_query: QueryCheck | None = None
+        #: The running job's caller, for a ``tabpy.query`` run in another pool on its behalf.
+        self._caller = ""
 
     @property
     def pid(self) -> int:
@@ -263,6 +272,7 @@ class Worker:
     def call(self, job: Job, directory: EndpointDirectory) -> asyncio.Future[Reply]:
         waiter = self.channel.expect_reply()
         self._may_query = job.may_query
+        self._caller = job.principal
         forget = self._stale(directory)
         artifact, data = self._to_send(job.artifact)
         meta = encode_job_meta(job.meta, artifact, forget)
@@ -277,22 +287,57 @@ class Worker:
             self.channel.write([header, *body])
         return waiter
 
-    def answer(self, request: bytes | bytearray, directory: EndpointDirectory) -> None:
+    def answer(
+        self,
+        request: bytes | bytearray,
+        directory: EndpointDirectory,
+        body: bytes | bytearray = b"",
+        interpreter: Interpreter | None = None,
+        remote: RemoteCall | None = None,
+    ) -> asyncio.Future[None] | None:
         """Tell a script which version of the endpoint it queries is current, if its job's
-        caller may query it (``Job.may_query``; the role first, as over HTTP)."""
+        caller may query it (``Job.may_query``; the role first, as over HTTP).
+
+        An endpoint of another environment than ``interpreter`` is run by ``remote`` (when
+        the script sends its call); the returned future completes when its result is sent.
+        """
         try:
-            name = decode_request_meta(request)
+            question = decode_request_meta(request)
         except (ValueError, KeyError, TypeError):
-            name = None
+            question = None
+        name = None if question is None else question.name
         refused = self._may_query(name) if name is not None and self._may_query else None
         deployed = directory.find(name) if name is not None and refused is None else None
+        elsewhere = (
+            deployed is not None and remote is not None and deployed.interpreter != interpreter
+        )
+        if question is not None and question.call:
+            if refused is not None:
+                self._send_result(orjson.dumps({"message": refused.message, "info": refused.info}))
+                return None
+            if deployed is None or remote is None or not elsewhere:
+                # Deleted or moved since the script asked; it asks afresh on its next query.
+                gone = f"Endpoint '{name}' does not exist in another environment"
+                self._send_result(orjson.dumps({"message": "UnknownURI", "info": gone}))
+                return None
+            return asyncio.ensure_future(self._call_elsewhere(remote, deployed, bytes(body)))
         if deployed is None:
             meta, data = encode_answer_meta(None, None, refused), b""
+        elif elsewhere:
+            meta, data = encode_answer_meta(None, None, elsewhere=True), b""
         else:
             artifact, data = self._to_send(deployed.artifact)
             meta = encode_answer_meta(deployed.endpoint, artifact)
         header = pack_header(FrameType.ANSWER, 0, len(meta), len(data), 0)
         self.channel.write([header, meta, data] if data else [header, meta])
+        return None
+
+    async def _call_elsewhere(self, remote: RemoteCall, deployed: Deployed, body: bytes) -> None:
+        self._send_result(await remote(deployed, body, self._caller, self._may_query))
+
+    def _send_result(self, result: bytes) -> None:
+        header = pack_header(FrameType.ANSWER, 0, len(RESULT_ANSWER), 0, len(result))
+        self.channel.write([header, RESULT_ANSWER, result])
 
     def _to_send(self, artifact: Artifact | None) -> tuple[Artifact | None, bytes]:
         """What to tell the worker about an object: nothing if it holds it, else the bytes."""
@@ -336,22 +381,44 @@ class Worker:
 class WorkerPool:
     """A fixed number of worker processes, kept at full strength."""
 
-    def __init__(self, options: PoolOptions) -> None:
+    def __init__(
+        self,
+        options: PoolOptions,
+        *,
+        launcher: Launcher | None = None,
+        directory: EndpointDirectory | None = None,
+        interpreter: Interpreter | None = None,
+        containment: Containment | None = None,
+    ) -> None:
+        """``launcher``: where workers come from (default: the fork server). ``directory``:
+        shared by the pools of one server. ``interpreter``: the environment the workers run
+        (None: the server's own). ``containment``: one the caller owns and closes (pools of
+        one server share it); by default the pool chooses and owns its own."""
         if options.size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.options = options
         self.timeout_text = options.timeout_text or str(options.timeout)
         #: What workers may run; the catalog keeps it current.
-        self.directory = EndpointDirectory()
+        self.directory = EndpointDirectory() if directory is None else directory
+        self.interpreter = interpreter
+        #: Runs a script's tabpy.query of another environment's endpoint; None: every
+        #: endpoint runs in this pool's workers (the pool is alone).
+        self.remote: RemoteCall | None = None
         self.restarts: collections.Counter[RestartCause] = collections.Counter()
-        self._context: BaseContext = multiprocessing.get_context("forkserver")
+        self.launcher: Launcher = ForkServerLauncher() if launcher is None else launcher
+        self._owns_containment = containment is None
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._workers: set[Worker] = set()
         self._spares: collections.deque[Worker] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         #: Chosen when the pool starts (``start``), from ``options.containment``.
-        self.containment: Containment | None = None
+        self.containment: Containment | None = containment
+        #: Jobs submitted and not finished (the pool set stops only pools without any).
+        self.in_flight = 0
+        #: Why the last worker failed to start (None once one has started): a broken
+        #: environment's interpreter, for instance. A job that found no worker says so.
+        self.start_failure: str | None = None
 
     @property
     def size(self) -> int:
@@ -363,12 +430,10 @@ class WorkerPool:
 
     def start(self) -> None:
         """Begin warming up workers in the background; returns immediately."""
-        # The fork server imports these once; every worker forks with them loaded.
-        self._context.set_forkserver_preload(list(PRELOADED_MODULES))  # type: ignore[attr-defined]
-        self.containment = choose_containment(self.options.containment)
-        logger.info("Worker containment: %s", self.containment.name)
-        with _without_server_settings():
-            multiprocessing.forkserver.ensure_running()
+        if self.containment is None:
+            self.containment = choose_containment(self.options.containment)
+            logger.info("Worker containment: %s", self.containment.name)
+        self.launcher.prepare()
         for _ in range(self.size):
             self._schedule_spawn()
         if self.options.isolate_callers:
@@ -381,6 +446,13 @@ class WorkerPool:
         Returns an OK or TABLE_REQUEST reply; every other outcome is raised as the
         :mod:`tabpy.errors` exception it stands for (:mod:`tabpy.runtime.outcomes`).
         """
+        self.in_flight += 1
+        try:
+            return await self._submit(job)
+        finally:
+            self.in_flight -= 1
+
+    async def _submit(self, job: Job) -> Reply:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
         worker = await self._acquire(deadline, job.principal)
@@ -422,6 +494,10 @@ class WorkerPool:
                 try:
                     worker = await asyncio.wait_for(self._idle.get(), deadline - loop.time())
                 except _TIMEOUTS:
+                    if self.start_failure is not None and not self._workers:
+                        raise WorkerCrashed(
+                            f"WorkerCrashed : no worker process could start ({self.start_failure})"
+                        ) from None
                     raise ScriptTimeout(self.timeout_text) from None
             else:
                 worker = self._idle.get_nowait()
@@ -485,7 +561,10 @@ class WorkerPool:
             *(loop.run_in_executor(None, w.process.join, 5) for w in workers),
             return_exceptions=True,
         )
-        if self.containment is not None:
+        for worker in workers:
+            worker.containment.release(worker.pid)
+        await loop.run_in_executor(None, self.launcher.close)
+        if self.containment is not None and self._owns_containment:
             self.containment.close()
 
     def _discard(
@@ -552,17 +631,12 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         while not self._closing:
             parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            process = self._context.Process(  # type: ignore[attr-defined]
-                target=worker_main,
-                args=(child_end, self._worker_options()),
-                daemon=True,
-                name="tabpy-worker",
-            )
+            process = self.launcher.process(child_end, self._worker_options())
             try:
                 await loop.run_in_executor(None, process.start)
                 child_end.close()
                 # Before the worker runs any job, so nothing a script starts is left outside.
-                self._containment().adopt(process.pid, self.options.memory_limit_mb)
+                self._containment().adopt(cast(int, process.pid), self.options.memory_limit_mb)
                 _, channel = await loop.create_unix_connection(Channel, sock=parent_end)
                 worker = Worker(process, channel, self._containment())
                 await asyncio.wait_for(channel.ready, _READY_TIMEOUT_SECONDS)
@@ -571,15 +645,17 @@ class WorkerPool:
                 parent_end.close()
                 if process.pid is not None:
                     process.kill()
+                self.start_failure = str(exc) or type(exc).__name__
                 logger.error("A worker failed to start (%r); retrying", exc)
                 await asyncio.sleep(_SPAWN_RETRY_SECONDS)
                 continue
             if self._closing:
                 worker.kill()
                 return
+            self.start_failure = None
             self._workers.add(worker)
             channel.on_lost = lambda worker=worker: self._discard(worker, RestartCause.CRASH)
-            channel.on_request = lambda meta, worker=worker: worker.answer(meta, self.directory)
+            channel.on_request = lambda meta, body, worker=worker: self._answer(worker, meta, body)
             if spare:
                 worker.spare = True
                 self._spares.append(worker)
@@ -590,18 +666,9 @@ class WorkerPool:
             logger.debug("Worker %d ready", worker.pid)
             return
 
-
-@contextlib.contextmanager
-def _without_server_settings() -> Iterator[None]:
-    """Remove ``TABPY_*`` variables while the fork server starts, so it never holds them.
-
-    Start-up runs before the server serves anything, so nothing else reads the environment
-    meanwhile; the variables are put back for the server's own use.
-    """
-    removed = {k: v for k, v in os.environ.items() if k.startswith(ENVIRONMENT_PREFIX)}
-    for name in removed:
-        del os.environ[name]
-    try:
-        yield
-    finally:
-        os.environ.update(removed)
+    def _answer(self, worker: Worker, meta: bytes | bytearray, body: bytes | bytearray) -> None:
+        call = worker.answer(meta, self.directory, body, self.interpreter, self.remote)
+        if call is not None:
+            task = cast("asyncio.Task[None]", call)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)

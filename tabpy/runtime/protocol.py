@@ -22,6 +22,18 @@ and once, before the first job, the worker sends READY. An ANSWER names the endp
 version, or nothing (not deployed), or why the job's caller may not query it (``Refused``,
 decided by the server from ``Job.may_query``: a script has its caller's rights).
 
+An endpoint deployed in another Python environment cannot run in this worker. Then the ANSWER
+says so (``Elsewhere``), the worker sends a second REQUEST whose body is the call's arguments
+(``{"data": ...}`` as in ``/query``), and the server runs it in that environment's pool and
+ANSWERs with the result in the body: what ``tabpy.query`` returns, as JSON::
+
+      JOB                          ---->
+                                   <----    REQUEST {"name": "m"}
+      ANSWER {"elsewhere": true}   ---->
+                                   <----    REQUEST {"name": "m", "call": true} + arguments
+      ANSWER {"result": true} + result ->
+                                   <----    REPLY
+
 Replies carry an :class:`Outcome`, never a transport status: the server maps each outcome to a
 :mod:`tabpy.errors` exception (:mod:`tabpy.runtime.outcomes`), and a transport maps those.
 
@@ -41,7 +53,9 @@ from typing import Any, ClassVar
 __all__ = [
     "FRAME_HEADER",
     "Artifact",
+    "Elsewhere",
     "EndpointRef",
+    "EndpointRequest",
     "EvaluateMeta",
     "ExtensionMeta",
     "Failure",
@@ -65,6 +79,7 @@ __all__ = [
     "encode_reply_meta",
     "encode_request_meta",
     "pack_header",
+    "RESULT_ANSWER",
 ]
 
 FRAME_HEADER = struct.Struct("<BBIQQ")
@@ -219,6 +234,22 @@ class Refused:
     info: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class Elsewhere:
+    """The endpoint runs in another Python environment: send the call's arguments instead."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRequest:
+    """A script's ``tabpy.query``: which endpoint, and whether the body is a call to run."""
+
+    name: str
+    #: True: the body holds the arguments (``{"data": ...}``) of a call the server runs.
+    call: bool = False
+
+
 #: Decides, in the server, whether the job's caller may query an endpoint (by name): None if
 #: it may, else why not. Never sent to the worker.
 QueryCheck = Callable[[str], Refused | None]
@@ -344,36 +375,54 @@ def decode_job_meta(
     return meta_type.from_json(value["job"]), described, value.get("forget", [])
 
 
-def encode_request_meta(name: str) -> bytes:
-    return _encoder.encode({"name": name}).encode("ascii")
+def encode_request_meta(name: str, *, call: bool = False) -> bytes:
+    value: dict[str, Any] = {"name": name}
+    if call:
+        value["call"] = True
+    return _encoder.encode(value).encode("ascii")
 
 
-def decode_request_meta(raw: bytes | bytearray) -> str:
-    name = json.loads(raw)["name"]
+def decode_request_meta(raw: bytes | bytearray) -> EndpointRequest:
+    value = json.loads(raw)
+    name = value["name"]
     if not isinstance(name, str):
         raise ValueError("an endpoint request names its endpoint with a string")
-    return name
+    return EndpointRequest(name, value.get("call") is True)
+
+
+#: The meta of an ANSWER whose body is the result of a call run in another pool.
+RESULT_ANSWER = _encoder.encode({"endpoint": None, "result": True}).encode("ascii")
 
 
 def encode_answer_meta(
-    endpoint: EndpointRef | None, artifact: Artifact | None, refused: Refused | None = None
+    endpoint: EndpointRef | None,
+    artifact: Artifact | None,
+    refused: Refused | None = None,
+    *,
+    elsewhere: bool = False,
 ) -> bytes:
-    """The ANSWER frame's meta: the endpoint (None: not deployed), or why it is refused."""
+    """The ANSWER frame's meta: the endpoint (None: not deployed), or why it is refused, or
+    that it runs in another environment (``elsewhere``)."""
     value: dict[str, Any] = {"endpoint": None if endpoint is None else endpoint.as_json()}
     if artifact is not None:
         value["artifact"] = {"sha256": artifact.sha256, "missing": artifact.missing}
     if refused is not None:
         value["refused"] = {"message": refused.message, "info": refused.info}
+    if elsewhere:
+        value["elsewhere"] = True
     return _encoder.encode(value).encode("ascii")
 
 
 def decode_answer_meta(
-    raw: bytes | bytearray,
-) -> tuple[EndpointRef | Refused | None, Artifact | None]:
+    raw: bytes | bytearray, name: str = ""
+) -> tuple[EndpointRef | Refused | Elsewhere | None, Artifact | None]:
+    """What an ANSWER to a question about ``name`` says (not for a call's result)."""
     value = json.loads(raw)
     refused = value.get("refused")
     if refused is not None:
         return Refused(refused["message"], refused["info"]), None
+    if value.get("elsewhere"):
+        return Elsewhere(name), None
     endpoint = value["endpoint"]
     artifact = value.get("artifact")
     return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from tabpy.runtime.encoding import NotSerializable, encode_result
 from tabpy.runtime.endpoint_cache import (
     EndpointCache,
     LoadFailed,
@@ -13,7 +14,7 @@ from tabpy.runtime.endpoint_cache import (
     query_failed,
     unknown_endpoint,
 )
-from tabpy.runtime.protocol import EndpointRef, Refused
+from tabpy.runtime.protocol import Elsewhere, EndpointRef, Refused
 from tabpy.runtime.runtime_errors import describe
 
 __all__ = ["EndpointSource", "ScriptAPI"]
@@ -22,9 +23,14 @@ __all__ = ["EndpointSource", "ScriptAPI"]
 class EndpointSource(Protocol):
     """Where a worker learns which version of an endpoint is current: the server."""
 
-    def ask(self, name: str) -> EndpointRef | Refused | None:
+    def ask(self, name: str) -> EndpointRef | Refused | Elsewhere | None:
         """The current version of ``name`` (its object then in the cache), None if it is not
-        deployed, or why the script's caller may not query it."""
+        deployed, why the script's caller may not query it, or that it runs in another
+        Python environment (then :meth:`call` runs it there)."""
+
+    def call(self, name: str, arguments: bytes) -> Any:
+        """Run ``name`` on ``arguments`` (``{"data": ...}``) in its environment's pool; the
+        decoded result (TabPy's reply shape, or an error envelope)."""
 
 
 class ScriptAPI:
@@ -62,6 +68,8 @@ class ScriptAPI:
         if isinstance(endpoint, Refused):
             self.failed_query = f"The server refused: {endpoint.message}"
             return {"message": endpoint.message, "info": endpoint.info}
+        if isinstance(endpoint, Elsewhere):
+            return self._call_elsewhere(name, args, kwargs)
         try:
             obj = self._endpoints.load(endpoint)
         except LoadFailed as exc:
@@ -78,6 +86,33 @@ class ScriptAPI:
             "model": name,
             "uuid": new_call_id(),
         }
+
+    def _call_elsewhere(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The endpoint runs in another environment: its arguments travel as JSON, as they
+        would in a ``/query`` request, so they take its form (positional or keyword)."""
+        if args and kwargs:
+            return self._failed(
+                name,
+                "TypeError : this endpoint runs in another Python environment, so a call "
+                "passes either positional or keyword arguments, not both",
+            )
+        try:
+            data = encode_result(list(args) if args or not kwargs else kwargs)
+        except NotSerializable as exc:
+            return self._failed(
+                name,
+                f"TypeError : this endpoint runs in another Python environment and its "
+                f"arguments must be JSON serializable ({exc})",
+            )
+        result = self._source.call(name, b'{"data": ' + data + b"}")
+        if not isinstance(result, dict) or "response" not in result:
+            info = result.get("info") if isinstance(result, dict) else None
+            error = info.get("error") if isinstance(info, dict) else None
+            message = result.get("message") if isinstance(result, dict) else None
+            self.failed_query = f"The endpoint said: {error or message or result}"
+        return result if isinstance(result, dict) else {"response": result}
 
     def _failed(self, name: str, error: str) -> dict[str, Any]:
         self.failed_query = f"The endpoint said: {error}"

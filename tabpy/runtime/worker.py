@@ -25,6 +25,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from tabpy.errors import SCRIPT_ERROR
 from tabpy.runtime.containment import become_subreaper
@@ -34,6 +37,7 @@ from tabpy.runtime.job_handlers import JobContext, JobHandlers, UnknownHandler
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.protocol import (
     FRAME_HEADER,
+    Elsewhere,
     EndpointRef,
     EvaluateMeta,
     ExtensionMeta,
@@ -126,16 +130,25 @@ class ServerEndpoints:
         self.connection = connection
         self.cache = cache
 
-    def ask(self, name: str) -> EndpointRef | Refused | None:
-        with self.connection.lock:  # a question and its answer stay together
-            self.connection.send(FrameType.REQUEST, 0, encode_request_meta(name))
-            answer = self.connection.receive()
-        if answer is None or answer.type != FrameType.ANSWER:
-            os._exit(1)  # the server is gone, or broke the protocol: nothing left to do
-        endpoint, artifact = decode_answer_meta(answer.meta)
+    def ask(self, name: str) -> EndpointRef | Refused | Elsewhere | None:
+        answer = self._exchange(encode_request_meta(name))
+        endpoint, artifact = decode_answer_meta(answer.meta, name)
         if artifact is not None:
             self.cache.install(artifact, answer.attachment)
         return endpoint
+
+    def call(self, name: str, arguments: bytes) -> Any:
+        """Have the server run ``name`` in its own environment's pool; what tabpy.query returns."""
+        answer = self._exchange(encode_request_meta(name, call=True), arguments)
+        return orjson.loads(answer.body)
+
+    def _exchange(self, meta: bytes, body: bytes = b"") -> Frame:
+        with self.connection.lock:  # a question and its answer stay together
+            self.connection.send(FrameType.REQUEST, 0, meta, body)
+            answer = self.connection.receive()
+        if answer is None or answer.type != FrameType.ANSWER:
+            os._exit(1)  # the server is gone, or broke the protocol: nothing left to do
+        return answer
 
 
 def worker_main(sock: socket.socket, options: WorkerOptions) -> None:

@@ -57,7 +57,7 @@ _PHRASES = {403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
 def create_app(context: ServerContext) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        context.pool.start()
+        context.pools.start()
         await context.catalog.start()
         registry = context.catalog.registry
         registry.on_audit = context.metrics.audit_recorded
@@ -72,7 +72,7 @@ def create_app(context: ServerContext) -> Starlette:
                 await context.fleet.close()
             await context.auth.authorization.close()
             await context.catalog.close()
-            await context.pool.close()
+            await context.pools.close()
             context.auth.close()
 
     routes = api_routes(context)

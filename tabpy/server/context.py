@@ -12,6 +12,7 @@ from tabpy.registry.service_info import ServiceInfo
 from tabpy.runtime.catalog import Catalog
 from tabpy.runtime.fleet import Fleet
 from tabpy.runtime.pool import WorkerPool
+from tabpy.runtime.pools import PoolSet
 from tabpy.runtime.tables import TableService
 from tabpy.security.access import Authorization
 from tabpy.security.principal import Principal
@@ -52,6 +53,9 @@ class ServerContext:
     tables: TableService | None = None
     #: This instance's membership of the fleet sharing the registry (None: not a member).
     fleet: Fleet | None = None
+    #: The default pool and one per Python environment in use; by default (tests), the
+    #: catalog's, or one around ``pool``.
+    pools: PoolSet = field(default=None)  # type: ignore[assignment]
     started_at: float = field(default_factory=time.time)
     #: True from SIGTERM on (``TABPY_DRAIN_SECONDS``): ``/ready`` answers 503, all else serves.
     draining: bool = False
@@ -60,8 +64,11 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.cors = cors_headers(self.service_info)
+        if self.pools is None and self.pool is not None:
+            catalog_pools = getattr(self.catalog, "pools", None)
+            self.pools = catalog_pools if catalog_pools is not None else PoolSet(self.pool)
         self.metrics = Metrics()
-        self.metrics.watch(lambda: self.pool, lambda: self.catalog)
+        self.metrics.watch(lambda: self.pools, lambda: self.catalog)
 
     @property
     def staging_path(self) -> Path:

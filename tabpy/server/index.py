@@ -288,6 +288,7 @@ class Index:
             ("Ad-hoc scripts (/evaluate)", "on" if settings.evaluate_enabled else "off"),
             ("Script timeout", f"{settings.evaluate_timeout_text} s"),
             ("Workers", workers),
+            ("Environment pools", _environment_pools_text(self.context)),
             ("Worker memory limit", memory),
             ("Worker isolation", _isolation_text(self.context)),
             ("Maximum request size", f"{settings.max_request_size_mb} MB"),
@@ -383,6 +384,20 @@ def _environments_text(context: ServerContext) -> str:
     building = f", {usage.building} building" if usage.building else ""
     size = usage.disk_bytes / (1024 * 1024)
     return f"{usage.count} built ({size:.1f} MB on disk){building}; {limits}"
+
+
+def _environment_pools_text(context: ServerContext) -> str:
+    """The pools of per-endpoint environments running now, within their cap."""
+    pools = context.pools
+    limits = pools.limits
+    running = [
+        f"{label}: {pool.ready_workers} of {pool.size} ready"
+        for label, pool in pools.environments()
+        if pool is not pools.default
+    ]
+    text = f"{len(running)} running (at most {limits.max_pools}"
+    text += f", each stops after {limits.idle_seconds:g} s idle)"
+    return text + (f"; {', '.join(running)}" if running else "")
 
 
 def _isolation_text(context: ServerContext) -> str:

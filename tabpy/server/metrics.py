@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +36,7 @@ from tabpy import __version__
 from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, TabPyError, WorkerCrashed
 from tabpy.runtime.catalog import LoadStatus
 from tabpy.runtime.pool import RestartCause
+from tabpy.runtime.pools import DEFAULT_ENVIRONMENT, PoolSet
 from tabpy.runtime.runtime_errors import ScriptFailed
 from tabpy.server.responses import RawResponse
 
@@ -149,9 +150,11 @@ class Metrics:
         self._endpoint_children: dict[str, Histogram] = {}
 
     def watch(
-        self, pool: Callable[[], WorkerPool | None], catalog: Callable[[], Catalog | None]
+        self,
+        pool: Callable[[], PoolSet | WorkerPool | None],
+        catalog: Callable[[], Catalog | None],
     ) -> None:
-        """Export the pool's and the catalog's state at every scrape; call once."""
+        """Export the pools' and the catalog's state at every scrape; call once."""
         self.registry.register(RuntimeCollector(pool, catalog))
         self.registry.register(EnvironmentCollector(catalog))
 
@@ -225,10 +228,16 @@ def failure_cause(error: TabPyError) -> str | None:
 
 
 class RuntimeCollector:
-    """Reads the worker pool and the catalog at scrape time."""
+    """Reads the worker pools and the catalog at scrape time.
+
+    Worker metrics carry an ``environment`` label: ``default`` for the server's own pool, the
+    environment key's first twelve characters for the pool of a per-endpoint environment.
+    """
 
     def __init__(
-        self, pool: Callable[[], WorkerPool | None], catalog: Callable[[], Catalog | None]
+        self,
+        pool: Callable[[], PoolSet | WorkerPool | None],
+        catalog: Callable[[], Catalog | None],
     ) -> None:
         self.pool = pool
         self.catalog = catalog
@@ -240,18 +249,31 @@ class RuntimeCollector:
         return self._families(self.pool(), self.catalog())
 
     def _families(
-        self, pool: WorkerPool | None = None, catalog: Catalog | None = None
+        self, pool: PoolSet | WorkerPool | None = None, catalog: Catalog | None = None
     ) -> Iterator[Metric]:
         restarts = CounterMetricFamily(
             "tabpy_worker_restarts",
             "Worker processes replaced, by cause: timeout (script exceeded "
             "TABPY_EVALUATE_TIMEOUT), memory (exceeded TABPY_WORKER_MEMORY_LIMIT_MB), crash "
             "(the process died), cancelled (the client went away mid-script), recycled (it had run "
-            "another caller's code: TABPY_ISOLATE_CALLERS).",
-            labels=["cause"],
+            "another caller's code: TABPY_ISOLATE_CALLERS), by environment.",
+            labels=["cause", "environment"],
         )
-        ready = GaugeMetricFamily("tabpy_workers_ready", "Worker processes ready for work.")
-        size = GaugeMetricFamily("tabpy_workers_configured", "Worker processes configured.")
+        ready = GaugeMetricFamily(
+            "tabpy_workers_ready", "Worker processes ready for work.", labels=["environment"]
+        )
+        size = GaugeMetricFamily(
+            "tabpy_workers_configured", "Worker processes configured.", labels=["environment"]
+        )
+        env_pools = GaugeMetricFamily(
+            "tabpy_env_pools", "Worker pools of per-endpoint Python environments running now."
+        )
+        env_stops = CounterMetricFamily(
+            "tabpy_env_pool_stops",
+            "Environment pools stopped: idle (TABPY_ENV_IDLE_SECONDS without a call) or evicted "
+            "(the least recently used, to stay within TABPY_ENV_MAX_POOLS).",
+            labels=["reason"],
+        )
         containment = GaugeMetricFamily(
             "tabpy_worker_containment",
             "1 for the mechanism that kills everything a script started (cgroup or subreaper).",
@@ -268,13 +290,30 @@ class RuntimeCollector:
             "1 while the registry database answers; 0: degraded, serving what is loaded.",
         )
         if pool is not None:
-            # Every cause is always exported, so a rate() works before the first restart.
-            for cause in RestartCause:
-                restarts.add_metric([cause.value], pool.restarts.get(cause, 0))
-            ready.add_metric([], pool.ready_workers)
-            size.add_metric([], pool.size)
-            if pool.containment is not None:
-                containment.add_metric([pool.containment.name], 1)
+            pools = pool if isinstance(pool, PoolSet) else None
+            running: list[tuple[str, WorkerPool]]
+            if pools is not None:
+                running, counts = list(pools.environments()), pools.restarts()
+            else:
+                single = cast("WorkerPool", pool)
+                running, counts = (
+                    [(DEFAULT_ENVIRONMENT, single)],
+                    {DEFAULT_ENVIRONMENT: single.restarts},
+                )
+            for label, counter in counts.items():
+                # Every cause is always exported, so a rate() works before the first restart.
+                for cause in RestartCause:
+                    restarts.add_metric([cause.value, label], counter.get(cause, 0))
+            for label, each in running:
+                ready.add_metric([label], each.ready_workers)
+                size.add_metric([label], each.size)
+            default = running[0][1]
+            if default.containment is not None:
+                containment.add_metric([default.containment.name], 1)
+            if pools is not None:
+                env_pools.add_metric([], pools.running)
+                for reason in ("idle", "evicted"):
+                    env_stops.add_metric([reason], pools.stops.get(reason, 0))
         if catalog is not None:
             by_status = dict.fromkeys(LoadStatus, 0)
             for state in list(catalog.states.values()):
@@ -283,7 +322,8 @@ class RuntimeCollector:
                 endpoints.add_metric([status.value], count)
             revision.add_metric([], max(catalog.revision, 0))
             reachable.add_metric([], 1 if catalog.registry_reachable else 0)
-        yield from (restarts, ready, size, containment, endpoints, revision, reachable)
+        yield from (restarts, ready, size, containment, env_pools, env_stops)
+        yield from (endpoints, revision, reachable)
 
 
 class EnvironmentCollector:

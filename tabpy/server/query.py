@@ -30,5 +30,5 @@ class Query:
         chunks = await read_body(request, settings.max_request_size_bytes, settings.gzip_enabled)
         job = Job(QueryMeta(deployed.endpoint), chunks, deployed.artifact, caller_key(request))
         with counting_failures(self.context.metrics, "query"):
-            reply = await self.context.pool.submit(job)
+            reply = await self.context.pools.submit(job, deployed.interpreter)
         return RawResponse(reply.body, 200, JSON_UTF8)

@@ -98,7 +98,8 @@ def poison_every_worker(server: ServerProcess, tmp_path: Path) -> set[int]:
 
 def recycled(server: ServerProcess) -> float:
     metrics = server.http.get("/metrics").text
-    match = re.search(r'tabpy_worker_restarts_total\{cause="recycled"\} (\S+)', metrics)
+    recycled_default = r'\{cause="recycled",environment="default"\}'
+    match = re.search(r"tabpy_worker_restarts_total" + recycled_default + r" (\S+)", metrics)
     assert match, metrics
     return float(match.group(1))
 

@@ -63,7 +63,8 @@ def test_metrics_follow_known_traffic(server: ServerProcess) -> None:
     for _ in range(2):
         assert server.http.post("/query/add", json={"data": [[1], [2]]}).status_code == 200
     assert server.http.post("/query/nope", json={"data": []}).status_code == 404
-    wait_for(lambda: scrape(server)["tabpy_workers_ready"][()] == 2, 30, "the replacement worker")
+    default = (("environment", "default"),)
+    wait_for(lambda: scrape(server)["tabpy_workers_ready"][default] == 2, 30, "the replacement")
 
     after = scrape(server)
 
@@ -83,8 +84,8 @@ def test_metrics_follow_known_traffic(server: ServerProcess) -> None:
     assert value(after, "tabpy_endpoint_query_duration_seconds_count", endpoint="nope") == 0
     assert delta("tabpy_script_errors_total", source="evaluate", cause="exception") == 1
     assert delta("tabpy_script_errors_total", source="evaluate", cause="timeout") == 1
-    assert delta("tabpy_worker_restarts_total", cause="timeout") == 1
-    assert delta("tabpy_worker_restarts_total", cause="crash") == 0
+    assert delta("tabpy_worker_restarts_total", cause="timeout", environment="default") == 1
+    assert delta("tabpy_worker_restarts_total", cause="crash", environment="default") == 0
     assert delta("tabpy_http_request_size_bytes_count", route="/evaluate") == 2
     assert value(after, "tabpy_endpoints", status="LoadSuccessful") == 1
     assert value(after, "tabpy_http_requests_in_flight") >= 1

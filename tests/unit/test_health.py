@@ -163,11 +163,12 @@ def test_runtime_metrics_read_the_pool_and_catalog() -> None:
     metrics = Metrics()
     metrics.watch(lambda: context.pool, lambda: context.catalog)
     value = metrics.registry.get_sample_value
-    assert value("tabpy_worker_restarts_total", {"cause": "timeout"}) == 3
-    assert value("tabpy_worker_restarts_total", {"cause": "crash"}) == 0
+    default = {"environment": "default"}
+    assert value("tabpy_worker_restarts_total", {"cause": "timeout", **default}) == 3
+    assert value("tabpy_worker_restarts_total", {"cause": "crash", **default}) == 0
     context.pool.restarts["memory"] += 1  # read at scrape time, not copied
-    assert value("tabpy_worker_restarts_total", {"cause": "memory"}) == 1
-    assert value("tabpy_workers_ready") == 2
+    assert value("tabpy_worker_restarts_total", {"cause": "memory", **default}) == 1
+    assert value("tabpy_workers_ready", default) == 2
     assert value("tabpy_endpoints", {"status": "LoadFailed"}) == 1
     assert value("tabpy_endpoints", {"status": "LoadInProgress"}) == 0
     assert value("tabpy_registry_revision") == 7
@@ -180,4 +181,5 @@ def test_runtime_metrics_read_the_pool_and_catalog() -> None:
 def test_runtime_metrics_before_the_pool_exists() -> None:
     metrics = Metrics()
     metrics.watch(lambda: None, lambda: None)
-    assert metrics.registry.get_sample_value("tabpy_workers_ready") is None
+    default = {"environment": "default"}
+    assert metrics.registry.get_sample_value("tabpy_workers_ready", default) is None

@@ -148,7 +148,8 @@ def test_page_keeps_every_piece_of_information(client: TestClient) -> None:
     page = client.get("/").text
     for label in (
         "Version", "Uptime", "Listening on", "Authentication", "Ad-hoc scripts (/evaluate)",
-        "Script timeout", "Workers", "Worker memory limit", "Maximum request size",
+        "Script timeout", "Workers", "Environment pools", "Worker memory limit",
+        "Maximum request size",
         "Gzip request bodies", "State location", "Instance", "Registry", "Log format",
         "Call context logging", "Health checks",
     ):  # fmt: skip
