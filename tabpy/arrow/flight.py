@@ -31,8 +31,8 @@ import pyarrow.flight as flight
 from tabpy.arrow.arrow_errors import FlightNotFound, ShutdownRefused, UnknownAction
 from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
 from tabpy.arrow.flight_errors import flight_errors
-from tabpy.arrow.memory import release_memory
-from tabpy.arrow.segments import Segment
+from tabpy.arrow.memory import IdleRelease, release_memory
+from tabpy.arrow.segments import Segment, SegmentReserve
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
@@ -112,6 +112,10 @@ class FlightService(flight.FlightServerBase):
         self.may_shut_down = may_shut_down
         self.on_shutdown = on_shutdown
         self.may_call = may_call
+        #: A segment readied for the next upload, the size of the last one.
+        self.reserve = SegmentReserve(store.max_bytes)
+        #: gRPC's receive buffers, and the reserve, go back to the system once uploads pause.
+        self.idle_release = IdleRelease(release=self._release_memory)
 
     # --- RPCs ------------------------------------------------------------------------------------
 
@@ -143,12 +147,13 @@ class FlightService(flight.FlightServerBase):
             self._allow(context, "DoPut")
         try:
             with flight_errors():
-                table = receive(reader, self.store, key)
+                table = receive(reader, self.store, key, self.reserve)
         except flight.FlightServerError as full:
             logger.warning("Arrow Flight: refused a table for %r: %s", key, full)
             raise
         finally:
-            release_memory()  # gRPC's receive buffers: the table is in its segment now
+            self.idle_release.used()  # gRPC's receive buffers: the table is in its segment now
+        self.reserve.refill(min(table.size, self.store.available))
         logger.debug("Arrow Flight: stored %d rows (%d bytes) as %r", table.rows, table.size, key)
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
@@ -195,6 +200,10 @@ class FlightService(flight.FlightServerBase):
 
     # --- helpers ---------------------------------------------------------------------------------
 
+    def _release_memory(self) -> None:
+        self.reserve.drop()
+        release_memory()
+
     def _allow(self, context: Any, call: str) -> None:
         """Raise the refusal of ``call`` for this call's caller, if there is one."""
         caller: CallerMiddleware = context.get_middleware("auth")
@@ -210,24 +219,34 @@ class FlightService(flight.FlightServerBase):
         )
 
 
-def receive(reader: flight.MetadataRecordBatchReader, store: TableStore, key: Key) -> StoredTable:
-    """Write an upload into a new segment, counting its bytes as they arrive, and store it."""
-    segment = Segment()
+def receive(
+    reader: flight.MetadataRecordBatchReader,
+    store: TableStore,
+    key: Key,
+    reserve: SegmentReserve | None = None,
+) -> StoredTable:
+    """Write an upload into a new segment (``reserve``'s, if it has one ready), counting its
+    bytes as they arrive, and store it."""
+    segment = reserve.take() if reserve is not None else Segment()
     counted = rows = 0
     try:
-        with pa.OSFile(segment.path, "wb") as sink, pa.ipc.new_stream(sink, reader.schema) as out:
-            for chunk in reader:
-                batch = chunk.data
-                if batch is None:
-                    continue
-                store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
-                counted += batch.nbytes
-                out.write_batch(batch)
-                rows += batch.num_rows
-                written = sink.tell()
-                store.adjust(written - counted)
-                counted = written
-        size = segment.size()
+        # Over the reserved pages (no truncation), then cut to the bytes written.
+        with open(segment.path, "r+b", buffering=0) as file:
+            sink = pa.PythonFile(file, mode="w")
+            with pa.ipc.new_stream(sink, reader.schema) as out:
+                for chunk in reader:
+                    batch = chunk.data
+                    if batch is None:
+                        continue
+                    store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+                    counted += batch.nbytes
+                    out.write_batch(batch)
+                    rows += batch.num_rows
+                    written = file.tell()
+                    store.adjust(written - counted)
+                    counted = written
+            size = file.tell()
+            file.truncate(size)
         store.adjust(size - counted)
         counted = size
     except BaseException:

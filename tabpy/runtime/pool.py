@@ -60,7 +60,8 @@ __all__ = ["Channel", "PoolOptions", "RestartCause", "WorkerGone", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
-PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
+#: The last one freezes what the others created, so that forked workers keep sharing it.
+PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES, "tabpy.runtime.prefork")
 _SPAWN_RETRY_SECONDS = 1.0
 #: Clean workers kept beside the pool when callers are isolated, so a switch waits for no fork.
 _SPARE_WORKERS = 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pandas
@@ -15,10 +17,12 @@ pytestmark = pytest.mark.arrow
 pa = require_module("pyarrow", ARROW)
 
 from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
-from tabpy.arrow.segments import Segment, is_mapped  # noqa: E402
+from tabpy.arrow.flight import receive  # noqa: E402
+from tabpy.arrow.memory import IdleRelease  # noqa: E402
+from tabpy.arrow.segments import Segment, SegmentReserve, is_mapped  # noqa: E402
 from tabpy.arrow.sessions import SessionTokens  # noqa: E402
 from tabpy.arrow.store import StoredTable, TableStore  # noqa: E402
-from tabpy.arrow.worker import as_table, read_frame, write_table  # noqa: E402
+from tabpy.arrow.worker import as_table, map_frame, read_frame, unmap, write_table  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -187,3 +191,94 @@ def test_results_must_be_tables_within_the_space_left() -> None:
         write_table(pa.table({"a": list(range(300_000))}), segment.path, MB // 2, MB)
     assert os.fstat(segment.fd).st_size == 0  # refused before writing
     segment.close()
+
+
+def test_a_copied_frame_lets_its_mapping_go_at_once() -> None:
+    segment = Segment()
+    write(segment, pa.table({"x": [1.0, 2.0, 3.0, 4.0]}), 2)
+    frame, mapping = map_frame(segment.path)
+    assert unmap(mapping)  # two batches: nothing points into the mapping any more
+    assert not is_mapped(segment.name)
+    assert frame["x"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    segment.close()
+
+
+def test_a_view_keeps_its_mapping_until_it_goes() -> None:
+    segment = Segment()
+    write(segment, pa.table({"s": ["a", "b"]}), None)
+    frame, mapping = map_frame(segment.path)
+    views = int(pandas.__version__.split(".")[0]) >= 3  # Arrow-backed strings from pandas 3
+    assert unmap(mapping) is not views
+    assert is_mapped(segment.name) is views
+    del frame, mapping
+    assert not is_mapped(segment.name)
+    segment.close()
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_memory_is_released_once_work_pauses() -> None:
+    released = threading.Event()
+    idle = IdleRelease(after=0.3, release=released.set)
+    start = time.monotonic()
+    while time.monotonic() - start < 0.6:  # busy: each use postpones the release
+        idle.used()
+        assert not released.is_set()
+        time.sleep(0.05)
+    assert released.wait(5)
+    assert idle.releases == 1
+    time.sleep(0.5)
+    assert idle.releases == 1  # nothing used since: nothing more to release
+    released.clear()
+    idle.used()
+    assert released.wait(5)
+    wait_until(lambda: idle.releases == 2)
+
+
+def test_the_reserve_readies_one_bounded_segment() -> None:
+    reserve = SegmentReserve(max_bytes=MB)
+    assert reserve.take().size() == 0  # nothing ready: a new empty segment
+    reserve.refill(64 * 1024)
+    wait_until(lambda: reserve.reserved == 64 * 1024)
+    taken = reserve.take()
+    assert taken.size() == 64 * 1024  # its pages are allocated: uploads write over them
+    assert reserve.reserved == 0  # handed out once
+    reserve.refill(10 * MB)
+    wait_until(lambda: reserve.reserved == MB)  # capped
+    reserve.drop()
+    assert reserve.reserved == 0
+    taken.close()
+
+
+class Upload:
+    """What ``receive`` reads from: a schema and chunks carrying record batches."""
+
+    def __init__(self, table: pa.Table, batch_rows: int) -> None:
+        self.schema = table.schema
+        self.batches = table.to_batches(max_chunksize=batch_rows)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in self.batches:
+            yield type("Chunk", (), {"data": batch})()
+
+
+def test_an_upload_goes_over_the_reserved_pages_and_is_cut_to_size() -> None:
+    store = TableStore(10 * MB, 60)
+    reserve = SegmentReserve(max_bytes=10 * MB)
+    reserve.refill(4 * MB)
+    wait_until(lambda: reserve.reserved == 4 * MB)
+    table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})
+    stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    assert reserve.reserved == 0
+    assert stored_table.size == stored_table.segment.size() < 4 * MB
+    assert store.used == stored_table.size
+    assert read(stored_table.segment) == table
+    store.clear()
