@@ -32,7 +32,7 @@ from tabpy.arrow.arrow_errors import FlightNotFound, ShutdownRefused, UnknownAct
 from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
 from tabpy.arrow.flight_errors import flight_errors
 from tabpy.arrow.memory import IdleRelease, release_memory
-from tabpy.arrow.segments import Segment, SegmentReserve
+from tabpy.arrow.segments import Segment, SegmentReserve, is_mapped
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
@@ -112,9 +112,9 @@ class FlightService(flight.FlightServerBase):
         self.may_shut_down = may_shut_down
         self.on_shutdown = on_shutdown
         self.may_call = may_call
-        #: A segment readied for the next upload, the size of the last one.
+        #: The last fetched table's segment, kept for the next upload.
         self.reserve = SegmentReserve(store.max_bytes)
-        #: gRPC's receive buffers, and the reserve, go back to the system once uploads pause.
+        #: gRPC's buffers, and the kept segment, go back to the system once Flight calls pause.
         self.idle_release = IdleRelease(release=self._release_memory)
 
     # --- RPCs ------------------------------------------------------------------------------------
@@ -153,7 +153,6 @@ class FlightService(flight.FlightServerBase):
             raise
         finally:
             self.idle_release.used()  # gRPC's receive buffers: the table is in its segment now
-        self.reserve.refill(min(table.size, self.store.available))
         logger.debug("Arrow Flight: stored %d rows (%d bytes) as %r", table.rows, table.size, key)
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
@@ -163,7 +162,9 @@ class FlightService(flight.FlightServerBase):
             table = self.store.take(key) if key is not None else None
             if table is None:
                 raise FlightNotFound(key)
-            return flight.GeneratorStream(table.schema, _stream(self.store, table))
+            return flight.GeneratorStream(
+                table.schema, _stream(self.store, table, self.reserve, self.idle_release)
+            )
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         with flight_errors():
@@ -258,13 +259,34 @@ def receive(
     return table
 
 
-def _stream(store: TableStore, table: StoredTable) -> Iterator[pa.RecordBatchReader]:
-    """Hand gRPC a zero-copy reader over the segment; free the table when it is done."""
+#: Smaller segments are freed, not kept: checking that nothing maps them would cost more.
+RECYCLE_MIN_BYTES = 1024 * 1024
+
+
+def _stream(
+    store: TableStore,
+    table: StoredTable,
+    reserve: SegmentReserve | None = None,
+    idle_release: IdleRelease | None = None,
+) -> Iterator[pa.RecordBatchReader]:
+    """Hand gRPC a zero-copy reader over the segment; once it is done, keep the segment for
+    the next upload (``reserve``) if nothing maps it any more, else free it."""
     try:
         with pa.memory_map(table.segment.path) as source:
             yield pa.ipc.open_stream(source)
     finally:
-        store.discard(table)
+        segment = table.segment
+        if (
+            reserve is not None
+            and table.size >= RECYCLE_MIN_BYTES
+            and not is_mapped(segment.name)
+            and reserve.give(segment)
+        ):
+            store.adjust(-table.size)
+            if idle_release is not None:
+                idle_release.used()  # the kept segment goes when Flight calls pause
+        else:
+            store.discard(table)
 
 
 class _Handshake(flight.ServerAuthHandler):

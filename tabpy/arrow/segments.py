@@ -53,82 +53,52 @@ def is_mapped(name: str) -> bool:
 
 
 class SegmentReserve:
-    """One empty segment whose memory is already allocated, for the next upload.
+    """One segment kept with its memory pages after its table was fetched, for the next upload.
 
     Writing a table into a fresh memfd makes the kernel allocate and clear every page on the
-    way, which costs about as much as the copy itself. Uploads come one after another (a Prep
-    flow puts a table for each script step), so after each one a background thread readies a
-    segment of the same size (``posix_fallocate``) while the table is being used, and the next
-    upload only copies. The reserve is bounded (one segment, at most ``max_bytes``) and is
-    freed by :meth:`drop` when uploads pause.
+    way, and closing a memfd frees them again; for a 1M-row table each costs about as much as
+    copying the table. Prep flows put and fetch tables one after another, so the segment a
+    ``DoGet`` has just streamed is kept (:meth:`give`) and the next upload writes over its
+    pages (:meth:`take`), then cuts it to the size written: nothing of the old table is left
+    past that size, and every byte before it is overwritten.
 
-    Only ever a fresh segment: one that held a table could still be mapped by a worker whose
-    script kept a view of it, and must never show that worker another table.
+    Only a segment no process maps may be kept: the Flight server checks its own mappings, and
+    workers never map a result (they write it with ``write``) nor a table that ``DoGet``
+    serves without a script. One segment, at most ``max_bytes``, freed by :meth:`drop` when
+    Arrow work pauses.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._ready: Segment | None = None
-        self._wanted = 0
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._kept: Segment | None = None
 
     def take(self) -> Segment:
-        """The reserved segment (its size is the reservation; write over it, then cut it to
-        what was written) or, if none is ready, a new empty one."""
+        """The kept segment (write over it, then cut it to what was written) or a new one."""
         with self._lock:
-            segment, self._ready = self._ready, None
+            segment, self._kept = self._kept, None
         return segment if segment is not None else Segment()
 
-    def refill(self, nbytes: int) -> None:
-        """Ready a segment of ``nbytes`` (capped at ``max_bytes``) in the background."""
-        nbytes = min(nbytes, self.max_bytes)
-        if nbytes <= 0:
-            return
+    def give(self, segment: Segment) -> bool:
+        """Keep ``segment`` for the next upload; False (and the caller closes it) if one is
+        already kept or it is larger than ``max_bytes``."""
+        if segment.fd < 0 or segment.size() > self.max_bytes:
+            return False
         with self._lock:
-            self._wanted = nbytes
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="tabpy-arrow-reserve", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
+            if self._kept is not None:
+                return False
+            self._kept = segment
+        return True
 
     def drop(self) -> None:
-        """Free the reserved segment, if there is one."""
+        """Free the kept segment, if there is one."""
         with self._lock:
-            segment, self._ready = self._ready, None
-            self._wanted = 0
+            segment, self._kept = self._kept, None
         if segment is not None:
             segment.close()
 
     @property
     def reserved(self) -> int:
-        """Bytes held ready (0 without a reserved segment)."""
-        segment = self._ready
+        """Bytes kept (0 without a kept segment)."""
+        segment = self._kept
         return segment.size() if segment is not None and segment.fd >= 0 else 0
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                wanted = self._wanted
-                if self._ready is not None and self._ready.size() >= wanted:
-                    continue
-            if wanted <= 0:
-                continue
-            segment = Segment()
-            try:
-                os.posix_fallocate(segment.fd, 0, wanted)
-            except OSError:  # no memory to spare: the next upload allocates as it goes
-                segment.close()
-                continue
-            with self._lock:
-                if self._wanted == 0:  # dropped meanwhile
-                    stale: Segment | None = segment
-                else:
-                    stale, self._ready = self._ready, segment
-            if stale is not None:
-                stale.close()

@@ -243,19 +243,29 @@ def test_memory_is_released_once_work_pauses() -> None:
     wait_until(lambda: idle.releases == 2)
 
 
-def test_the_reserve_readies_one_bounded_segment() -> None:
+def filled(nbytes: int) -> Segment:
+    segment = Segment()
+    os.posix_fallocate(segment.fd, 0, nbytes)
+    return segment
+
+
+def test_the_reserve_keeps_one_bounded_segment() -> None:
     reserve = SegmentReserve(max_bytes=MB)
-    assert reserve.take().size() == 0  # nothing ready: a new empty segment
-    reserve.refill(64 * 1024)
-    wait_until(lambda: reserve.reserved == 64 * 1024)
-    taken = reserve.take()
-    assert taken.size() == 64 * 1024  # its pages are allocated: uploads write over them
-    assert reserve.reserved == 0  # handed out once
-    reserve.refill(10 * MB)
-    wait_until(lambda: reserve.reserved == MB)  # capped
+    assert reserve.take().size() == 0  # nothing kept: a new empty segment
+    kept = filled(64 * 1024)
+    assert reserve.give(kept)
+    assert reserve.reserved == 64 * 1024
+    other = filled(1024)
+    assert not reserve.give(other)  # one at a time: the caller frees the other
+    too_big = filled(2 * MB)
     reserve.drop()
-    assert reserve.reserved == 0
-    taken.close()
+    assert not reserve.give(too_big)
+    assert reserve.reserved == 0 and kept.fd == -1  # dropped means freed
+    assert reserve.give(other)
+    assert reserve.take() is other
+    assert reserve.reserved == 0  # handed out once
+    for segment in (other, too_big):
+        segment.close()
 
 
 class Upload:
@@ -270,15 +280,42 @@ class Upload:
             yield type("Chunk", (), {"data": batch})()
 
 
-def test_an_upload_goes_over_the_reserved_pages_and_is_cut_to_size() -> None:
+def test_an_upload_goes_over_the_kept_pages_and_is_cut_to_size() -> None:
     store = TableStore(10 * MB, 60)
     reserve = SegmentReserve(max_bytes=10 * MB)
-    reserve.refill(4 * MB)
-    wait_until(lambda: reserve.reserved == 4 * MB)
+    old = pa.table({"z": [7.0] * 500_000})  # 4 MB that the new table must not show
+    segment = Segment()
+    write(segment, old, None)
+    assert reserve.give(segment)
     table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})
     stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    assert stored_table.segment is segment
     assert reserve.reserved == 0
-    assert stored_table.size == stored_table.segment.size() < 4 * MB
+    assert stored_table.size == segment.size() < MB
     assert store.used == stored_table.size
-    assert read(stored_table.segment) == table
+    assert read(segment) == table
     store.clear()
+
+
+def test_a_fetched_segment_is_kept_only_when_nothing_maps_it() -> None:
+    from tabpy.arrow.flight import RECYCLE_MIN_BYTES, _stream
+
+    big = pa.table({"x": [1.0] * (RECYCLE_MIN_BYTES // 8 + 1000)})
+    for still_mapped in (False, True):
+        store = TableStore(10 * MB, 60)
+        reserve = SegmentReserve(max_bytes=10 * MB)
+        segment = Segment()
+        write(segment, big, None)
+        store.reserve(segment.size())
+        table = StoredTable("k", segment, segment.size(), big.num_rows, big.schema)
+        stream = _stream(store, table, reserve)
+        fetched = next(stream).read_all()  # what gRPC sends: views of the mapping
+        assert fetched == big
+        if not still_mapped:
+            del fetched
+        with pytest.raises(StopIteration):
+            next(stream)
+        assert store.used == 0
+        assert (reserve.reserved > 0) is not still_mapped
+        assert (segment.fd >= 0) is not still_mapped  # kept, or freed at once
+        reserve.drop()
