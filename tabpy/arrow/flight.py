@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import mmap
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
@@ -32,7 +33,7 @@ from tabpy.arrow.arrow_errors import FlightNotFound, ShutdownRefused, UnknownAct
 from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
 from tabpy.arrow.flight_errors import flight_errors
 from tabpy.arrow.memory import IdleRelease, release_memory
-from tabpy.arrow.segments import Segment, SegmentReserve, is_mapped
+from tabpy.arrow.segments import Segment, SegmentReserve
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
@@ -271,15 +272,15 @@ def _stream(
 ) -> Iterator[pa.RecordBatchReader]:
     """Hand gRPC a zero-copy reader over the segment; once it is done, keep the segment for
     the next upload (``reserve``) if nothing maps it any more, else free it."""
+    mapping = _map(table.segment)
     try:
-        with pa.memory_map(table.segment.path) as source:
-            yield pa.ipc.open_stream(source)
+        yield pa.ipc.open_stream(pa.py_buffer(mapping))
     finally:
         segment = table.segment
         if (
             reserve is not None
             and table.size >= RECYCLE_MIN_BYTES
-            and not is_mapped(segment.name)
+            and _unmap(mapping)
             and reserve.give(segment)
         ):
             store.adjust(-table.size)
@@ -287,6 +288,19 @@ def _stream(
                 idle_release.used()  # the kept segment goes when Flight calls pause
         else:
             store.discard(table)
+
+
+def _map(segment: Segment) -> mmap.mmap:
+    return mmap.mmap(segment.fd, segment.size(), flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+
+
+def _unmap(mapping: mmap.mmap) -> bool:
+    """Unmap unless buffers still point into the mapping (gRPC still sending); whether it was."""
+    try:
+        mapping.close()
+    except BufferError:  # the mapping goes with the last buffer
+        return False
+    return True
 
 
 class _Handshake(flight.ServerAuthHandler):
