@@ -17,7 +17,9 @@ mapping itself: Python refuses to close a ``mmap`` that buffers still point into
 
 The memory a job's DataFrames took is handed back once table jobs pause
 (:class:`tabpy.arrow.memory.IdleRelease`), not after every job: the next table of a Prep flow
-reuses it instead of faulting fresh pages in.
+reuses it instead of faulting fresh pages in. Importing this module switches the worker's
+Arrow allocations to the C library's allocator, which that release can empty from its own
+thread.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 #: This worker's spare memory goes back to the system once table jobs pause.
 _IDLE_RELEASE = IdleRelease()
+# That release runs on a thread of its own, and mimalloc (Arrow's default allocator here) only
+# returns the memory of the thread that asks; the C library's allocator returns all of it.
+pa.set_memory_pool(pa.system_memory_pool())
 
 
 def handle_evaluate_table(params: dict[str, Any], context: JobContext) -> Reply:
