@@ -77,23 +77,33 @@ def preload_modules(main: object) -> list[str]:
     """What the fork server imports before forking workers, given the server's ``__main__``.
 
     multiprocessing runs the parent's main module again in every child it starts (as
-    ``__mp_main__``, so that objects defined there can be unpickled): for ``python -m
-    tabpy.cli.server`` that imports the configuration and logging code in each worker, about
-    9 MB of memory per worker. Imported once in the fork server instead, it is shared, and a
-    worker only re-runs the main module's own lines. A main run from a file (a console
-    script) is imported there too (``"__main__"``, which the fork server knows); an
-    interactive or ``-c`` main has nothing to import.
+    ``__mp_main__``, so that objects defined there can be unpickled): for the server that
+    imports the configuration and logging code in each worker, about 3 MB of private memory
+    per worker. Imported once in the fork server instead, it is shared, and a worker only
+    re-runs the main module's own lines. A main run as a module (``python -m
+    tabpy.cli.server``) is preloaded by name; for one run from a file (the ``tabpy`` console
+    script, whose lines import ``main`` from ``tabpy.cli.server``) the modules its functions
+    come from are preloaded. An interactive or ``-c`` main has nothing to import.
     """
     spec = getattr(main, "__spec__", None)
     name = getattr(spec, "name", None)
     if isinstance(name, str) and name != "__main__" and not name.endswith(".__main__"):
         mains = [name]
     elif spec is None and isinstance(getattr(main, "__file__", None), str):
-        mains = ["__main__"]
+        mains = sorted(
+            {
+                module
+                for value in vars(main).values()
+                if callable(value)
+                and isinstance(module := getattr(value, "__module__", None), str)
+                and module not in ("__main__", "builtins")
+                and module in sys.modules
+            }
+        )
     else:
         mains = []
     *modules, freeze = PRELOADED_MODULES
-    return [*modules, *mains, freeze]
+    return [*modules, *[m for m in mains if m not in modules], freeze]
 
 
 class RestartCause(str, enum.Enum):
