@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import mmap
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeGuard
@@ -34,8 +35,8 @@ import pyarrow.flight as flight
 from tabpy.arrow.arrow_errors import FlightNotFound, ShutdownRefused, UnknownAction
 from tabpy.arrow.credentials import CallerMiddleware, FlightAuthentication
 from tabpy.arrow.flight_errors import flight_errors
-from tabpy.arrow.memory import release_memory
-from tabpy.arrow.segments import Segment
+from tabpy.arrow.memory import IdleRelease, release_memory
+from tabpy.arrow.segments import Segment, SegmentReserve
 from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
@@ -133,6 +134,10 @@ class FlightService(flight.FlightServerBase):
         self.on_shutdown = on_shutdown
         self.may_call = may_call
         self.find_elsewhere = find_elsewhere
+        #: The last fetched table's segment, kept for the next upload.
+        self.reserve = SegmentReserve(store.max_bytes)
+        #: gRPC's buffers, and the kept segment, go back to the system once Flight calls pause.
+        self.idle_release = IdleRelease(release=self._release_memory)
 
     # --- RPCs ------------------------------------------------------------------------------------
 
@@ -165,12 +170,12 @@ class FlightService(flight.FlightServerBase):
             self._allow(context, "DoPut")
         try:
             with flight_errors():
-                table = receive(reader, self.store, key)
+                table = receive(reader, self.store, key, self.reserve)
         except flight.FlightServerError as full:
             logger.warning("Arrow Flight: refused a table for %r: %s", key, full)
             raise
         finally:
-            release_memory()  # gRPC's receive buffers: the table is in its segment now
+            self.idle_release.used()  # gRPC's receive buffers: the table is in its segment now
         logger.debug("Arrow Flight: stored %d rows (%d bytes) as %r", table.rows, table.size, key)
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
@@ -185,7 +190,9 @@ class FlightService(flight.FlightServerBase):
                 table = self.store.take(key)
             if table is None:
                 raise FlightNotFound(key)
-            return flight.GeneratorStream(table.schema, _stream(self.store, table))
+            return flight.GeneratorStream(
+                table.schema, _stream(self.store, table, self.reserve, self.idle_release)
+            )
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         with flight_errors():
@@ -222,6 +229,10 @@ class FlightService(flight.FlightServerBase):
 
     # --- helpers ---------------------------------------------------------------------------------
 
+    def _release_memory(self) -> None:
+        self.reserve.drop()
+        release_memory()
+
     def _allow(self, context: Any, call: str) -> None:
         """Raise the refusal of ``call`` for this call's caller, if there is one."""
         caller: CallerMiddleware = context.get_middleware("auth")
@@ -237,24 +248,34 @@ class FlightService(flight.FlightServerBase):
         )
 
 
-def receive(reader: flight.MetadataRecordBatchReader, store: TableStore, key: Key) -> StoredTable:
-    """Write an upload into a new segment, counting its bytes as they arrive, and store it."""
-    segment = Segment()
+def receive(
+    reader: flight.MetadataRecordBatchReader,
+    store: TableStore,
+    key: Key,
+    reserve: SegmentReserve | None = None,
+) -> StoredTable:
+    """Write an upload into a new segment (``reserve``'s, if it has one ready), counting its
+    bytes as they arrive, and store it."""
+    segment = reserve.take() if reserve is not None else Segment()
     counted = rows = 0
     try:
-        with pa.OSFile(segment.path, "wb") as sink, pa.ipc.new_stream(sink, reader.schema) as out:
-            for chunk in reader:
-                batch = chunk.data
-                if batch is None:
-                    continue
-                store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
-                counted += batch.nbytes
-                out.write_batch(batch)
-                rows += batch.num_rows
-                written = sink.tell()
-                store.adjust(written - counted)
-                counted = written
-        size = segment.size()
+        # Over the reserved pages (no truncation), then cut to the bytes written.
+        with open(segment.path, "r+b", buffering=0) as file:
+            sink = pa.PythonFile(file, mode="w")
+            with pa.ipc.new_stream(sink, reader.schema) as out:
+                for chunk in reader:
+                    batch = chunk.data
+                    if batch is None:
+                        continue
+                    store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+                    counted += batch.nbytes
+                    out.write_batch(batch)
+                    rows += batch.num_rows
+                    written = file.tell()
+                    store.adjust(written - counted)
+                    counted = written
+            size = file.tell()
+            file.truncate(size)
         store.adjust(size - counted)
         counted = size
     except BaseException:
@@ -266,13 +287,47 @@ def receive(reader: flight.MetadataRecordBatchReader, store: TableStore, key: Ke
     return table
 
 
-def _stream(store: TableStore, table: StoredTable) -> Iterator[pa.RecordBatchReader]:
-    """Hand gRPC a zero-copy reader over the segment; free the table when it is done."""
+#: Smaller segments are freed, not kept: checking that nothing maps them would cost more.
+RECYCLE_MIN_BYTES = 1024 * 1024
+
+
+def _stream(
+    store: TableStore,
+    table: StoredTable,
+    reserve: SegmentReserve | None = None,
+    idle_release: IdleRelease | None = None,
+) -> Iterator[pa.RecordBatchReader]:
+    """Hand gRPC a zero-copy reader over the segment; once it is done, keep the segment for
+    the next upload (``reserve``) if nothing maps it any more, else free it."""
+    mapping = _map(table.segment)
     try:
-        with pa.memory_map(table.segment.path) as source:
-            yield pa.ipc.open_stream(source)
+        yield pa.ipc.open_stream(pa.py_buffer(mapping))
     finally:
-        store.discard(table)
+        segment = table.segment
+        if (
+            reserve is not None
+            and table.size >= RECYCLE_MIN_BYTES
+            and _unmap(mapping)
+            and reserve.give(segment)
+        ):
+            store.adjust(-table.size)
+            if idle_release is not None:
+                idle_release.used()  # the kept segment goes when Flight calls pause
+        else:
+            store.discard(table)
+
+
+def _map(segment: Segment) -> mmap.mmap:
+    return mmap.mmap(segment.fd, segment.size(), flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+
+
+def _unmap(mapping: mmap.mmap) -> bool:
+    """Unmap unless buffers still point into the mapping (gRPC still sending); whether it was."""
+    try:
+        mapping.close()
+    except BufferError:  # the mapping goes with the last buffer
+        return False
+    return True
 
 
 class _Handshake(flight.ServerAuthHandler):

@@ -12,9 +12,10 @@ server.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
-__all__ = ["Segment", "is_mapped"]
+__all__ = ["Segment", "SegmentReserve", "is_mapped"]
 
 PREFIX = "tabpy-arrow-"
 
@@ -49,3 +50,55 @@ def is_mapped(name: str) -> bool:
     """True while this process still maps the segment called ``name``."""
     with open("/proc/self/maps", "rb") as maps:
         return name.encode("ascii") in maps.read()
+
+
+class SegmentReserve:
+    """One segment kept with its memory pages after its table was fetched, for the next upload.
+
+    Writing a table into a fresh memfd makes the kernel allocate and clear every page on the
+    way, and closing a memfd frees them again; for a 1M-row table each costs about as much as
+    copying the table. Prep flows put and fetch tables one after another, so the segment a
+    ``DoGet`` has just streamed is kept (:meth:`give`) and the next upload writes over its
+    pages (:meth:`take`), then cuts it to the size written: nothing of the old table is left
+    past that size, and every byte before it is overwritten.
+
+    Only a segment no process maps may be kept: the Flight server checks its own mappings, and
+    workers never map a result (they write it with ``write``) nor a table that ``DoGet``
+    serves without a script. One segment, at most ``max_bytes``, freed by :meth:`drop` when
+    Arrow work pauses.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._kept: Segment | None = None
+
+    def take(self) -> Segment:
+        """The kept segment (write over it, then cut it to what was written) or a new one."""
+        with self._lock:
+            segment, self._kept = self._kept, None
+        return segment if segment is not None else Segment()
+
+    def give(self, segment: Segment) -> bool:
+        """Keep ``segment`` for the next upload; False (and the caller closes it) if one is
+        already kept or it is larger than ``max_bytes``."""
+        if segment.fd < 0 or segment.size() > self.max_bytes:
+            return False
+        with self._lock:
+            if self._kept is not None:
+                return False
+            self._kept = segment
+        return True
+
+    def drop(self) -> None:
+        """Free the kept segment, if there is one."""
+        with self._lock:
+            segment, self._kept = self._kept, None
+        if segment is not None:
+            segment.close()
+
+    @property
+    def reserved(self) -> int:
+        """Bytes kept (0 without a kept segment)."""
+        segment = self._kept
+        return segment.size() if segment is not None and segment.fd >= 0 else 0

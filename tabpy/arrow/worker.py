@@ -12,11 +12,20 @@ The result goes over the input when the DataFrame no longer maps it (the usual c
 put in several batches is copied by the conversion): its memory pages are already there, so
 writing costs a copy and no page allocation, and no second table-sized segment is needed.
 Otherwise (some columns are zero-copy views of the mapping) the input is left alone and the
-result goes to the empty segment.
+result goes to the empty segment. Whether anything still maps the input is known from the
+mapping itself: Python refuses to close a ``mmap`` that buffers still point into.
+
+The memory a job's DataFrames took is handed back once table jobs pause
+(:class:`tabpy.arrow.memory.IdleRelease`), not after every job: the next table of a Prep flow
+reuses it instead of faulting fresh pages in. Importing this module switches the worker's
+Arrow allocations to the C library's allocator, which that release can empty from its own
+thread.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from typing import Any
 
 import orjson
@@ -24,8 +33,7 @@ import pyarrow as pa
 
 from tabpy.arrow import TABLE_JOB
 from tabpy.arrow.arrow_errors import StoreFull
-from tabpy.arrow.memory import release_memory
-from tabpy.arrow.segments import is_mapped
+from tabpy.arrow.memory import IdleRelease
 from tabpy.runtime.evaluate import script_failure
 from tabpy.runtime.job_handlers import JobContext, JobHandler
 from tabpy.runtime.protocol import Reply
@@ -37,12 +45,19 @@ __all__ = ["JOB_HANDLERS", "handle_evaluate_table"]
 #: and a few megabytes each stream faster than one huge message.
 BATCH_BYTES = 4 * 1024 * 1024
 
+#: This worker's spare memory goes back to the system once table jobs pause.
+_IDLE_RELEASE = IdleRelease()
+# That release runs on a thread of its own, and mimalloc (Arrow's default allocator here) only
+# returns the memory of the thread that asks; the C library's allocator returns all of it.
+pa.set_memory_pool(pa.system_memory_pool())
+
 
 def handle_evaluate_table(params: dict[str, Any], context: JobContext) -> Reply:
     """``params``: see ``TableJob`` in :mod:`tabpy.arrow.service`."""
-    reply = _evaluate_table(params, context)
-    release_memory()  # the job's DataFrames are gone
-    return reply
+    try:
+        return _evaluate_table(params, context)
+    finally:
+        _IDLE_RELEASE.used()  # the job's DataFrames are gone
 
 
 JOB_HANDLERS: dict[str, JobHandler] = {TABLE_JOB: handle_evaluate_table}
@@ -50,9 +65,9 @@ JOB_HANDLERS: dict[str, JobHandler] = {TABLE_JOB: handle_evaluate_table}
 
 def _evaluate_table(job: dict[str, Any], context: JobContext) -> Reply:
     try:
-        frame = read_frame(job["input"])
+        frame, mapping = map_frame(job["input"])
         # Whether the DataFrame still maps the input decides where the result may go.
-        reuse_input = not is_mapped(job["input_name"])
+        reuse_input = unmap(mapping)
         context.tabpy.forget_failed_query()
         result = run_script(job["script"], {"_arg1": frame}, context.namespace, context.tabpy)
         del frame
@@ -70,14 +85,46 @@ def _evaluate_table(job: dict[str, Any], context: JobContext) -> Reply:
     return Reply.ok(orjson.dumps(written))
 
 
-def read_frame(path: str) -> Any:
-    """The table in segment ``path`` as a pandas DataFrame.
+def map_frame(path: str) -> tuple[Any, mmap.mmap]:
+    """The table in segment ``path`` as a pandas DataFrame, and the mapping it was read from.
 
     Some columns (strings, numbers sent in a single batch) may stay zero-copy views of the
-    mapping, which then lives as long as they do.
+    mapping, which then lives as long as they do (see :func:`unmap`).
     """
-    with pa.memory_map(path) as source:
-        return pa.ipc.open_stream(source).read_all().to_pandas()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        # All pages at once (MAP_POPULATE) rather than one fault per page as Arrow reads.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ) if size else None
+    finally:
+        os.close(fd)
+    if mapping is None:
+        raise ValueError("the stored table is empty")
+    frame = _frame_of(mapping)
+    return frame, mapping
+
+
+def _frame_of(mapping: mmap.mmap) -> Any:
+    # A function of its own: the reader and its buffers are gone once it returns.
+    return pa.ipc.open_stream(pa.py_buffer(mapping)).read_all().to_pandas()
+
+
+def unmap(mapping: mmap.mmap) -> bool:
+    """Unmap ``mapping`` unless columns still point into it; whether it was unmapped."""
+    try:
+        mapping.close()
+    except BufferError:  # zero-copy columns: the mapping goes when they do
+        return False
+    return True
+
+
+def read_frame(path: str) -> Any:
+    """The table in segment ``path`` as a pandas DataFrame (the mapping lives as long as any
+    column that is a view of it)."""
+    frame, mapping = map_frame(path)
+    unmap(mapping)
+    return frame
 
 
 def as_table(result: Any) -> pa.Table:

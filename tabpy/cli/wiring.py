@@ -157,6 +157,7 @@ def open_registry(settings: Settings) -> Registry:
             password=registry_password(settings),
             timeout=settings.registry_connect_timeout,
             audit_retention_days=settings.audit_retention_days,
+            migrate_apart=True,  # Alembic would stay in the server's memory for good
         )
     except ConfigError:  # a registry we must not use (newer schema): its message says why
         raise

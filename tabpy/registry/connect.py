@@ -34,16 +34,24 @@ def connect_registry(
     password: str | None,
     timeout: float,
     audit_retention_days: int = 0,
+    migrate_apart: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Registry:
-    """The opened (and migrated) registry; the last error once ``timeout`` has passed."""
+    """The opened (and migrated) registry; the last error once ``timeout`` has passed.
+
+    ``migrate_apart``: see :class:`tabpy.registry.store.Registry`."""
     deadline = clock() + timeout
     pause = FIRST_PAUSE
     attempt = 1
     while True:
         try:
-            return Registry(url, password=password, audit_retention_days=audit_retention_days)
+            return Registry(
+                url,
+                password=password,
+                audit_retention_days=audit_retention_days,
+                migrate_apart=migrate_apart,
+            )
         except _TRANSIENT as exc:
             left = deadline - clock()
             if left <= 0:

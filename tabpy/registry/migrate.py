@@ -28,7 +28,14 @@ from tabpy.registry.database import schema_transaction
 from tabpy.registry.registry_errors import RegistryTooNew, UnrecognisedRegistry
 from tabpy.registry.tables import meta_table
 
-__all__ = ["BASELINE", "VERSION_TABLE", "current_revision", "head_revision", "upgrade_schema"]
+__all__ = [
+    "BASELINE",
+    "VERSION_TABLE",
+    "current_revision",
+    "head_revision",
+    "schema_is_current",
+    "upgrade_schema",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +74,9 @@ def upgrade_schema(engine: Engine) -> str:
     recognised without Alembic, which then is never imported: it would add about 10 MB to the
     server process for nothing.
     """
-    newest = _head_from_files()
+    newest = schema_is_current(engine)
     if newest is not None:
-        with schema_transaction(engine) as conn:
-            if _recorded_revisions(conn) == [newest]:
-                _ensure_revision_counter(conn)
-                return newest
+        return newest
     with _quiet_alembic():  # importing alembic logs the plugins it sets up
         from alembic import command
         from alembic.script import ScriptDirectory
@@ -94,6 +98,18 @@ def upgrade_schema(engine: Engine) -> str:
             command.upgrade(config, "head")
         _ensure_revision_counter(conn)
     return head
+
+
+def schema_is_current(engine: Engine) -> str | None:
+    """The newest revision if the registry is already at it (found without Alembic); else None."""
+    newest = _head_from_files()
+    if newest is None:
+        return None
+    with schema_transaction(engine) as conn:
+        if _recorded_revisions(conn) != [newest]:
+            return None
+        _ensure_revision_counter(conn)
+    return newest
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -102,7 +102,11 @@ class Registry:
         create: bool = True,
         password: str | None = None,
         audit_retention_days: int = 0,
+        migrate_apart: bool = False,
     ) -> None:
+        """``migrate_apart``: an upgrade that needs Alembic runs in a child process
+        (:mod:`tabpy.registry.migrate_apart`), which the server wants: Alembic would stay in
+        its memory for good."""
         self.url = url
         self.audit_retention_days = audit_retention_days
         self.on_audit: AuditListener | None = None
@@ -110,10 +114,14 @@ class Registry:
         self.engine = create_engine(url, password)
         if create:
             # Imported here: workers open the registry as it is and never load Alembic.
-            from tabpy.registry.migrate import upgrade_schema
+            from tabpy.registry.migrate import schema_is_current, upgrade_schema
+            from tabpy.registry.migrate_apart import in_memory, upgrade_apart
 
             try:
-                upgrade_schema(self.engine)
+                if not migrate_apart or in_memory(url):
+                    upgrade_schema(self.engine)
+                elif schema_is_current(self.engine) is None:
+                    upgrade_apart(url, password)
             except BaseException:
                 self.engine.dispose()
                 raise

@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 from typing import Protocol, cast
@@ -23,9 +24,16 @@ from typing import Protocol, cast
 from tabpy.runtime.namespace import OPTIONAL_MODULES
 from tabpy.runtime.worker import ENVIRONMENT_PREFIX, WorkerOptions, worker_main
 
-__all__ = ["PRELOADED_MODULES", "ForkServerLauncher", "Launcher", "WorkerProcess"]
+__all__ = [
+    "PRELOADED_MODULES",
+    "ForkServerLauncher",
+    "Launcher",
+    "WorkerProcess",
+    "preload_modules",
+]
 
-PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES)
+#: The last one freezes what the others created, so that forked workers keep sharing it.
+PRELOADED_MODULES = ("tabpy.runtime.worker", *OPTIONAL_MODULES, "tabpy.runtime.prefork")
 
 
 class WorkerProcess(Protocol):
@@ -71,7 +79,8 @@ class ForkServerLauncher:
 
     def prepare(self) -> None:
         # The fork server imports these once; every worker forks with them loaded.
-        self._context.set_forkserver_preload(list(PRELOADED_MODULES))  # type: ignore[attr-defined]
+        preload = preload_modules(sys.modules.get("__main__"))
+        self._context.set_forkserver_preload(preload)  # type: ignore[attr-defined]
         with _without_server_settings():
             multiprocessing.forkserver.ensure_running()
 
@@ -85,6 +94,39 @@ class ForkServerLauncher:
 
     def close(self) -> None:
         pass  # the fork server is the process's, not the pool's
+
+
+def preload_modules(main: object) -> list[str]:
+    """What the fork server imports before forking workers, given the server's ``__main__``.
+
+    multiprocessing runs the parent's main module again in every child it starts (as
+    ``__mp_main__``, so that objects defined there can be unpickled): for the server that
+    imports the configuration and logging code in each worker, about 3 MB of private memory
+    per worker. Imported once in the fork server instead, it is shared, and a worker only
+    re-runs the main module's own lines. A main run as a module (``python -m
+    tabpy.cli.server``) is preloaded by name; for one run from a file (the ``tabpy`` console
+    script, whose lines import ``main`` from ``tabpy.cli.server``) the modules its functions
+    come from are preloaded. An interactive or ``-c`` main has nothing to import.
+    """
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name != "__main__" and not name.endswith(".__main__"):
+        mains = [name]
+    elif spec is None and isinstance(getattr(main, "__file__", None), str):
+        mains = sorted(
+            {
+                module
+                for value in vars(main).values()
+                if callable(value)
+                and isinstance(module := getattr(value, "__module__", None), str)
+                and module not in ("__main__", "builtins")
+                and module in sys.modules
+            }
+        )
+    else:
+        mains = []
+    *modules, freeze = PRELOADED_MODULES
+    return [*modules, *[m for m in mains if m not in modules], freeze]
 
 
 @contextlib.contextmanager

@@ -85,7 +85,8 @@ def evaluate(server: ServerProcess, script: str, path: str, **extra: object) -> 
 
 
 def segments(server: ServerProcess) -> int:
-    """Shared-memory tables the server holds open."""
+    """Shared-memory segments the server holds open: tables, and the one readied for the next
+    upload (freed when uploads pause), so a count may fall below an earlier one."""
     count = 0
     for fd in Path(f"/proc/{server.pid}/fd").iterdir():
         try:
@@ -247,7 +248,7 @@ def test_runaway_prep_script_kills_only_its_worker(
         f"User defined script timed out. Timeout is set to {float(TIMEOUT)} s."
     )
     wait_for(lambda: not pid_alive(before), 10, "the runaway worker to be killed")
-    wait_for(lambda: segments(server) == held, 10, "the job's shared memory to be freed")
+    wait_for(lambda: segments(server) <= held, 10, "the job's shared memory to be freed")
 
     response = evaluate(server, ADD_TOTAL, put(client, sample()))
     assert response.status_code == 200, response.text
@@ -257,7 +258,7 @@ def test_runaway_prep_script_kills_only_its_worker(
     response = evaluate(server, "import os\nos._exit(3)", put(client, sample()))
     assert response.status_code == 500
     assert "WorkerCrashed" in response.json()["info"]
-    wait_for(lambda: segments(server) == held, 10, "the job's shared memory to be freed")
+    wait_for(lambda: segments(server) <= held, 10, "the job's shared memory to be freed")
     server.wait_until_warm()
 
 

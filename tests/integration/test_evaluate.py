@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from live_server import (
@@ -236,3 +237,25 @@ def test_disabled_evaluate_shows_in_info(disabled_server: ServerProcess) -> None
         "gzip_enabled": True,
         "arrow_enabled": False,
     }
+
+
+def test_workers_fork_with_the_preloaded_objects_frozen(default_server: ServerProcess) -> None:
+    # Frozen objects are skipped by the cycle collector, so its runs in a worker do not copy
+    # the memory pages the worker shares with the fork server.
+    response = default_server.evaluate("import gc\nreturn gc.get_freeze_count()")
+    assert response.status_code == 200, response.text
+    assert response.json() > 10_000
+
+
+def mapped_files(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_server_process_loads_no_pandas_or_pyarrow(default_server: ServerProcess) -> None:
+    # The front end has no use for them (scripts run in workers, and Arrow is off here); they
+    # would stay in its memory for good.
+    response = default_server.evaluate("return int(pandas.Series([1, 2]).sum())")
+    assert response.status_code == 200, response.text
+    maps = mapped_files(default_server.pid)
+    for library in ("/pandas/", "/pyarrow/", "/numpy/"):
+        assert library not in maps, f"the server process maps {library}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pandas
@@ -15,10 +17,12 @@ pytestmark = pytest.mark.arrow
 pa = require_module("pyarrow", ARROW)
 
 from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
-from tabpy.arrow.segments import Segment, is_mapped  # noqa: E402
+from tabpy.arrow.flight import receive  # noqa: E402
+from tabpy.arrow.memory import IdleRelease  # noqa: E402
+from tabpy.arrow.segments import Segment, SegmentReserve, is_mapped  # noqa: E402
 from tabpy.arrow.sessions import SessionTokens  # noqa: E402
 from tabpy.arrow.store import StoredTable, TableStore  # noqa: E402
-from tabpy.arrow.worker import as_table, read_frame, write_table  # noqa: E402
+from tabpy.arrow.worker import as_table, map_frame, read_frame, unmap, write_table  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -187,3 +191,172 @@ def test_results_must_be_tables_within_the_space_left() -> None:
         write_table(pa.table({"a": list(range(300_000))}), segment.path, MB // 2, MB)
     assert os.fstat(segment.fd).st_size == 0  # refused before writing
     segment.close()
+
+
+def test_a_copied_frame_lets_its_mapping_go_at_once() -> None:
+    segment = Segment()
+    write(segment, pa.table({"x": [1.0, 2.0, 3.0, 4.0]}), 2)
+    frame, mapping = map_frame(segment.path)
+    assert unmap(mapping)  # two batches: nothing points into the mapping any more
+    assert not is_mapped(segment.name)
+    assert frame["x"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    segment.close()
+
+
+def test_a_view_keeps_its_mapping_until_it_goes() -> None:
+    segment = Segment()
+    write(segment, pa.table({"s": ["a", "b"]}), None)
+    frame, mapping = map_frame(segment.path)
+    views = int(pandas.__version__.split(".")[0]) >= 3  # Arrow-backed strings from pandas 3
+    assert unmap(mapping) is not views
+    assert is_mapped(segment.name) is views
+    del frame, mapping
+    assert not is_mapped(segment.name)
+    segment.close()
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_memory_is_released_once_work_pauses() -> None:
+    released = threading.Event()
+    idle = IdleRelease(after=0.3, release=released.set)
+    start = time.monotonic()
+    while time.monotonic() - start < 0.6:  # busy: each use postpones the release
+        idle.used()
+        assert not released.is_set()
+        time.sleep(0.05)
+    assert released.wait(5)
+    assert idle.releases == 1
+    time.sleep(0.5)
+    assert idle.releases == 1  # nothing used since: nothing more to release
+    released.clear()
+    idle.used()
+    assert released.wait(5)
+    wait_until(lambda: idle.releases == 2)
+
+
+def filled(nbytes: int) -> Segment:
+    segment = Segment()
+    os.posix_fallocate(segment.fd, 0, nbytes)
+    return segment
+
+
+def test_the_reserve_keeps_one_bounded_segment() -> None:
+    reserve = SegmentReserve(max_bytes=MB)
+    assert reserve.take().size() == 0  # nothing kept: a new empty segment
+    kept = filled(64 * 1024)
+    assert reserve.give(kept)
+    assert reserve.reserved == 64 * 1024
+    other = filled(1024)
+    assert not reserve.give(other)  # one at a time: the caller frees the other
+    too_big = filled(2 * MB)
+    reserve.drop()
+    assert not reserve.give(too_big)
+    assert reserve.reserved == 0 and kept.fd == -1  # dropped means freed
+    assert reserve.give(other)
+    assert reserve.take() is other
+    assert reserve.reserved == 0  # handed out once
+    for segment in (other, too_big):
+        segment.close()
+
+
+class Upload:
+    """What ``receive`` reads from: a schema and chunks carrying record batches."""
+
+    def __init__(self, table: pa.Table, batch_rows: int) -> None:
+        self.schema = table.schema
+        self.batches = table.to_batches(max_chunksize=batch_rows)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in self.batches:
+            yield type("Chunk", (), {"data": batch})()
+
+
+def test_an_upload_goes_over_the_kept_pages_and_is_cut_to_size() -> None:
+    store = TableStore(10 * MB, 60)
+    reserve = SegmentReserve(max_bytes=10 * MB)
+    old = pa.table({"z": [7.0] * 500_000})  # 4 MB that the new table must not show
+    segment = Segment()
+    write(segment, old, None)
+    assert reserve.give(segment)
+    table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})
+    stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    assert stored_table.segment is segment
+    assert reserve.reserved == 0
+    assert stored_table.size == segment.size() < MB
+    assert store.used == stored_table.size
+    assert read(segment) == table
+    store.clear()
+
+
+def test_a_fetched_segment_is_kept_only_when_nothing_maps_it() -> None:
+    from tabpy.arrow.flight import RECYCLE_MIN_BYTES, _stream
+
+    big = pa.table({"x": [1.0] * (RECYCLE_MIN_BYTES // 8 + 1000)})
+    for still_mapped in (False, True):
+        store = TableStore(10 * MB, 60)
+        reserve = SegmentReserve(max_bytes=10 * MB)
+        segment = Segment()
+        write(segment, big, None)
+        store.reserve(segment.size())
+        table = StoredTable("k", segment, segment.size(), big.num_rows, big.schema)
+        stream = _stream(store, table, reserve)
+        fetched = next(stream).read_all()  # what gRPC sends: views of the mapping
+        assert fetched == big
+        if not still_mapped:
+            del fetched
+        with pytest.raises(StopIteration):
+            next(stream)
+        assert store.used == 0
+        assert (reserve.reserved > 0) is not still_mapped
+        assert (segment.fd >= 0) is not still_mapped  # kept, or freed at once
+        reserve.drop()
+
+
+RELEASE_PROBE = """
+import threading
+import numpy as np
+import pyarrow as pa
+import tabpy.arrow.worker  # a worker's allocator, as a table job sets it up
+from tabpy.arrow.memory import release_memory
+
+def anonymous_mb():
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1]) // 1024
+
+buffers = [pa.allocate_buffer(64 * 1024) for _ in range(3000)]
+for buffer in buffers:
+    np.frombuffer(buffer, dtype=np.uint8)[:] = 1  # touch every page
+kept = buffers[::50]  # freed memory with holes, as a job leaves it
+del buffers
+before = anonymous_mb()
+releaser = threading.Thread(target=release_memory)  # as IdleRelease runs it
+releaser.start()
+releaser.join()
+print(before, anonymous_mb())
+"""
+
+
+def test_a_workers_table_memory_can_be_released_from_another_thread() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", RELEASE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    before, after = (int(n) for n in done.stdout.split())
+    assert before - after > 100, (before, after)  # of about 190 MB freed

@@ -218,3 +218,33 @@ def test_a_pool_needs_a_worker() -> None:
 
 async def _pid(pool: WorkerPool) -> int:
     return int((await pool.submit(evaluate_job("import os\nreturn os.getpid()"))).body)
+
+
+def test_the_fork_server_preloads_the_main_module_and_freezes_last() -> None:
+    import sys
+    import types
+
+    from tabpy.runtime.launchers import PRELOADED_MODULES, preload_modules
+    from tabpy.runtime.pool import WorkerPool as pool_main  # any function of a loaded module
+
+    by_name = types.ModuleType("__main__")
+    by_name.__spec__ = types.SimpleNamespace(name="tabpy.cli.server")  # type: ignore[assignment]
+    by_file = types.ModuleType("__main__")  # the tabpy console script
+    by_file.__spec__ = None
+    by_file.__file__ = "/usr/local/bin/tabpy"
+    by_file.sys = sys  # type: ignore[attr-defined]
+    by_file.main = pool_main  # type: ignore[attr-defined]
+    by_file.local = lambda: None  # type: ignore[attr-defined]
+    by_file.local.__module__ = "__main__"
+    interactive = types.ModuleType("__main__")
+    interactive.__spec__ = None
+    package_main = types.ModuleType("__main__")
+    package_main.__spec__ = types.SimpleNamespace(name="tabpy.__main__")  # type: ignore[assignment]
+
+    base = list(PRELOADED_MODULES[:-1])
+    assert PRELOADED_MODULES[-1] == "tabpy.runtime.prefork"
+    assert preload_modules(by_name) == [*base, "tabpy.cli.server", "tabpy.runtime.prefork"]
+    assert preload_modules(by_file) == [*base, "tabpy.runtime.pool", "tabpy.runtime.prefork"]
+    assert preload_modules(interactive) == list(PRELOADED_MODULES)
+    assert preload_modules(package_main) == list(PRELOADED_MODULES)
+    assert preload_modules(None) == list(PRELOADED_MODULES)
