@@ -10,6 +10,7 @@ import logging
 from typing import cast
 
 from tabpy.config import ConfigError, Settings
+from tabpy.registry.change_feed import open_change_feed
 from tabpy.registry.connect import connect_registry
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
@@ -31,7 +32,9 @@ def build_context(settings: Settings) -> ServerContext:
     auth = build_authenticator(settings)
     logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
-    auth.authorization.read_rules_from(registry)
+    # PostgreSQL: one LISTEN connection tells the catalog and the access rules about changes.
+    changes = open_change_feed(registry.engine)
+    auth.authorization.read_rules_from(registry, changes)
     import_legacy_state(registry, settings.state_path)
     # Arrow plugs in here: a job handler in the workers and the table strategy of /evaluate.
     extensions: dict[str, str] = {}
@@ -60,7 +63,7 @@ def build_context(settings: Settings) -> ServerContext:
         settings=settings,
         service_info=service_info,
         pool=pool,
-        catalog=Catalog(registry, pool),
+        catalog=Catalog(registry, pool, changes),
         auth=auth,
         tables=arrow,
     )
