@@ -77,7 +77,13 @@ CGROUP = Component(
     "--cgroup-parent, or --privileged), or under systemd with Delegate=yes",
 )
 
-ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP)
+FLEET = Component(
+    "fleet",
+    "root with ip netns (iproute2), nginx and PostgreSQL, for a fleet of instances",
+    "run as root; Debian: apt-get install -y iproute2 nginx-light postgresql",
+)
+
+ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP, FLEET)
 
 
 def in_ci(environ: Mapping[str, str] | None = None) -> bool:
