@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,6 +50,9 @@ PROPAGATION_P99 = 0.100
 PROPAGATION_SAMPLES = 100
 #: Seconds between two looks at an instance while timing propagation (the resolution).
 POLL_PAUSE = 0.002
+#: Seconds of silence watched for in the idle-fleet test.
+IDLE_SECONDS = 4.0
+IDLE_MARKER = "tabpy fleet idle check"
 
 
 @dataclass
@@ -216,6 +220,56 @@ def _watch(
         time.sleep(POLL_PAUSE)
 
 
+def test_an_idle_fleet_sends_no_polling_queries(fleet: Fleet) -> None:
+    """With LISTEN active the registry sees (almost) nothing from an idle fleet, and each
+    instance holds at most its pool (2) and its LISTEN connection."""
+    engine = sa.create_engine(
+        fleet.database_url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+    )
+    log = fleet.database.socket_dir.parent / "log"
+    with engine.connect() as conn:
+        conn.execute(sa.text("ALTER SYSTEM SET log_statement = 'all'"))
+        conn.execute(sa.text("SELECT pg_reload_conf()"))
+    try:
+        start = log.stat().st_size
+        time.sleep(IDLE_SECONDS)  # the condition is that nothing happens for this long
+        with engine.connect() as conn:  # proves that statements do reach the log
+            conn.execute(sa.text(f"SELECT '{IDLE_MARKER}'"))
+        lines = wait_for(
+            lambda: _log_since(log, start) if IDLE_MARKER in _log_since(log, start) else None,
+            5,
+            "the marker statement in the server log",
+        ).splitlines()
+        statements = [line for line in lines if "statement:" in line and IDLE_MARKER not in line]
+        with engine.connect() as conn:
+            connections = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sa.text("ALTER SYSTEM RESET log_statement"))
+            conn.execute(sa.text("SELECT pg_reload_conf()"))
+        engine.dispose()
+    # Polling every 0.5 s, three instances send about 18 statements a second (72 in 4 s,
+    # measured with the feed switched off); the 30 s safety poll may fall in the window once
+    # per instance, a few statements each (ping, BEGIN, the revision read, ROLLBACK).
+    print(
+        f"\nidle fleet: {len(statements)} statements in {IDLE_SECONDS:g} s, "
+        f"{connections} connections"
+    )
+    assert len(statements) <= 5 * len(fleet.instances), statements
+    assert connections <= 3 * len(fleet.instances)
+
+
+def _log_since(log: Path, offset: int) -> str:
+    with log.open("rb") as stream:
+        stream.seek(offset)
+        return stream.read().decode(errors="replace")
+
+
 def test_concurrent_deploys_of_one_name_from_two_instances(fleet: Fleet) -> None:
     """20 deploys at once, half on A and half on B: no 5xx, and versions without gaps."""
     a, b, _ = fleet.instances
@@ -251,6 +305,7 @@ def test_no_request_fails_when_an_instance_stops(fleet: Fleet, signum: int) -> N
     with Load(fleet.nginx.url, SERVED) as load:
         load.run_for(LOAD_SECONDS, during=stop)
     victim.wait_stopped()
+    print(f"\n{signal.Signals(signum).name}: {load.sent} requests, {len(load.failures)} failed")
     assert load.sent > 50
     assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:5]}"
     fleet.restart(victim)
@@ -291,6 +346,8 @@ def test_a_database_outage_under_load(fleet: Fleet) -> None:
             time.sleep(remaining)
     finally:
         fleet.database.start()
+    print(f"\ndatabase outage: {load.sent} requests, {len(load.failures)} failed")
+    assert load.sent > 50
     assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:5]}"
     for instance in fleet.instances:
         assert checks[f"ready {instance.name}"] == (200, "degraded")
