@@ -53,6 +53,8 @@ POLL_PAUSE = 0.002
 #: Seconds of silence watched for in the idle-fleet test.
 IDLE_SECONDS = 4.0
 IDLE_MARKER = "tabpy fleet idle check"
+#: What an instance logs each time its LISTEN connection is up.
+LISTENING = "Listening for registry changes"
 
 
 @dataclass
@@ -361,6 +363,13 @@ def test_a_database_outage_under_load(fleet: Fleet) -> None:
             30,
             f"{instance.name} to notice the database is back",
         )
+    # Each instance listens again (the feed reconnected by itself), not only polls.
+    for instance in fleet.instances:
+        wait_for(
+            lambda i=instance: i.stderr.text.count(LISTENING) >= 2,
+            15,
+            f"{instance.name} to listen for changes again",
+        )
     reply = deploy(c, "after_outage", adder(5))
     assert reply.status_code == 201, reply.text
     for instance in (a, b):
@@ -369,3 +378,27 @@ def test_a_database_outage_under_load(fleet: Fleet) -> None:
             10,
             f"{instance.name} to see a deploy made after the outage",
         )
+
+
+def test_name_description_and_cors_are_the_fleets(fleet: Fleet) -> None:
+    """Edited in one instance's state.ini, they reach every instance when it restarts."""
+    a, b, c = fleet.instances
+    assert len({i.get("/info").json()["name"] for i in fleet.instances}) == 1
+    state_ini = c.directory / "state" / "state.ini"
+    text = state_ini.read_text(encoding="utf-8")
+    text = text.replace("Name = TabPy Server", "Name = Fleet of three")
+    text = text.replace(
+        "Access-Control-Allow-Origin = ", "Access-Control-Allow-Origin = https://a.example"
+    )
+    state_ini.write_text(text, encoding="utf-8")
+    c.signal(signal.SIGTERM)
+    c.wait_stopped()
+    fleet.restart(c)
+    for instance in fleet.instances:
+        wait_for(
+            lambda i=instance: i.get("/info").json()["name"] == "Fleet of three",
+            5,
+            f"{instance.name} to serve the new name",
+        )
+        reply = instance.get("/info")
+        assert reply.headers["access-control-allow-origin"] == "https://a.example"
