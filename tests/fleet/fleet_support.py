@@ -122,6 +122,8 @@ class Instance:
         self.directory = directory
         self.settings = settings
         self.port = 0
+        #: The Arrow Flight port when ``TABPY_ARROW_ENABLE`` is on (fixed: nginx names it).
+        self.flight_port = int(settings.get("TABPY_ARROWFLIGHT_PORT", "0"))
         self.process: subprocess.Popen[str] | None = None
         self.stderr: _LineCollector | None = None
         self.http = httpx.Client(timeout=30)
@@ -138,6 +140,7 @@ class Instance:
             **self.settings,
             "TABPY_PORT": str(self.port),
             "TABPY_BIND_ADDRESS": self.address,
+            "TABPY_ARROW_BIND_ADDRESS": self.address,
             "TABPY_STATE_PATH": str(state),
             "TABPY_INSTANCE_ID": self.name,
         }
@@ -223,19 +226,20 @@ class Nginx:
         self.directory = directory
         self.instances = instances
         self.port = _free_port()
+        self.flight_port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def site(self) -> str:
         text = FLEET_CONF.read_text(encoding="utf-8")
-        flight_port = _free_port()
         for documented in (*CONF_HOSTS, CONF_HTTP_LISTEN, CONF_FLIGHT_LISTEN, CONF_ACCESS_LOG):
             assert documented in text, f"deploy/nginx/fleet.conf no longer has {documented!r}"
         for host, instance in zip(CONF_HOSTS, self.instances, strict=True):
             text = text.replace(f"{host}:9004", f"{instance.address}:{instance.port}")
-            # No Flight here: an address that refuses connections keeps the upstream valid.
-            text = text.replace(f"{host}:13622", f"{instance.address}:1")
+            # Without Flight, an address that refuses connections keeps the upstream valid.
+            flight = instance.flight_port or 1
+            text = text.replace(f"{host}:13622", f"{instance.address}:{flight}")
         text = text.replace(CONF_HTTP_LISTEN, f"listen 127.0.0.1:{self.port};")
-        text = text.replace(CONF_FLIGHT_LISTEN, f"listen 127.0.0.1:{flight_port} http2;")
+        text = text.replace(CONF_FLIGHT_LISTEN, f"listen 127.0.0.1:{self.flight_port} http2;")
         return text.replace(CONF_ACCESS_LOG, str(self.directory / "access.log"))
 
     def __enter__(self) -> Nginx:
@@ -392,6 +396,48 @@ class Load:
     def _pause_until(self, moment: float) -> None:
         while time.monotonic() < moment and not self._stop.is_set():
             self._stop.wait(min(0.05, max(0.0, moment - time.monotonic())))
+
+
+# --- Tableau Prep ------------------------------------------------------------------------------
+
+
+def prep_flow(nginx: Nginx, rows: int = 1000) -> str | None:
+    """One Tableau Prep flow through the load balancer; None if it worked, else what failed.
+
+    Prep puts its table with Flight (DoPut), calls ``/evaluate`` with its ``dataPath`` and
+    fetches the output table (DoGet): three requests that round-robin may send to three
+    different instances. For a fleet started with ``TABPY_ARROW_ENABLE`` and a fixed
+    ``TABPY_ARROWFLIGHT_PORT`` per instance (nginx's Flight upstream names it); it needs Flight
+    to work across instances, so a scenario running 30 of these belongs with that feature.
+    """
+    import pyarrow as pa
+    from pyarrow import flight
+
+    table = pa.table({"a": list(range(rows)), "b": [0.5 * i for i in range(rows)]})
+    client = flight.FlightClient(f"grpc+tcp://127.0.0.1:{nginx.flight_port}")
+    try:
+        results = list(client.do_action(flight.Action("getUniquePath", b"")))
+        path = results[0].body.to_pybytes().decode()
+        writer, _ = client.do_put(flight.FlightDescriptor.for_path(path), table.schema)
+        writer.write_table(table, max_chunksize=256)
+        writer.close()
+        script = "_arg1['total'] = _arg1['a'] + _arg1['b']\nreturn _arg1"
+        reply = httpx.post(
+            nginx.url + "/evaluate", json={"script": script, "dataPath": path}, timeout=60
+        )
+        if reply.status_code != 200:
+            return f"/evaluate: {reply.status_code} {reply.text[:200]}"
+        output = reply.json()["outputDataPath"]
+        info = client.get_flight_info(flight.FlightDescriptor.for_path(output))
+        result = client.do_get(info.endpoints[0].ticket).read_all()
+        expected = [1.5 * i for i in range(rows)]
+        if result.column("total").to_pylist() != expected:
+            return "the output table's total column is wrong"
+        return None
+    except Exception as exc:  # noqa: BLE001 - pyarrow maps gRPC codes to many types
+        return f"Flight: {type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
