@@ -12,10 +12,11 @@ SQLite and PostgreSQL differ in how a writer takes its lock, and only here:
   transaction: run one instance at a time the first time a new version starts.
 
 A server database gets a bounded pool, at most :data:`POOL_SIZE` + :data:`POOL_OVERFLOW`
-connections per instance, so a fleet of N instances needs about 2 N of the database's
-``max_connections``: the catalog's revision poll and a readiness probe share the first one,
-a deploy or the load of a new object uses the second, and anything more waits up to
-:data:`POOL_TIMEOUT` seconds for one of them.
+connections per instance: a catalog refresh and a readiness probe share the first one, a
+deploy or the load of a new object uses the second, and anything more waits up to
+:data:`POOL_TIMEOUT` seconds for one of them. On PostgreSQL each instance also holds one
+``LISTEN`` connection outside the pool (:mod:`tabpy.registry.change_feed`), so a fleet of N
+instances needs at most 3 N of the database's ``max_connections``.
 """
 
 from __future__ import annotations
