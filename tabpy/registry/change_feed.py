@@ -38,8 +38,10 @@ LONGEST_PAUSE = 5.0
 #: How often the listening thread looks up from its socket to see whether it should stop.
 _CHECK_STOP_SECONDS = 1.0
 #: TCP keepalives on the listening connection, so a silent network cut is noticed in about
-#: 10 s rather than after the kernel's two hours (libpq ignores them on a Unix socket).
+#: 10 s rather than after the kernel's two hours (libpq ignores them on a Unix socket), and a
+#: bound on each connection attempt to a host that does not answer (the URL may set its own).
 _KEEPALIVES = {
+    "connect_timeout": 10,
     "keepalives": 1,
     "keepalives_idle": 5,
     "keepalives_interval": 2,
