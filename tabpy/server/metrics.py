@@ -266,6 +266,10 @@ class RuntimeCollector:
             "tabpy_registry_up",
             "1 while the registry database answers; 0: degraded, serving what is loaded.",
         )
+        listening = GaugeMetricFamily(
+            "tabpy_registry_listening",
+            "1 while registry changes arrive by PostgreSQL LISTEN; 0: polling for them.",
+        )
         if pool is not None:
             # Every cause is always exported, so a rate() works before the first restart.
             for cause in RestartCause:
@@ -282,7 +286,9 @@ class RuntimeCollector:
                 endpoints.add_metric([status.value], count)
             revision.add_metric([], max(catalog.revision, 0))
             reachable.add_metric([], 1 if catalog.registry_reachable else 0)
-        yield from (restarts, ready, size, containment, endpoints, revision, reachable)
+            changes = catalog.changes
+            listening.add_metric([], 1 if changes is not None and changes.listening else 0)
+        yield from (restarts, ready, size, containment, endpoints, revision, reachable, listening)
 
 
 _OPENMETRICS_VERSION = re.compile(r"application/openmetrics-text[^,]*?;\s*version=([^;,\s]*)")

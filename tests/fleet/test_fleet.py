@@ -127,6 +127,11 @@ def test_three_instances_start_together_on_an_empty_database(fleet: Fleet) -> No
         assert reply.status_code == 200, reply.text
         assert reply.json()["status"] == "ready"
         assert reply.headers["x-tabpy-instance"] == instance.name
+        wait_for(
+            lambda i=instance: "tabpy_registry_listening 1.0" in i.get("/metrics").text,
+            10,
+            f"{instance.name} to listen for registry changes",
+        )
     assert fleet.started_in < 60
 
 
