@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,12 +438,6 @@ def prep_flow(nginx: Nginx, rows: int = 1000) -> str | None:
         return f"Flight: {type(exc).__name__}: {str(exc)[:200]}"
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def fleet_network(hosts: int) -> Iterator[Network]:
-    with Network(hosts) as network:
-        yield network
 
 
 def percentile(values: list[float], share: float) -> float:
