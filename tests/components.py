@@ -83,7 +83,13 @@ ENVS = Component(
     "pip install '.[test]'; give uv an index it can reach (UV_INDEX_URL or uv.toml)",
 )
 
-ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP, ENVS)
+FLEET = Component(
+    "fleet",
+    "root with ip netns (iproute2), nginx and PostgreSQL, for a fleet of instances",
+    "run as root; Debian: apt-get install -y iproute2 nginx-light postgresql",
+)
+
+ALL = (POSTGRES, CHROMIUM, NGINX, REFERENCE, ARROW, MODELS, SYSTEMD, CGROUP, ENVS, FLEET)
 
 
 def in_ci(environ: Mapping[str, str] | None = None) -> bool:

@@ -16,7 +16,9 @@ from tabpy import __version__
 from tabpy.config import ConfigError, Settings
 from tabpy.environments import BuildLimits, BuildState, Environments, EnvironmentSpec, Toolchain
 from tabpy.registry.audit import Actor, Outcome
+from tabpy.registry.change_feed import open_change_feed
 from tabpy.registry.connect import connect_registry
+from tabpy.registry.fleet_settings import fleet_service_info, sync_service_info
 from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.service_info import load_service_info
 from tabpy.registry.store import Registry, display_url
@@ -38,13 +40,17 @@ logger = logging.getLogger("tabpy.server")
 
 
 def build_context(settings: Settings) -> ServerContext:
-    service_info = load_service_info(settings.state_path)
+    local_info = load_service_info(settings.state_path)
     logger.info("State is stored in %s", settings.state_path)
     auth = build_authenticator(settings)
     logger.info("Call context logging is %s", "enabled" if settings.log_details else "disabled")
     registry = open_registry(settings)
-    auth.authorization.read_rules_from(registry)
+    # PostgreSQL: one LISTEN connection tells the catalog and the access rules about changes.
+    changes = open_change_feed(registry.engine)
+    auth.authorization.read_rules_from(registry, changes)
     import_legacy_state(registry, settings.state_path)
+    # Name, description and CORS: one copy in the registry for every instance.
+    service_info = sync_service_info(registry, local_info, settings.state_path)
     # Arrow plugs in here: a job handler in the workers and the table strategy of /evaluate.
     extensions: dict[str, str] = {}
     if settings.arrow_enabled:
@@ -77,11 +83,11 @@ def build_context(settings: Settings) -> ServerContext:
 
         arrow = create_service(settings, auth, pool, registry)
         arrow.peers = lambda: [m.flight_url for m in fleet.peers() if m.flight_url]
-    catalog = Catalog(registry, pools, build_environments(settings, registry))
+    catalog = Catalog(registry, pools, build_environments(settings, registry), changes)
     fleet = Fleet(
         registry.engine, catalog, member_address(settings, arrow), settings.member_heartbeat_seconds
     )
-    return ServerContext(
+    context = ServerContext(
         settings=settings,
         service_info=service_info,
         pool=pool,
@@ -91,6 +97,19 @@ def build_context(settings: Settings) -> ServerContext:
         tables=arrow,
         fleet=fleet,
     )
+    if changes is not None:
+
+        def reread_service_info(topic: str) -> None:
+            """In the feed's thread: another instance changed the shared values."""
+            if topic not in ("settings", "*"):
+                return
+            try:
+                context.use_service_info(fleet_service_info(registry, local_info))
+            except Exception as exc:  # noqa: BLE001 - keep serving the values we have
+                logger.debug("Re-reading the service info failed: %s", exc)
+
+        changes.subscribe(reread_service_info)
+    return context
 
 
 def build_environments(settings: Settings, registry: Registry) -> Environments:

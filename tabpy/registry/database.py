@@ -12,10 +12,11 @@ SQLite and PostgreSQL differ in how a writer takes its lock, and only here:
   transaction: run one instance at a time the first time a new version starts.
 
 A server database gets a bounded pool, at most :data:`POOL_SIZE` + :data:`POOL_OVERFLOW`
-connections per instance, so a fleet of N instances needs about 2 N of the database's
-``max_connections``: the catalog's revision poll and a readiness probe share the first one,
-a deploy or the load of a new object uses the second, and anything more waits up to
-:data:`POOL_TIMEOUT` seconds for one of them.
+connections per instance: a catalog refresh and a readiness probe share the first one, a
+deploy or the load of a new object uses the second, and anything more waits up to
+:data:`POOL_TIMEOUT` seconds for one of them. On PostgreSQL each instance also holds one
+``LISTEN`` connection outside the pool (:mod:`tabpy.registry.change_feed`), so a fleet of N
+instances needs at most 3 N of the database's ``max_connections``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
+    "CHANGE_CHANNEL",
     "POOL_OVERFLOW",
     "POOL_SIZE",
     "POOL_TIMEOUT",
     "SQLITE_BUSY_SECONDS",
     "create_engine",
+    "notify_change",
     "schema_transaction",
     "write_transaction",
 ]
@@ -53,6 +56,10 @@ POOL_OVERFLOW = 1
 POOL_TIMEOUT = 10
 
 _WRITE = "tabpy_write"
+
+#: The PostgreSQL ``NOTIFY`` channel every registry change is announced on
+#: (:mod:`tabpy.registry.change_feed` listens to it).
+CHANGE_CHANNEL = "tabpy_registry"
 
 
 def create_engine(url: str, password: str | None = None) -> Engine:
@@ -121,3 +128,18 @@ def schema_transaction(engine: Engine) -> Iterator[Connection]:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         yield conn
+
+
+def notify_change(conn: Connection, topic: str) -> None:
+    """Announce a change of ``topic`` ("endpoints", "access", "settings") to every instance.
+
+    On PostgreSQL this is ``NOTIFY`` inside the change's own transaction: the server delivers
+    it when (and only if) the transaction commits, so a listener never reads ahead of the
+    data, and a rolled-back change announces nothing. Other databases have no such channel;
+    their instances find changes by polling the revisions.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :topic)"),
+            {"channel": CHANGE_CHANNEL, "topic": topic},
+        )

@@ -17,6 +17,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tabpy.registry.database import notify_change
 from tabpy.registry.tables import access_table, grants_table, meta_table
 
 __all__ = [
@@ -82,6 +83,7 @@ def bump_access_revision(conn: Connection) -> None:
     )
     if not updated.rowcount:
         conn.execute(sa.insert(meta_table).values(key=ACCESS_REVISION, value="1"))
+    notify_change(conn, "access")
 
 
 def read_access(conn: Connection) -> StoredAccess:

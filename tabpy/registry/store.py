@@ -44,7 +44,7 @@ from tabpy.environments.spec import EnvironmentSpec
 from tabpy.errors import PermissionDenied
 from tabpy.registry import audit, grants
 from tabpy.registry.audit import Action, Actor, AuditEntry, AuditQuery, Outcome
-from tabpy.registry.database import create_engine, write_transaction
+from tabpy.registry.database import create_engine, notify_change, write_transaction
 from tabpy.registry.deploy_request import DeployRequest, EndpointFields
 from tabpy.registry.endpoint import Endpoint, Version
 from tabpy.registry.grants import AccessChange, EndpointAccess, StoredAccess
@@ -605,6 +605,7 @@ def _bump_revision(conn: Connection) -> None:
         .where(meta_table.c.key == "revision")
         .values(value=sa.cast(sa.cast(meta_table.c.value, sa.Integer) + 1, sa.Text))
     )
+    notify_change(conn, "endpoints")
 
 
 def _find(conn: Connection, name: str, *, lock: bool = False) -> Endpoint | None:

@@ -13,6 +13,10 @@ A version with its own environment (``requirements`` at deploy) is published onl
 environment is built (by :class:`~tabpy.environments.Environments`, off the request path);
 until then, and for good if the build fails, the endpoint's previous version keeps serving,
 and its state is ``LoadInProgress`` with the build's phase, then ``LoadFailed`` with uv's words.
+
+Given a :class:`ChangeFeed` (PostgreSQL's ``LISTEN``, wired in by the commands layer), it
+re-reads as soon as the feed reports a change and, while the feed is listening, polls only
+every ``SAFETY_POLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from tabpy.environments import BuildState, Environments, EnvironmentSpec
 from tabpy.registry.endpoint import Endpoint
@@ -34,11 +39,34 @@ from tabpy.runtime.pools import PoolSet
 from tabpy.runtime.protocol import Artifact, EndpointRef, Job, LoadMeta
 from tabpy.runtime.runtime_errors import ScriptFailed
 
-__all__ = ["Catalog", "LoadState", "LoadStatus", "POLL_SECONDS"]
+__all__ = [
+    "POLL_SECONDS",
+    "SAFETY_POLL_SECONDS",
+    "Catalog",
+    "ChangeFeed",
+    "LoadState",
+    "LoadStatus",
+]
 
 logger = logging.getLogger(__name__)
 
+#: How often the registry's revision is read when nothing tells the catalog about changes.
 POLL_SECONDS = 0.5
+#: How often it is read while a change feed is listening: a safety net for a lost notification.
+SAFETY_POLL_SECONDS = 30.0
+
+
+class ChangeFeed(Protocol):
+    """Tells about registry changes as they commit (:class:`tabpy.registry.change_feed.ChangeFeed`).
+
+    Subscribers are called from another thread, with the changed topic, and with ``"*"``
+    whenever :attr:`listening` changes.
+    """
+
+    @property
+    def listening(self) -> bool: ...
+    def subscribe(self, subscriber: Callable[[str], None]) -> None: ...
+    def close(self) -> None: ...
 
 
 class LoadStatus(str, enum.Enum):
@@ -90,12 +118,15 @@ class Catalog:
         registry: Registry,
         pool: WorkerPool | PoolSet,
         environments: Environments | None = None,
+        changes: ChangeFeed | None = None,
     ) -> None:
         self.registry = registry
         #: Each version is test-loaded in its own environment's pool.
         self.pools = pool if isinstance(pool, PoolSet) else PoolSet(pool)
         self.pool = self.pools.default
         self.environments = environments
+        self.changes = changes
+        self._woken = asyncio.Event()
         self.revision = -1
         self.endpoints: dict[str, Endpoint] = {}
         self.states: dict[str, LoadState] = {}
@@ -120,11 +151,27 @@ class Catalog:
 
             self.environments.on_change = built
         await self.refresh()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        if self.changes is not None:
+            self.changes.subscribe(lambda topic: self._wake_from_thread(loop, topic))
+        self._watcher = loop.create_task(self._watch())
+
+    def _wake_from_thread(self, loop: asyncio.AbstractEventLoop, topic: str) -> None:
+        if topic in ("endpoints", "*"):
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                loop.call_soon_threadsafe(self._woken.set)
+
+    def poll_seconds(self) -> float:
+        """The pause between revision reads: long while the change feed is listening."""
+        if self.changes is not None and self.changes.listening:
+            return SAFETY_POLL_SECONDS
+        return POLL_SECONDS
 
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        if self.changes is not None:  # the catalog owns the feed (the access rules share it)
+            await asyncio.to_thread(self.changes.close)
         for task in self._checks.values():
             task.cancel()
         if self.environments is not None:
@@ -327,11 +374,17 @@ class Catalog:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self.poll_seconds())
+            woken = self._woken.is_set()
+            self._woken.clear()
             try:
-                revision = await asyncio.to_thread(self.registry.revision)
-                if revision != self.revision:
+                if woken:  # told of a change: read it at once (the snapshot has the revision)
                     await self.refresh()
+                else:
+                    revision = await asyncio.to_thread(self.registry.revision)
+                    if revision != self.revision:
+                        await self.refresh()
             except Exception as exc:  # noqa: BLE001 - keep serving what is loaded
                 if self.registry_reachable:
                     logger.warning("Registry check failed: %s", exc)

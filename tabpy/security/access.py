@@ -7,9 +7,10 @@ missing role or ownership.
 
 The rules live in the registry, so every instance of a fleet shares them; this object keeps an
 immutable copy (:class:`AccessRules`) and replaces it when the registry's access revision moves
-(polled every :data:`POLL_SECONDS`, and at once after a change made here). A decision is then a
-few set lookups with no I/O, which keeps ``/query`` and ``/evaluate`` as fast with ``TABPY_AUTHZ``
-on as off.
+(polled every :data:`POLL_SECONDS`, and at once after a change made here; with PostgreSQL's
+change feed, at once after any instance's change and otherwise every
+:data:`SAFETY_POLL_SECONDS`). A decision is then a few set lookups with no I/O, which keeps
+``/query`` and ``/evaluate`` as fast with ``TABPY_AUTHZ`` on as off.
 
 With ``TABPY_AUTHZ`` off (the default) every principal holds every role and nothing is refused
 here, exactly as in TabPy; the registry is not even read.
@@ -18,8 +19,9 @@ here, exactly as in TabPy; the registry is not even read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,12 +37,22 @@ from tabpy.security.roles import (
     roles_from_claim,
 )
 
-__all__ = ["POLL_SECONDS", "AccessRules", "AccessSource", "Authorization", "StoredRules"]
+__all__ = [
+    "POLL_SECONDS",
+    "SAFETY_POLL_SECONDS",
+    "AccessRules",
+    "AccessSource",
+    "Authorization",
+    "ChangeFeed",
+    "StoredRules",
+]
 
 logger = logging.getLogger(__name__)
 
 #: How often the registry's access revision is checked (changes by other instances).
 POLL_SECONDS = 0.5
+#: How often while a change feed is listening: a safety net for a lost notification.
+SAFETY_POLL_SECONDS = 30.0
 
 #: What a role allows, for refusal messages.
 _PURPOSE: Mapping[str, str] = {
@@ -69,6 +81,18 @@ class AccessSource(Protocol):
 
     def access_revision(self) -> int: ...
     def access_rules(self) -> StoredRules: ...
+
+
+class ChangeFeed(Protocol):
+    """Tells about registry changes as they commit (``tabpy.registry.change_feed``).
+
+    Subscribers are called from another thread, with the changed topic ("access" here), and
+    with ``"*"`` whenever :attr:`listening` changes.
+    """
+
+    @property
+    def listening(self) -> bool: ...
+    def subscribe(self, subscriber: Callable[[str], None]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -117,6 +141,8 @@ class Authorization:
         #: Resolved Basic principals (the hot path), dropped whenever the rules change.
         self._basic: dict[str, Principal] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self.changes: ChangeFeed | None = None
+        self._woken = asyncio.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, source: AccessSource | None) -> Authorization:
@@ -126,9 +152,10 @@ class Authorization:
             source=source,
         )
 
-    def read_rules_from(self, source: AccessSource) -> None:
+    def read_rules_from(self, source: AccessSource, changes: ChangeFeed | None = None) -> None:
         """Name the registry once it is open (it opens after the settings are checked)."""
         self.source = source
+        self.changes = changes
 
     # --- principals ------------------------------------------------------------------------------
 
@@ -225,7 +252,15 @@ class Authorization:
         if not self.enabled or self.source is None:
             return
         await self.refresh()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        if self.changes is not None:
+            self.changes.subscribe(lambda topic: self._wake_from_thread(loop, topic))
+        self._watcher = loop.create_task(self._watch())
+
+    def _wake_from_thread(self, loop: asyncio.AbstractEventLoop, topic: str) -> None:
+        if topic in ("access", "*"):
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                loop.call_soon_threadsafe(self._woken.set)
 
     async def close(self) -> None:
         if self._watcher is not None:
@@ -249,7 +284,12 @@ class Authorization:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            listening = self.changes is not None and self.changes.listening
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._woken.wait(), SAFETY_POLL_SECONDS if listening else POLL_SECONDS
+                )
+            self._woken.clear()
             try:
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - keep the last rules and keep watching

@@ -107,8 +107,9 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
     query = Query(context)
     health = Health(context)
     admin = Admin(context)
-    # TabPy's CORS headers go on these routes only (tabpy.server.cors).
-    cors = [Middleware(CORSPolicy, headers=context.cors)] if context.cors else None
+    # TabPy's CORS headers go on these routes only (tabpy.server.cors); the values are read
+    # per request, since the fleet's shared copy may change.
+    cors = [Middleware(CORSPolicy, headers=lambda: context.cors)]
 
     def route(
         path: str, endpoint: Any, method: str, *, with_cors: bool = False, name: str | None = None

@@ -70,6 +70,17 @@ class ServerContext:
         self.metrics = Metrics()
         self.metrics.watch(lambda: self.pools, lambda: self.catalog)
 
+    def use_service_info(self, info: ServiceInfo) -> None:
+        """Serve new shared values (name, description, CORS) from now on.
+
+        Called from the registry's change feed thread: each attribute is replaced whole, so a
+        request reads either the old values or the new ones. ``/info`` and the CORS headers
+        follow at once; the authentication realm and the OpenAPI title keep their values
+        from the start.
+        """
+        self.cors = cors_headers(info)
+        self.service_info = info
+
     @property
     def staging_path(self) -> Path:
         """Where TabPy 2.16's client writes pickles for the shared-disk deploy flow."""

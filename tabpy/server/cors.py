@@ -8,7 +8,7 @@ opts in by carrying :class:`CORSPolicy` as route middleware, so no handler adds 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,16 +29,33 @@ def cors_headers(info: ServiceInfo) -> dict[str, str]:
 
 
 class CORSPolicy:
-    """Route middleware adding the configured CORS headers to the route's replies."""
+    """Route middleware adding the configured CORS headers to the route's replies.
 
-    def __init__(self, app: ASGIApp, headers: Mapping[str, str]) -> None:
+    ``headers`` gives the values in force: the fleet shares them through the registry, and
+    they may change while the server runs (:mod:`tabpy.registry.fleet_settings`).
+    """
+
+    def __init__(self, app: ASGIApp, headers: Callable[[], Mapping[str, str]]) -> None:
         self.app = app
-        self.raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.headers = headers
+        self._encoded: tuple[Mapping[str, str], list[tuple[bytes, bytes]]] | None = None
+
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        current = self.headers()
+        if self._encoded is None or self._encoded[0] is not current:
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in current.items()]
+            self._encoded = (current, raw)
+        return self._encoded[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = self.raw()
+        if not raw:
+            await self.app(scope, receive, send)
+            return
+
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start" and not scope.get(CORS_EXEMPT):
-                message["headers"] = [*message.get("headers", ()), *self.raw]
+                message["headers"] = [*message.get("headers", ()), *raw]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

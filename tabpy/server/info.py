@@ -60,8 +60,14 @@ def authentication_feature(context: ServerContext) -> dict[str, object] | None:
 class Info:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
-        # Settings never change while the server runs, so encode once.
+        # Encoded once per service info: settings never change while the server runs, and
+        # the shared name and description change only when the fleet's copy does.
+        self._encoded_for = context.service_info
         self.body = json.dumps(info_document(context)).encode("ascii")
 
     async def handle(self, request: Request) -> Response:
+        info = self.context.service_info
+        if info is not self._encoded_for:
+            self.body = json.dumps(info_document(self.context)).encode("ascii")
+            self._encoded_for = info
         return RawResponse(self.body, 200, JSON)

@@ -289,6 +289,10 @@ class RuntimeCollector:
             "tabpy_registry_up",
             "1 while the registry database answers; 0: degraded, serving what is loaded.",
         )
+        listening = GaugeMetricFamily(
+            "tabpy_registry_listening",
+            "1 while registry changes arrive by PostgreSQL LISTEN; 0: polling for them.",
+        )
         if pool is not None:
             pools = pool if isinstance(pool, PoolSet) else None
             running: list[tuple[str, WorkerPool]]
@@ -322,8 +326,10 @@ class RuntimeCollector:
                 endpoints.add_metric([status.value], count)
             revision.add_metric([], max(catalog.revision, 0))
             reachable.add_metric([], 1 if catalog.registry_reachable else 0)
+            changes = catalog.changes
+            listening.add_metric([], 1 if changes is not None and changes.listening else 0)
         yield from (restarts, ready, size, containment, env_pools, env_stops)
-        yield from (endpoints, revision, reachable)
+        yield from (endpoints, revision, reachable, listening)
 
 
 class EnvironmentCollector:

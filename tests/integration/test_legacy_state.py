@@ -22,6 +22,7 @@ import cloudpickle
 import pytest
 from live_server import ServerProcess, wait_for
 
+from tabpy.registry.fleet_settings import SYNCED_FILE
 from tabpy.tabpy_tools.custom_query_object import CustomQueryObject
 
 SENTIMENT = "Sentiment Analysis"
@@ -329,4 +330,6 @@ def test_legacy_state_is_imported_once_served_and_left_untouched(
     after = file_hashes(state)
     assert {path: after.get(path) for path in before} == before
     new_files = set(after) - set(before)
-    assert all(path.startswith("registry.db") for path in new_files), new_files
+    # Ours: the registry, and the digest of the [Service Info] values shared with the fleet.
+    ours = ("registry.db", SYNCED_FILE)
+    assert all(path.startswith(ours) for path in new_files), new_files

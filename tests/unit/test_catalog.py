@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 
 from tabpy.registry.deploy_request import DeployRequest
 from tabpy.registry.store import Registry
-from tabpy.runtime.catalog import Catalog, LoadStatus
+from tabpy.runtime.catalog import POLL_SECONDS, Catalog, LoadStatus
 from tabpy.runtime.pool import RestartCause, WorkerPool
 from tabpy.runtime.protocol import Job, QueryMeta
 from tests.unit.pool_support import evaluate_job, run, started_pool, wait_until
@@ -190,5 +191,62 @@ def test_an_endpoint_deleted_mid_read_is_not_published_without_its_object(
                 assert kept is not None and kept.artifact.missing is None
             finally:
                 await catalog.close()
+
+    run(scenario)
+
+
+class FakeFeed:
+    """A change feed that is listening and is told of changes by the test."""
+
+    def __init__(self) -> None:
+        self.listening = True
+        self.subscribers: list[Any] = []
+        self.closed = False
+
+    def subscribe(self, subscriber: Any) -> None:
+        self.subscribers.append(subscriber)
+
+    def tell(self, topic: str) -> None:
+        for subscriber in self.subscribers:
+            subscriber(topic)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RevisionCounter(CountingRegistry):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.revision_reads = 0
+
+    def revision(self) -> int:
+        self.revision_reads += 1
+        return super().revision()
+
+
+def test_a_listening_feed_replaces_polling(tmp_path: Path) -> None:
+    registry = RevisionCounter(f"sqlite:///{tmp_path / 'registry.db'}")
+    deploy(registry, "f", lambda: "one")
+    feed = FakeFeed()
+
+    async def scenario() -> None:
+        async with started_pool() as pool:
+            catalog = Catalog(registry, pool, feed)
+            await catalog.start()
+            try:
+                assert catalog.poll_seconds() > 10 * POLL_SECONDS
+                await asyncio.sleep(3 * POLL_SECONDS)
+                assert registry.revision_reads == 0  # listening: no polling at all
+                redeploy(registry, "f", lambda: "two")
+                told = asyncio.get_running_loop().time()
+                # Told from another thread, as the feed's own thread does.
+                await asyncio.to_thread(feed.tell, "endpoints")
+                await wait_until(lambda: catalog.endpoints["f"].version == 2, "the new version")
+                assert asyncio.get_running_loop().time() - told < POLL_SECONDS
+                feed.listening = False  # the feed is down: polling takes over again
+                assert catalog.poll_seconds() == POLL_SECONDS
+            finally:
+                await catalog.close()
+        assert feed.closed
 
     run(scenario)

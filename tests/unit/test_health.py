@@ -47,6 +47,7 @@ def fake_context(ready: int = 2, public: bool = False) -> Any:
         registry=FakeRegistry(),
         revision=7,
         registry_reachable=True,
+        changes=types.SimpleNamespace(listening=True),
         states={
             "a": LoadState(1, "model", LoadStatus.SUCCESSFUL),
             "b": LoadState(2, "model", LoadStatus.FAILED, "Load failed: boom"),
@@ -176,6 +177,11 @@ def test_runtime_metrics_read_the_pool_and_catalog() -> None:
     assert value("tabpy_registry_up") == 1
     context.catalog.registry_reachable = False
     assert value("tabpy_registry_up") == 0
+    assert value("tabpy_registry_listening") == 1
+    context.catalog.changes.listening = False  # the LISTEN connection dropped: polling
+    assert value("tabpy_registry_listening") == 0
+    context.catalog.changes = None  # SQLite: never listening
+    assert value("tabpy_registry_listening") == 0
 
 
 def test_runtime_metrics_before_the_pool_exists() -> None:

@@ -4,7 +4,7 @@ table, token claims, the settings, and :class:`Authorization` over a stand-in re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,3 +259,54 @@ def test_a_failing_registry_keeps_the_last_rules(
     asyncio.run(watch_briefly())
     assert authorization.rules.grants == {"user:a": {"caller"}}
     assert "Reading the access rules from the registry failed: database is down" in caplog.text
+
+
+class ListeningFeed:
+    """A change feed that is listening; the test tells it of changes."""
+
+    listening = True
+
+    def __init__(self) -> None:
+        self.subscribers: list[Callable[[str], None]] = []
+
+    def subscribe(self, subscriber: Callable[[str], None]) -> None:
+        self.subscribers.append(subscriber)
+
+    def tell(self, topic: str) -> None:
+        for subscriber in self.subscribers:
+            subscriber(topic)
+
+
+def test_a_listening_feed_replaces_polling_of_the_rules() -> None:
+    rules = Rules(grants={"user:a": {"caller"}})
+    source = Source(rules)
+    revisions_read: list[int] = []
+    read_revision = source.access_revision
+
+    def counted() -> int:
+        revisions_read.append(1)
+        return read_revision()
+
+    source.access_revision = counted  # type: ignore[method-assign]
+    authorization = Authorization(enabled=True)
+    feed = ListeningFeed()
+    authorization.read_rules_from(source, feed)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await authorization.start()
+        try:
+            before = len(revisions_read)
+            await asyncio.sleep(3 * access.POLL_SECONDS)
+            assert len(revisions_read) == before  # listening: no polling
+            source.rules = Rules(revision=2, grants={"user:a": {"caller", "deployer"}})
+            await asyncio.to_thread(feed.tell, "endpoints")  # not about access: ignored
+            await asyncio.to_thread(feed.tell, "access")  # from the feed's thread
+            deadline = asyncio.get_running_loop().time() + 5
+            while authorization.rules.revision != 2:
+                assert asyncio.get_running_loop().time() < deadline, "rules not re-read"
+                await asyncio.sleep(0.01)
+        finally:
+            await authorization.close()
+
+    asyncio.run(scenario())
+    assert authorization.rules.grants["user:a"] == {"caller", "deployer"}
