@@ -28,12 +28,17 @@ def cors_headers(info: ServiceInfo) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
+def raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """``headers`` as an ASGI response carries them."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
 class CORSPolicy:
     """Route middleware adding the configured CORS headers to the route's replies."""
 
     def __init__(self, app: ASGIApp, headers: Mapping[str, str]) -> None:
         self.app = app
-        self.raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw = raw_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_cors(message: Message) -> None:
