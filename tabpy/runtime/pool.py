@@ -29,7 +29,8 @@ import multiprocessing.forkserver
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -234,6 +235,20 @@ class Channel(asyncio.BufferedProtocol):
             self.on_lost()
 
 
+async def _by(
+    getting: Awaitable[Worker], deadline: float, loop: asyncio.AbstractEventLoop
+) -> Worker:
+    """``await getting``, or TimeoutError at ``deadline`` (the loop's clock).
+
+    Python 3.11's ``timeout_at`` cancels the waiting task itself; ``wait_for`` (3.10) wraps the
+    wait in a task of its own, which, with every worker busy, was a task per request.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout_at(deadline):
+            return await getting
+    return await asyncio.wait_for(getting, deadline - loop.time())
+
+
 def _expire(waiter: asyncio.Future[Reply]) -> None:
     """The job's deadline passed: fail its reply future (the pool then replaces the worker)."""
     if not waiter.done():
@@ -420,7 +435,7 @@ class WorkerPool:
         while True:
             if self._idle.empty():
                 try:
-                    worker = await asyncio.wait_for(self._idle.get(), deadline - loop.time())
+                    worker = await _by(self._idle.get(), deadline, loop)
                 except _TIMEOUTS:
                     raise ScriptTimeout(self.timeout_text) from None
             else:

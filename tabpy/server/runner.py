@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import gc
 import logging
 import math
 import os
@@ -53,6 +54,11 @@ class TabPyServer(uvicorn.Server):
             HandshakeReporter().install(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started:
+            # Everything loaded so far (modules, settings, the catalog) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it all,
+            # which, with the allocations of each request, it did every few hundred requests.
+            gc.collect()
+            gc.freeze()
             if self.on_hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_hangup)
             logger.info("Web service listening on port %d", self.bound_port())
