@@ -219,6 +219,8 @@ class Supervisor:
         pid = os.fork()
         if pid:
             slot.pid, slot.started_at = pid, time.monotonic()
+            if self.stopping:  # a signal came while forking: this one did not get it
+                os.kill(pid, signal.SIGTERM)
             return
         code = 1
         try:
@@ -230,8 +232,11 @@ class Supervisor:
             os._exit(code)
 
     def _become_acceptor(self, index: int) -> int:
-        for signum in _FORWARDED:
+        for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
+        # Until the server takes SIGHUP over (reloading the password file), a forwarded one must
+        # not end an acceptor that is still starting.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.close(self._ready_read)
         for sock in self.reservation:
             sock.close()
