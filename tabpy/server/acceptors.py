@@ -29,6 +29,7 @@ With ``TABPY_ACCEPTORS = 1`` none of this runs: the command's process is the ser
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -51,6 +52,7 @@ RunAcceptor = Callable[[Settings, list[socket.socket], Callable[[], None]], int]
 Bind = Callable[[str, int], list[socket.socket]]
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.5, 30.0
 #: An acceptor that served this long before dying is restarted without a pause.
 _STABLE_SECONDS = 10.0
@@ -97,6 +99,7 @@ class Supervisor:
         self.slots = [_Slot(index) for index in range(settings.acceptors)]
         self.stopping = False
         self._ready_read, self._ready_write = os.pipe()
+        self._supervisor = os.getpid()
 
     # --- the supervisor's side ---------------------------------------------------------------
 
@@ -237,6 +240,9 @@ class Supervisor:
         # Until the server takes SIGHUP over (reloading the password file), a forwarded one must
         # not end an acceptor that is still starting.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _stop_with_parent()
+        if os.getppid() != self._supervisor:  # it died before the request above took effect
+            return 1
         os.close(self._ready_read)
         for sock in self.reservation:
             sock.close()
@@ -248,3 +254,13 @@ class Supervisor:
             os.write(ready, bytes([index]))
 
         return self.run_acceptor(settings, listeners, serving)
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervisor dies (``kill -9``), so that no acceptor keeps
+    serving without one. Elsewhere, or if the call fails, an orphan runs until stopped."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return

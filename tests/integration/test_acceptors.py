@@ -131,3 +131,11 @@ def test_a_killed_acceptor_leaves_the_service_up_and_is_replaced(
     wait_for(lambda: len(children(server.pid)) == 2, 60, "a new acceptor 1")
     assert victim not in children(server.pid)
     wait_for(answering(server, INSTANCES), 60, "the new acceptor 1 to answer")
+
+
+def test_acceptors_stop_when_the_supervisor_is_killed(
+    launch: Callable[..., ServerProcess],
+) -> None:
+    server, pids = start(launch)
+    os.kill(server.pid, signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids), 60, "the acceptors to stop")
