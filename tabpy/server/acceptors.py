@@ -21,7 +21,9 @@ The supervisor:
 * afterwards restarts an acceptor that exits on its own (a crash, ``kill -9``), with a pause
   that grows while restarts keep failing;
 * passes SIGTERM, SIGINT and SIGHUP on to every acceptor (each drains and stops as a lone
-  server does) and exits once all have stopped.
+  server does) and exits once all have stopped. Each acceptor runs in a process group of its
+  own, so that a terminal's Ctrl+C reaches it once, through the supervisor, and asks Linux to
+  stop it if the supervisor dies.
 
 With ``TABPY_ACCEPTORS = 1`` none of this runs: the command's process is the server, as before.
 """
@@ -235,6 +237,10 @@ class Supervisor:
             os._exit(code)
 
     def _become_acceptor(self, index: int) -> int:
+        # A process group of its own: Ctrl+C in a terminal signals the foreground group, and an
+        # acceptor that got SIGINT from there and again from the supervisor would stop at once,
+        # cutting off requests in flight, instead of stopping gracefully.
+        os.setpgid(0, 0)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
         # Until the server takes SIGHUP over (reloading the password file), a forwarded one must

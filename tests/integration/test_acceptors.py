@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cloudpickle
@@ -52,6 +53,17 @@ def evaluate(server: ServerProcess) -> httpx.Response:
 
 def children(pid: int) -> set[int]:
     return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def in_flight(server: ServerProcess) -> int:
+    """Requests in flight in the acceptors that answer /metrics, summed over both."""
+    seen: dict[str, float] = {}
+    for _ in range(20):
+        reply = fresh(server, "GET", "/metrics")
+        match = re.search(r"^tabpy_http_requests_in_flight (\S+)$", reply.text, re.M)
+        if match:
+            seen[reply.headers["X-TabPy-Instance"]] = float(match.group(1)) - 1  # this one
+    return int(sum(seen.values()))
 
 
 def answering(server: ServerProcess, instances: set[str]) -> Callable[[], bool]:
@@ -139,3 +151,32 @@ def test_acceptors_stop_when_the_supervisor_is_killed(
     server, pids = start(launch)
     os.kill(server.pid, signal.SIGKILL)
     wait_for(lambda: not any(pid_alive(pid) for pid in pids), 60, "the acceptors to stop")
+
+
+def test_ctrl_c_to_the_process_group_lets_requests_in_flight_finish(
+    launch: Callable[..., ServerProcess],
+) -> None:
+    """A terminal's Ctrl+C signals the whole foreground group: the supervisor passes it on, and
+    the acceptors stop gracefully, answering what they hold. (Each acceptor has a process group
+    of its own, so it gets the signal once: a second SIGINT would make it stop without waiting.
+    Two signals sent this close together usually merge anyway, so this test cannot tell.)"""
+    server, pids = start(launch)
+    wait_for(answering(server, INSTANCES), 60, "both acceptors to answer")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        slow = [
+            pool.submit(
+                fresh,
+                server,
+                "POST",
+                "/evaluate",
+                json={"script": "import time\ntime.sleep(1.5)\nreturn 7", "data": {}},
+            )
+            for _ in range(4)
+        ]
+        wait_for(lambda: in_flight(server) >= 4, 30, "the four requests to be in flight")
+        os.killpg(server.pid, signal.SIGINT)
+        replies = [future.result(timeout=30) for future in slow]
+    assert [reply.status_code for reply in replies] == [200] * 4
+    assert [reply.json() for reply in replies] == [7] * 4
+    assert server.wait() == 0, server.stderr.text
+    assert not any(pid_alive(pid) for pid in pids)
