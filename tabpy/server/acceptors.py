@@ -101,6 +101,8 @@ class Supervisor:
         self.slots = [_Slot(index) for index in range(settings.acceptors)]
         self.stopping = False
         self._ready_read, self._ready_write = os.pipe()
+        # Restarted acceptors write too, and nobody reads then: a full pipe must not block one.
+        os.set_blocking(self._ready_write, False)
         self._supervisor = os.getpid()
 
     # --- the supervisor's side ---------------------------------------------------------------
@@ -139,7 +141,8 @@ class Supervisor:
     def _wait_serving(self, slot: _Slot) -> int | None:
         while not self.stopping:
             readable, _, _ = select.select([self._ready_read], [], [], 0.1)
-            if readable and slot.index in os.read(self._ready_read, 64):
+            # Acceptors start one at a time here, so a byte comes from this one.
+            if readable and os.read(self._ready_read, 64):
                 return None
             pid, status = os.waitpid(slot.pid, os.WNOHANG)
             if pid:
@@ -257,7 +260,8 @@ class Supervisor:
         ready = self._ready_write
 
         def serving() -> None:
-            os.write(ready, bytes([index]))
+            with contextlib.suppress(BlockingIOError):
+                os.write(ready, b"!")
 
         return self.run_acceptor(settings, listeners, serving)
 
