@@ -163,6 +163,12 @@ def cores(ctx):
     )
 
 
+@workload("cores-acceptors", order=14, profile={"TABPY_ACCEPTORS": "2"})
+def cores_acceptors(ctx):
+    """`cores` with TABPY_ACCEPTORS = 2: two front-end processes (the reference ignores it)."""
+    cores(ctx)
+
+
 # --- rows per request --------------------------------------------------------------------------
 def _ms(s: float) -> str:
     return f"{s * 1e3:.2f} ms" if s < 0.01 else f"{s * 1e3:.1f} ms" if s < 10 else f"{s:.2f} s"

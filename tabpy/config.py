@@ -210,6 +210,7 @@ class Settings:
     auth_cache_seconds: float
     trusted_proxies: tuple[str, ...]
     workers: int
+    acceptors: int
     worker_memory_limit_mb: int
     shutdown_timeout: float
     registry_url: str
@@ -627,6 +628,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("TABPY_TRUSTED_PROXIES", "trusted_proxies", (), _networks),
     _Key("TABPY_BIND_ADDRESS", "bind_address", DEFAULT_BIND_ADDRESS, _text),
     _Key("TABPY_WORKERS", "workers", _default_workers, _processes),
+    _Key("TABPY_ACCEPTORS", "acceptors", 1, _processes),
     _Key("TABPY_WORKER_MEMORY_LIMIT_MB", "worker_memory_limit_mb", _default_worker_memory_limit,
          _memory_limit),
     _Key("TABPY_SHUTDOWN_TIMEOUT", "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, _seconds(True)),
@@ -728,6 +730,7 @@ def load_settings(
     for key in _KEYS:
         resolve(key.field)
     _check_https(parsed)
+    _check_acceptors(parsed)
 
     timeout = parsed.pop("evaluate_timeout")
     return Settings(
@@ -737,6 +740,16 @@ def load_settings(
         sources=types.MappingProxyType(sources),
         **parsed,
     )
+
+
+def _check_acceptors(parsed: dict[str, Any]) -> None:
+    # Flight keeps the tables it receives in the memory of one process; with several acceptors
+    # an /evaluate naming one could land on another.
+    if parsed["acceptors"] > 1 and parsed["arrow_enabled"]:
+        raise ConfigError(
+            f"TABPY_ACCEPTORS = {parsed['acceptors']} cannot be combined with "
+            "TABPY_ARROW_ENABLE = true yet: set TABPY_ACCEPTORS = 1 to serve Arrow Flight."
+        )
 
 
 def _read_section(path: Path) -> dict[str, str]:

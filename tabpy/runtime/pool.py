@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -239,6 +240,20 @@ class Channel(asyncio.BufferedProtocol):
             self._waiter.set_exception(WorkerGone())
         elif self.on_lost is not None:
             self.on_lost()
+
+
+async def _by(
+    getting: Awaitable[Worker], deadline: float, loop: asyncio.AbstractEventLoop
+) -> Worker:
+    """``await getting``, or TimeoutError at ``deadline`` (the loop's clock).
+
+    Python 3.11's ``timeout_at`` cancels the waiting task itself; ``wait_for`` (3.10) wraps the
+    wait in a task of its own, which, with every worker busy, was a task per request.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout_at(deadline):
+            return await getting
+    return await asyncio.wait_for(getting, deadline - loop.time())
 
 
 def _expire(waiter: asyncio.Future[Reply]) -> None:
@@ -492,7 +507,7 @@ class WorkerPool:
         while True:
             if self._idle.empty():
                 try:
-                    worker = await asyncio.wait_for(self._idle.get(), deadline - loop.time())
+                    worker = await _by(self._idle.get(), deadline, loop)
                 except _TIMEOUTS:
                     if self.start_failure is not None and not self._workers:
                         raise WorkerCrashed(

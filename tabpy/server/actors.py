@@ -24,7 +24,7 @@ from tabpy.security.access import Authorization
 from tabpy.security.principal import ANONYMOUS, Principal
 from tabpy.security.roles import audit_name
 
-__all__ = ["PRINCIPAL_KEY", "actor_of", "caller_key", "principal_of", "query_check"]
+__all__ = ["PRINCIPAL_KEY", "actor_of", "caller_key", "key_of", "principal_of", "query_check"]
 
 #: Where ``AuthMiddleware`` keeps the principal: ``request.state.principal``.
 PRINCIPAL_KEY = "principal"
@@ -42,7 +42,11 @@ def caller_key(request: Request) -> str:
     The worker pool keeps callers with different keys on different workers
     (``PoolOptions.isolate_callers``); requests with the same key may share one.
     """
-    principal = principal_of(request)
+    return key_of(principal_of(request))
+
+
+def key_of(principal: Principal) -> str:
+    """:func:`caller_key` of ``principal``, for a path without a request object."""
     return "" if principal.user is None else f"{principal.scheme}:{principal.user}"
 
 

@@ -32,6 +32,7 @@ from tabpy.server.context import ServerContext
 from tabpy.server.cors import CORSPolicy
 from tabpy.server.endpoints import Endpoints
 from tabpy.server.evaluate import Evaluate
+from tabpy.server.fast_path import FastPath
 from tabpy.server.health import Health
 from tabpy.server.index import (
     ASSETS_DIRECTORY,
@@ -54,7 +55,14 @@ logger = logging.getLogger(__name__)
 _PHRASES = {403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
 
 
-def create_app(context: ServerContext) -> Starlette:
+def create_app(context: ServerContext) -> FastPath:
+    """The application: the hot routes on a lean path, the rest through Starlette."""
+    evaluate, query = Evaluate(context), Query(context)
+    routes = api_routes(context, evaluate, query)
+    return FastPath(_starlette_app(context, routes), context, routes, evaluate, query)
+
+
+def _starlette_app(context: ServerContext, routes: list[BaseRoute]) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         context.pools.start()
@@ -75,7 +83,6 @@ def create_app(context: ServerContext) -> Starlette:
             await context.pools.close()
             context.auth.close()
 
-    routes = api_routes(context)
     prefix = context.service_info.subdirectory.strip("/")
     if prefix:
         routes = [Mount(f"/{prefix}", app=Router(routes, redirect_slashes=False))]
@@ -100,11 +107,14 @@ def create_app(context: ServerContext) -> Starlette:
     return app
 
 
-def api_routes(context: ServerContext) -> list[BaseRoute]:
+def api_routes(
+    context: ServerContext, evaluate: Evaluate | None = None, query: Query | None = None
+) -> list[BaseRoute]:
     options = _Options().handle
     endpoints = Endpoints(context)
     status = Status(context)
-    query = Query(context)
+    evaluate = evaluate or Evaluate(context)
+    query = query or Query(context)
     health = Health(context)
     admin = Admin(context)
     # TabPy's CORS headers go on these routes only (tabpy.server.cors); the values are read
@@ -121,7 +131,7 @@ def api_routes(context: ServerContext) -> list[BaseRoute]:
     # The hot routes first: the router (and the authentication's route lookup) try routes in
     # order, and no earlier route shares a path with these, so the order changes no answer.
     routes: list[BaseRoute] = [
-        route("/evaluate", Evaluate(context).handle, "POST", with_cors=True),
+        route("/evaluate", evaluate.handle, "POST", with_cors=True),
         route("/query/{name}", query.handle, "POST", with_cors=True),
         route("/query/{name}", query.handle, "GET", with_cors=True),
         route("/status", status.status, "GET", with_cors=True),

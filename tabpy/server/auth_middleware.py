@@ -48,6 +48,7 @@ from tabpy.server.actors import PRINCIPAL_KEY, actor_of
 from tabpy.server.call_log import log_call
 from tabpy.server.context import ServerContext
 from tabpy.server.http_errors import error_response, status_of
+from tabpy.server.responses import RawResponse
 
 __all__ = ["PROBES", "AuthMiddleware", "api_route"]
 
@@ -82,6 +83,21 @@ class AuthMiddleware:
         if route is None or route.name in self.public:
             await self.app(scope, receive, send)
             return
+        refusal = await self.admit(scope, receive, route, Headers(scope=scope).get("authorization"))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def admit(
+        self, scope: Scope, receive: Receive, route: Route, authorization: str | None
+    ) -> RawResponse | None:
+        """Check the request to ``route``: None when it may go on (its principal is then in
+        the scope), else the refusal to send. ``authorization`` is its header, if any.
+
+        Also called by the lean path of :mod:`tabpy.server.fast_path`, which finds the route
+        and the header itself.
+        """
         principal: Principal
         relative = self._relative(scope["path"])
         if scope["method"] == "OPTIONS" and not relative.startswith("/query/"):
@@ -90,7 +106,7 @@ class AuthMiddleware:
             client = scope.get("client")
             try:
                 principal = await self.context.auth.authenticate(
-                    Headers(scope=scope).get("authorization"),
+                    authorization,
                     client[0] if client else "-",
                     endpoint_scope(relative, scope["method"], self.context.settings),
                 )
@@ -98,8 +114,7 @@ class AuthMiddleware:
                 log_call(Request(scope, receive), None, self.context.settings)
                 self.context.metrics.auth_failed(status_of(error))
                 scope["route"] = route
-                await error_response(error, self.realm)(scope, receive, send)
-                return
+                return error_response(error, self.realm)
         if self.context.settings.log_details:
             log_call(Request(scope, receive), principal, self.context.settings)
         refusal = self._refusal(principal, relative, scope["method"])
@@ -107,10 +122,9 @@ class AuthMiddleware:
             self.context.metrics.auth_failed(403)
             scope["route"] = route
             await self._audit(scope, principal, route, relative, refusal)
-            await error_response(refusal, self.realm)(scope, receive, send)
-            return
+            return error_response(refusal, self.realm)
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
-        await self.app(scope, receive, send)
+        return None
 
     def _refusal(self, principal: Principal, relative: str, method: str) -> PermissionDenied | None:
         """Why ``TABPY_AUTHZ`` refuses this route to ``principal``, or None."""

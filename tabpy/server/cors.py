@@ -28,15 +28,14 @@ def cors_headers(info: ServiceInfo) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-class CORSPolicy:
-    """Route middleware adding the configured CORS headers to the route's replies.
+class EncodedCORS:
+    """The CORS headers in force, as an ASGI response carries them; encoded once per change.
 
-    ``headers`` gives the values in force: the fleet shares them through the registry, and
-    they may change while the server runs (:mod:`tabpy.registry.fleet_settings`).
+    The values may change while the server runs (the fleet shares them through the registry),
+    so they are read on every use, and encoded again only when they are a new mapping.
     """
 
-    def __init__(self, app: ASGIApp, headers: Callable[[], Mapping[str, str]]) -> None:
-        self.app = app
+    def __init__(self, headers: Callable[[], Mapping[str, str]]) -> None:
         self.headers = headers
         self._encoded: tuple[Mapping[str, str], list[tuple[bytes, bytes]]] | None = None
 
@@ -47,8 +46,20 @@ class CORSPolicy:
             self._encoded = (current, raw)
         return self._encoded[1]
 
+
+class CORSPolicy:
+    """Route middleware adding the configured CORS headers to the route's replies.
+
+    ``headers`` gives the values in force: the fleet shares them through the registry, and
+    they may change while the server runs (:mod:`tabpy.registry.fleet_settings`).
+    """
+
+    def __init__(self, app: ASGIApp, headers: Callable[[], Mapping[str, str]]) -> None:
+        self.app = app
+        self.encoded = EncodedCORS(headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = self.raw()
+        raw = self.encoded.raw()
         if not raw:
             await self.app(scope, receive, send)
             return

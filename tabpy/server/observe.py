@@ -24,14 +24,22 @@ from tabpy.logs import current_request_id
 from tabpy.server.access_log import log_access
 from tabpy.server.metrics import UNMATCHED, Metrics
 
-__all__ = ["ENDPOINT_KEY", "INSTANCE_HEADER", "REQUEST_ID_HEADER", "Observe"]
+__all__ = [
+    "ENDPOINT_KEY",
+    "INSTANCE_HEADER",
+    "REQUEST_ID_HEADER",
+    "REQUEST_ID_KEY",
+    "SANE_ID",
+    "Observe",
+]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 INSTANCE_HEADER = "X-TabPy-Instance"
 #: Scope key a handler sets to the name of the endpoint it ran, for per-endpoint latency.
 ENDPOINT_KEY = "tabpy.endpoint"
-_HEADER = REQUEST_ID_HEADER.lower().encode("ascii")
-_SANE_ID = re.compile(rb"[A-Za-z0-9._:=+/-]{1,128}")
+REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("ascii")
+#: A client's request id that is used as is.
+SANE_ID = re.compile(rb"[A-Za-z0-9._:=+/-]{1,128}")
 
 
 class Observe:
@@ -57,12 +65,12 @@ class Observe:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 size = int(value) if value.isdigit() else None
-            elif name == _HEADER and _SANE_ID.fullmatch(value):
+            elif name == REQUEST_ID_KEY and SANE_ID.fullmatch(value):
                 request_id = value
         if request_id is None:
-            request_id = b"%032x" % self._ids.getrandbits(128)
-        id_header = (_HEADER, request_id)
-        instance = self._instance
+            request_id = self.new_id()
+        id_header = (REQUEST_ID_KEY, request_id)
+        instance = self.instance
         status = 500  # what the client saw if the app failed before answering
 
         async def send_with_id(message: Message) -> None:
@@ -73,19 +81,32 @@ class Observe:
             await send(message)
 
         token = current_request_id.set(request_id.decode("ascii"))
-        metrics = self.metrics
-        metrics.in_flight.inc()
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
-            metrics.in_flight.dec()
-            log_access(scope, status, seconds)
-            metrics.observe_request(_route_of(scope), scope["method"], status, seconds, size)
-            endpoint = scope.get(ENDPOINT_KEY)
-            if endpoint is not None:
-                metrics.observe_endpoint(endpoint, seconds)
+            self.finish(scope, status, started, size)
             current_request_id.reset(token)
+
+    @property
+    def instance(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The ``X-TabPy-Instance`` response header (none when no instance id is set)."""
+        return self._instance
+
+    def new_id(self) -> bytes:
+        """A request id for a request that brought no usable one."""
+        return b"%032x" % self._ids.getrandbits(128)
+
+    def finish(self, scope: Scope, status: int, started: float, size: int | None) -> None:
+        """The end of a request counted in ``in_flight``: the access log line and metrics."""
+        seconds = time.perf_counter() - started
+        metrics = self.metrics
+        metrics.in_flight.dec()
+        log_access(scope, status, seconds)
+        metrics.observe_request(_route_of(scope), scope["method"], status, seconds, size)
+        endpoint = scope.get(ENDPOINT_KEY)
+        if endpoint is not None:
+            metrics.observe_endpoint(endpoint, seconds)
 
 
 def _route_of(scope: Scope) -> str:

@@ -29,10 +29,16 @@ class ProxyHeaders:
         if not self.trusted or scope["type"] != "http" or not client:  # no proxies: the usual case
             await self.app(scope, receive, send)
             return
+        await self.app(self.resolve(scope), receive, send)
+
+    def resolve(self, scope: Scope) -> Scope:
+        """``scope`` as seen from behind the trusted proxies (itself if there are none)."""
+        client = scope.get("client")
+        if not self.trusted or not client:
+            return scope
         peer = client[0]
         if not self.trusted.trusts(peer):
-            await self.app(scope, receive, send)
-            return
+            return scope
         forwarded_for: list[str] = []
         forwarded: list[str] = []
         proto = None
@@ -47,4 +53,4 @@ class ProxyHeaders:
         scope = {**scope, "client": (address, client[1] if address == peer else 0)}
         if proto in ("http", "https"):
             scope["scheme"] = proto
-        await self.app(scope, receive, send)
+        return scope

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import gc
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from tabpy.config import ConfigError, Settings
 from tabpy.logs import set_instance_id
 from tabpy.runtime.tables import TableService
 from tabpy.security.tls import server_context
+from tabpy.server.acceptors import Supervisor
 from tabpy.server.app import create_app
 from tabpy.server.context import ServerContext
 from tabpy.server.http_limits import bounded_protocol
@@ -37,6 +39,8 @@ _SPARE_FILES = 256
 class TabPyServer(uvicorn.Server):
     """uvicorn's server, logging the lines admins know from TabPy."""
 
+    #: Called once the server listens (tells a supervisor that this acceptor serves).
+    on_serving: Callable[[], None] | None = None
     #: Called on SIGHUP (reloads the password file); uvicorn leaves that signal alone.
     on_hangup: Callable[[], None] | None = None
     #: The table service (Arrow Flight), started after HTTP and stopped beside it.
@@ -53,9 +57,16 @@ class TabPyServer(uvicorn.Server):
             HandshakeReporter().install(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started:
+            # Everything loaded so far (modules, settings, the catalog) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it all,
+            # which, with the allocations of each request, it did every few hundred requests.
+            gc.collect()
+            gc.freeze()
             if self.on_hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_hangup)
             logger.info("Web service listening on port %d", self.bound_port())
+            if self.on_serving is not None:
+                self.on_serving()
             if self.tables is not None:
                 try:
                     self.tables.start(asyncio.get_running_loop())
@@ -121,6 +132,8 @@ def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]
     tls = server_context(settings)
     if tls is not None:
         report_handshake_failures(tls)
+    if settings.acceptors > 1:
+        return _supervise(settings, build_context, tls)
     # Before anything else starts: a port in use is a one-line ConfigError, not an exit code 3
     # after "Application startup complete".
     listeners = bind_listeners(settings.bind_address, settings.port)
@@ -138,11 +151,41 @@ def serve(settings: Settings, build_context: Callable[[Settings], ServerContext]
             listener.close()
 
 
+def _supervise(
+    settings: Settings,
+    build_context: Callable[[Settings], ServerContext],
+    tls: ssl.SSLContext | None,
+) -> int:
+    """``TABPY_ACCEPTORS`` > 1: this process supervises that many acceptors on one port."""
+
+    def bind(host: str, port: int) -> list[socket.socket]:
+        return bind_listeners(host, port, reuse_port=True)
+
+    def run_acceptor(
+        acceptor: Settings, listeners: list[socket.socket], serving: Callable[[], None]
+    ) -> int:
+        set_instance_id(acceptor.instance_id, in_text=True)  # the lines of N processes mix
+        try:
+            return _serve_on(acceptor, build_context(acceptor), tls, listeners, serving)
+        finally:
+            for listener in listeners:
+                listener.close()
+
+    reservation = bind(settings.bind_address, settings.port)
+    try:
+        settings = with_bound_instance_id(settings, reservation)
+        return Supervisor(settings, reservation, bind, run_acceptor).run()
+    finally:
+        for sock in reservation:
+            sock.close()
+
+
 def _serve_on(
     settings: Settings,
     context: ServerContext,
     tls: ssl.SSLContext | None,
     listeners: list[socket.socket],
+    on_serving: Callable[[], None] | None = None,
 ) -> int:
     # Process-wide, hence here: *_created series double what Prometheus stores, for nothing
     # that process_start_time_seconds does not already say.
@@ -170,6 +213,7 @@ def _serve_on(
     connections = server.server_state.connections
     context.metrics.http_connections.set_function(lambda: len(connections))
     server.on_hangup = context.auth.reload
+    server.on_serving = on_serving
     server.drain_seconds = settings.drain_seconds
 
     def drain() -> None:
@@ -236,8 +280,10 @@ def _already_handled(signum: int, frame: FrameType | None) -> None:
     """The server has already shut down for this signal."""
 
 
-def bind_listeners(host: str, port: int) -> list[socket.socket]:
+def bind_listeners(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
     """Bound (not yet listening) sockets for ``host``:``port``, as the event loop would make.
+
+    ``reuse_port``: with ``SO_REUSEPORT``, so that several acceptors can each bind the port.
 
     One per address ``host`` resolves to (``localhost`` may give an IPv4 and an IPv6 one); with
     port 0 they all share the first one's free port. Raises :class:`ConfigError` naming the
@@ -258,6 +304,8 @@ def bind_listeners(host: str, port: int) -> list[socket.socket]:
             listener = socket.socket(family, kind, proto)
             listeners.append(listener)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             # With port 0, the first socket picks a free port and the others follow it.
