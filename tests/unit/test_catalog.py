@@ -231,7 +231,7 @@ def test_a_listening_feed_replaces_polling(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with started_pool() as pool:
-            catalog = Catalog(registry, pool, feed)
+            catalog = Catalog(registry, pool, changes=feed)
             await catalog.start()
             try:
                 assert catalog.poll_seconds() > 10 * POLL_SECONDS
