@@ -138,6 +138,11 @@ def test_three_instances_start_together_on_an_empty_database(fleet: Fleet) -> No
             10,
             f"{instance.name} to listen for registry changes",
         )
+        wait_for(
+            lambda i=instance: "tabpy_fleet_members 3.0" in i.get("/metrics").text,
+            10,
+            f"{instance.name} to count three live members",
+        )
     assert fleet.started_in < 60
 
 
