@@ -34,7 +34,13 @@ from tabpy.server.context import ServerContext
 if TYPE_CHECKING:
     from tabpy.arrow.service import ArrowService
 
-__all__ = ["build_context", "member_address", "open_registry", "registry_password"]
+__all__ = [
+    "advertised_host",
+    "build_context",
+    "member_address",
+    "open_registry",
+    "registry_password",
+]
 
 logger = logging.getLogger("tabpy.server")
 
@@ -149,12 +155,33 @@ def build_environments(settings: Settings, registry: Registry) -> Environments:
     return environments
 
 
+#: Bind addresses meaning "every interface": they say nothing about where others reach us.
+ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def advertised_host(bind_address: str) -> str:
+    """The host part of a default advertised address, for a listener bound to ``bind_address``.
+
+    A listener bound to one address is reachable there and nowhere else, while the host name
+    may resolve to another one (``127.0.1.1`` on Debian, or the same name for every instance
+    sharing a host's UTS namespace): then the bound address is what the others must use.
+    Bound to every interface, the host name is the best guess.
+    """
+    if bind_address in ANY_ADDRESS:
+        return socket.gethostname()
+    if ":" in bind_address and not bind_address.startswith("["):
+        return f"[{bind_address}]"
+    return bind_address
+
+
 def member_address(settings: Settings, arrow: ArrowService | None) -> MemberAddress:
     """Where the fleet's other members reach this one: ``TABPY_ADVERTISE_URL`` and
-    ``TABPY_ADVERTISE_FLIGHT``, by default this host's name with the bound ports."""
-    host = socket.gethostname()
+    ``TABPY_ADVERTISE_FLIGHT``, by default the bound address (the host name when bound to
+    every interface) with the bound ports."""
+    host = advertised_host(settings.bind_address)
     http_url = settings.advertise_url or f"{settings.transfer_protocol}://{host}:{settings.port}"
     flight = settings.advertise_flight
+    flight_host = advertised_host(settings.arrow_bind_address)
 
     def flight_url() -> str | None:
         if flight is not None:
@@ -163,7 +190,7 @@ def member_address(settings: Settings, arrow: ArrowService | None) -> MemberAddr
         if port is None:
             return None
         scheme = "grpc+tls" if settings.transfer_protocol == "https" else "grpc+tcp"
-        return f"{scheme}://{host}:{port}"
+        return f"{scheme}://{flight_host}:{port}"
 
     return MemberAddress(settings.instance_id, http_url, flight_url, __version__)
 

@@ -68,7 +68,7 @@ class ServerContext:
             catalog_pools = getattr(self.catalog, "pools", None)
             self.pools = catalog_pools if catalog_pools is not None else PoolSet(self.pool)
         self.metrics = Metrics()
-        self.metrics.watch(lambda: self.pools, lambda: self.catalog)
+        self.metrics.watch(lambda: self.pools, lambda: self.catalog, lambda: self.fleet)
 
     def use_service_info(self, info: ServiceInfo) -> None:
         """Serve new shared values (name, description, CORS) from now on.

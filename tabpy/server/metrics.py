@@ -42,9 +42,10 @@ from tabpy.server.responses import RawResponse
 
 if TYPE_CHECKING:
     from tabpy.runtime.catalog import Catalog
+    from tabpy.runtime.fleet import Fleet
     from tabpy.runtime.pool import WorkerPool
 
-__all__ = ["Metrics", "MetricsPage", "RuntimeCollector", "UNMATCHED"]
+__all__ = ["FleetCollector", "Metrics", "MetricsPage", "RuntimeCollector", "UNMATCHED"]
 
 #: Seconds. Fine steps for the API's own routes, coarse ones up to the longest script timeouts.
 LATENCY_BUCKETS = (
@@ -153,10 +154,12 @@ class Metrics:
         self,
         pool: Callable[[], PoolSet | WorkerPool | None],
         catalog: Callable[[], Catalog | None],
+        fleet: Callable[[], Fleet | None] = lambda: None,
     ) -> None:
-        """Export the pools' and the catalog's state at every scrape; call once."""
+        """Export the pools', the catalog's and the fleet's state at every scrape; call once."""
         self.registry.register(RuntimeCollector(pool, catalog))
         self.registry.register(EnvironmentCollector(catalog))
+        self.registry.register(FleetCollector(fleet))
 
     # --- updates (the request path) -----------------------------------------------------------
 
@@ -377,6 +380,30 @@ class EnvironmentCollector:
             disk.add_metric([], usage.disk_bytes)
             building.add_metric([], usage.building)
         yield from (count, disk, building)
+
+
+class FleetCollector:
+    """The fleet as this instance last saw it at its heartbeat (no query at scrape time)."""
+
+    def __init__(self, fleet: Callable[[], Fleet | None]) -> None:
+        self.fleet = fleet
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.fleet())
+
+    def _families(self, fleet: Fleet | None = None) -> Iterator[Metric]:
+        members = GaugeMetricFamily(
+            "tabpy_fleet_members",
+            "Live members of the fleet sharing the registry, this one included, as read at "
+            "the last membership heartbeat.",
+        )
+        # Nothing before the first heartbeat: 0 would read as "this instance is not alive".
+        if fleet is not None and fleet.members:
+            members.add_metric([], len(fleet.members))
+        yield members
 
 
 _OPENMETRICS_VERSION = re.compile(r"application/openmetrics-text[^,]*?;\s*version=([^;,\s]*)")

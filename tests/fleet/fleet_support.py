@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -50,6 +51,8 @@ CONF_HOSTS = ("tabpy1", "tabpy2", "tabpy3")
 CONF_HTTP_LISTEN = "listen 9004;"
 CONF_FLIGHT_LISTEN = "listen 13622 http2;"
 CONF_ACCESS_LOG = "/var/log/nginx/access.log"
+#: What an instance logs once its Flight listener is up (``TABPY_ARROW_ENABLE``).
+FLIGHT_LINE = re.compile(r"Arrow Flight listening on port (\d+)")
 
 
 def require_fleet() -> str:
@@ -122,8 +125,11 @@ class Instance:
         self.directory = directory
         self.settings = settings
         self.port = 0
-        #: The Arrow Flight port when ``TABPY_ARROW_ENABLE`` is on (fixed: nginx names it).
-        self.flight_port = int(settings.get("TABPY_ARROWFLIGHT_PORT", "0"))
+        #: Whether this instance serves Arrow Flight (``TABPY_ARROW_ENABLE``).
+        self.arrow = settings.get("TABPY_ARROW_ENABLE", "").lower() in ("1", "true", "yes", "on")
+        #: The Flight port: any free one of this namespace at first (the log names it), then
+        #: kept across restarts like :attr:`port`, since nginx's Flight upstream names it.
+        self.flight_port = 0
         self.process: subprocess.Popen[str] | None = None
         self.stderr: _LineCollector | None = None
         self.http = httpx.Client(timeout=30)
@@ -139,6 +145,7 @@ class Instance:
         settings = {
             **self.settings,
             "TABPY_PORT": str(self.port),
+            "TABPY_ARROWFLIGHT_PORT": str(self.flight_port),
             "TABPY_BIND_ADDRESS": self.address,
             "TABPY_ARROW_BIND_ADDRESS": self.address,
             "TABPY_STATE_PATH": str(state),
@@ -164,6 +171,12 @@ class Instance:
         if ready is None:
             raise AssertionError(f"{self.name} did not start; stderr:\n{self.stderr.text}")
         self.port = int(ready.group(1))
+        if self.arrow:
+            flight = self.stderr.wait_for(FLIGHT_LINE, START_TIMEOUT)
+            if flight is None:
+                log = self.stderr.text
+                raise AssertionError(f"{self.name}: no Flight listener; stderr:\n{log}")
+            self.flight_port = int(flight.group(1))
         wait_for(self.ready, START_TIMEOUT, f"{self.name} to be ready")
 
     def ready(self) -> bool:
@@ -291,6 +304,23 @@ http {{
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def access_log(self) -> Path:
+        return self.directory / "access.log"
+
+    def upstreams(self, request: str, since: int = 0) -> list[str]:
+        """The instance address (``host:port``) that answered each ``request`` logged after
+        byte ``since`` of the access log, in the order nginx finished them; ``request`` is a
+        piece of the request line, e.g. ``"POST /evaluate "`` or ``"/DoPut "``."""
+        with self.access_log.open("rb") as stream:
+            stream.seek(since)
+            text = stream.read().decode(errors="replace")
+        found = []
+        for line in text.splitlines():
+            if request in line and (match := re.search(r" upstream=(.+?) upstream_status=", line)):
+                found.append(match.group(1).split(",")[-1].strip())  # the last one tried
+        return found
+
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -406,9 +436,8 @@ def prep_flow(nginx: Nginx, rows: int = 1000) -> str | None:
 
     Prep puts its table with Flight (DoPut), calls ``/evaluate`` with its ``dataPath`` and
     fetches the output table (DoGet): three requests that round-robin may send to three
-    different instances. For a fleet started with ``TABPY_ARROW_ENABLE`` and a fixed
-    ``TABPY_ARROWFLIGHT_PORT`` per instance (nginx's Flight upstream names it); it needs Flight
-    to work across instances, so a scenario running 30 of these belongs with that feature.
+    different instances. For a fleet started with ``TABPY_ARROW_ENABLE`` (each instance keeps
+    the Flight port it first got, which nginx's Flight upstream names).
     """
     import pyarrow as pa
     from pyarrow import flight

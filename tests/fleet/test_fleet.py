@@ -31,6 +31,7 @@ from tests.fleet.fleet_support import (
     adder,
     deploy,
     percentile,
+    prep_flow,
     require_fleet,
     start_together,
     upload,
@@ -55,6 +56,9 @@ IDLE_SECONDS = 4.0
 IDLE_MARKER = "tabpy fleet idle check"
 #: What an instance logs each time its LISTEN connection is up.
 LISTENING = "Listening for registry changes"
+#: Tableau Prep flows sent through nginx, and the rows of each flow's table.
+PREP_FLOWS = 30
+PREP_ROWS = 2000
 
 
 @dataclass
@@ -79,6 +83,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "TABPY_WORKERS": "1",
             "TABPY_DRAIN_SECONDS": "1",
             "TABPY_REGISTRY_CONNECT_TIMEOUT": "30",
+            # Flight on every instance, each on a port of its own choosing (see Instance).
+            "TABPY_ARROW_ENABLE": "true",
         }
         instances = [
             Instance(
@@ -132,6 +138,11 @@ def test_three_instances_start_together_on_an_empty_database(fleet: Fleet) -> No
             10,
             f"{instance.name} to listen for registry changes",
         )
+        wait_for(
+            lambda i=instance: "tabpy_fleet_members 3.0" in i.get("/metrics").text,
+            10,
+            f"{instance.name} to count three live members",
+        )
     assert fleet.started_in < 60
 
 
@@ -143,6 +154,56 @@ def test_requests_through_nginx_reach_every_instance(fleet: Fleet) -> None:
             assert reply.status_code == 200, reply.text
             seen.add(reply.headers["x-tabpy-instance"])
     assert seen == {instance.name for instance in fleet.instances}
+
+
+def test_prep_flows_through_nginx_cross_instances_and_all_succeed(fleet: Fleet) -> None:
+    """30 Tableau Prep flows (DoPut, /evaluate with dataPath, DoGet) through nginx: each step
+    goes wherever round-robin sends it, so most flows need a table another instance holds."""
+    by_address = {f"{i.address}:{i.flight_port}": i.name for i in fleet.instances}
+    by_address.update({f"{i.address}:{i.port}": i.name for i in fleet.instances})
+    since = fleet.nginx.access_log.stat().st_size
+    started = time.monotonic()
+    # One at a time, so that the n-th DoPut, /evaluate and DoGet in nginx's log are one flow.
+    # A flow is four gRPC calls and one HTTP request, so with plain round-robin DoPut and
+    # /evaluate would land on the same instance in every flow or in none; an extra HTTP
+    # request every third flow shifts the two rotations, so both kinds of fetch happen.
+    outcomes = []
+    with httpx.Client(base_url=fleet.nginx.url, timeout=10) as client:
+        for n in range(PREP_FLOWS):
+            if n % 3 == 2:
+                assert client.get("/info").status_code == 200
+            outcomes.append(prep_flow(fleet.nginx, PREP_ROWS))
+    took = time.monotonic() - started
+    failures = [outcome for outcome in outcomes if outcome is not None]
+    assert failures == [], f"{len(failures)} of {PREP_FLOWS} flows failed: {failures[:5]}"
+
+    def landed(request: str) -> list[str]:
+        # nginx writes a line once the reply is sent; the last DoGet's may lag a little.
+        lines = wait_for(
+            lambda: u if len(u := fleet.nginx.upstreams(request, since)) >= PREP_FLOWS else None,
+            5,
+            f"{PREP_FLOWS} {request.strip()} lines in nginx's access log",
+        )
+        return [by_address[address] for address in lines]
+
+    puts, evaluates, gets = landed("/DoPut "), landed("POST /evaluate "), landed("/DoGet ")
+    assert len(puts) == len(evaluates) == len(gets) == PREP_FLOWS
+    flows = list(zip(puts, evaluates, gets, strict=True))
+    input_moved = sum(put != evaluate for put, evaluate, _ in flows)
+    output_moved = sum(evaluate != get for _, evaluate, get in flows)
+    crossed = sum(len(set(flow)) > 1 for flow in flows)
+    print(
+        f"\nTableau Prep: {PREP_FLOWS} flows of {PREP_ROWS} rows in {took:.1f} s, all succeeded; "
+        f"{crossed} crossed instances ({input_moved} inputs and {output_moved} outputs fetched "
+        f"from another instance); DoPut on {sorted(set(puts))}, /evaluate on "
+        f"{sorted(set(evaluates))}, DoGet on {sorted(set(gets))}"
+    )
+    # A fleet that never crossed would prove nothing: every step spread over all three, and
+    # both the input (fetched by /evaluate) and the output (fetched by DoGet) moved often.
+    assert len(set(puts)) == len(set(evaluates)) == len(set(gets)) == len(fleet.instances)
+    assert crossed >= PREP_FLOWS // 2, flows
+    assert input_moved >= PREP_FLOWS // 6, flows
+    assert output_moved >= PREP_FLOWS // 6, flows
 
 
 def test_propagation_p99_is_under_100_ms(fleet: Fleet) -> None:

@@ -9,6 +9,7 @@ import types
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -182,6 +183,25 @@ def test_runtime_metrics_read_the_pool_and_catalog() -> None:
     assert value("tabpy_registry_listening") == 0
     context.catalog.changes = None  # SQLite: never listening
     assert value("tabpy_registry_listening") == 0
+
+
+def test_fleet_members_gauge_counts_the_members_as_last_read() -> None:
+    fleet = types.SimpleNamespace(members=[])
+    metrics = Metrics()
+    metrics.watch(lambda: None, lambda: None, lambda: fleet)
+    value = metrics.registry.get_sample_value
+    assert value("tabpy_fleet_members") is None  # before the first heartbeat
+    fleet.members = ["fleet-0", "fleet-1", "fleet-2"]  # read at scrape time, not copied
+    assert value("tabpy_fleet_members") == 3
+    fleet.members = ["fleet-0"]  # the others stopped beating
+    assert value("tabpy_fleet_members") == 1
+
+
+def test_fleet_members_gauge_without_a_fleet() -> None:
+    metrics = Metrics()
+    metrics.watch(lambda: None, lambda: None)
+    assert metrics.registry.get_sample_value("tabpy_fleet_members") is None
+    assert "# TYPE tabpy_fleet_members gauge" in generate_latest(metrics.registry).decode()
 
 
 def test_runtime_metrics_before_the_pool_exists() -> None:
