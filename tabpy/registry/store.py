@@ -137,19 +137,7 @@ class Registry:
 
     def snapshot(self) -> tuple[int, dict[str, Endpoint]]:
         """A consistent view: the revision and every endpoint, read in one transaction."""
-        query = (
-            sa.select(endpoints_table, versions_table.c.artifact, versions_table.c.environment)
-            .select_from(
-                endpoints_table.outerjoin(
-                    versions_table,
-                    sa.and_(
-                        versions_table.c.name == endpoints_table.c.name,
-                        versions_table.c.version == endpoints_table.c.version,
-                    ),
-                )
-            )
-            .order_by(endpoints_table.c.name)
-        )
+        query = _with_current_version().order_by(endpoints_table.c.name)
         with self.engine.connect() as conn, conn.begin():
             revision = _revision(conn)
             return revision, {row.name: _endpoint(row) for row in conn.execute(query)}
@@ -608,25 +596,28 @@ def _bump_revision(conn: Connection) -> None:
     notify_change(conn, "endpoints")
 
 
+def _with_current_version() -> sa.Select[Any]:
+    """Endpoints with their current version's artifact and environment (none if missing)."""
+    return sa.select(
+        endpoints_table, versions_table.c.artifact, versions_table.c.environment
+    ).select_from(
+        endpoints_table.outerjoin(
+            versions_table,
+            sa.and_(
+                versions_table.c.name == endpoints_table.c.name,
+                versions_table.c.version == endpoints_table.c.version,
+            ),
+        )
+    )
+
+
 def _find(conn: Connection, name: str, *, lock: bool = False) -> Endpoint | None:
     """``lock``: hold the row until the transaction ends (PostgreSQL; SQLite's write
     transaction already excludes every other writer)."""
     if lock:
         query = sa.select(endpoints_table).where(endpoints_table.c.name == name).with_for_update()
     else:  # with the current version's artifact and environment, as a snapshot reads them
-        query = (
-            sa.select(endpoints_table, versions_table.c.artifact, versions_table.c.environment)
-            .select_from(
-                endpoints_table.outerjoin(
-                    versions_table,
-                    sa.and_(
-                        versions_table.c.name == endpoints_table.c.name,
-                        versions_table.c.version == endpoints_table.c.version,
-                    ),
-                )
-            )
-            .where(endpoints_table.c.name == name)
-        )
+        query = _with_current_version().where(endpoints_table.c.name == name)
     row = conn.execute(query).first()
     return None if row is None else _endpoint(row)
 
