@@ -125,6 +125,7 @@ def build_environments(settings: Settings, registry: Registry) -> Environments:
         BuildLimits(settings.env_build_timeout, settings.env_max_disk_mb * 1024 * 1024),
         gc_grace_seconds=settings.env_gc_grace_seconds,
         on_build=audit,
+        book=registry,
     )
     environments.start()
     return environments

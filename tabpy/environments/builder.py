@@ -21,7 +21,16 @@ from tabpy.environments.environment_errors import BuildFailed, DiskLimitExceeded
 from tabpy.environments.spec import EnvironmentSpec
 from tabpy.environments.uv_runner import directory_size, run_uv
 
-__all__ = ["BuildLimits", "BuildPhase", "Toolchain", "build", "environment_key", "spec_id"]
+__all__ = [
+    "BuildLimits",
+    "BuildPhase",
+    "Toolchain",
+    "build",
+    "environment_key",
+    "lock_file_name",
+    "resolve",
+    "spec_id",
+]
 
 
 class BuildPhase(str, enum.Enum):
@@ -75,16 +84,19 @@ def build(
     on_phase: Callable[[BuildPhase], None],
     *,
     lock_key: Callable[[str], AbstractContextManager[object]] | None = None,
+    lock: str | None = None,
 ) -> BuiltEnvironment:
     """Resolve and build ``spec``, or find it built; :class:`BuildFailed` says why not.
 
     ``lock_key(key)`` returns a context manager held while the key is built, so that two
-    specs resolving to the same lock build it once.
+    specs resolving to the same lock build it once. ``lock``: build this resolution of
+    ``spec`` (one the fleet recorded) rather than resolving it again.
     """
     deadline = time.monotonic() + limits.timeout
     cache.root.mkdir(parents=True, exist_ok=True)
-    on_phase(BuildPhase.RESOLVING)
-    lock = _resolve(spec, cache, toolchain, deadline)
+    if lock is None:
+        on_phase(BuildPhase.RESOLVING)
+        lock = resolve(spec, cache, toolchain, deadline)
     key = environment_key(lock, toolchain.python_version)
     with lock_key(key) if lock_key is not None else nullcontext():
         found = cache.find(key)
@@ -93,7 +105,7 @@ def build(
         return _build(key, lock, spec, cache, toolchain, limits, deadline, on_phase)
 
 
-def _resolve(
+def resolve(
     spec: EnvironmentSpec, cache: EnvironmentCache, toolchain: Toolchain, deadline: float
 ) -> str:
     """The lock text: uv's pinned resolution, or a pylock.toml as given."""
@@ -134,7 +146,7 @@ def _build(
             cwd=cache.root,
         )  # fmt: skip
         python = str(folder / "bin" / "python")
-        lock_file = folder / ("pylock.toml" if spec.format == "pylock.toml" else "tabpy-lock.txt")
+        lock_file = folder / lock_file_name(spec)
         lock_file.write_text(lock, "utf-8")
         on_phase(BuildPhase.INSTALLING)
 
@@ -169,6 +181,11 @@ def _build(
     except BaseException:
         cache.discard(folder)
         raise
+
+
+def lock_file_name(spec: EnvironmentSpec) -> str:
+    """The file in an environment's folder that holds the lock it was built from."""
+    return "pylock.toml" if spec.format == "pylock.toml" else "tabpy-lock.txt"
 
 
 def _sha256(*parts: str) -> str:
