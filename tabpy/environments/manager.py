@@ -35,8 +35,9 @@ from tabpy.environments.builder import (
     spec_id,
 )
 from tabpy.environments.cache import BuiltEnvironment, EnvironmentCache
-from tabpy.environments.environment_errors import BuildFailed
+from tabpy.environments.environment_errors import BuildFailed, UvMissing
 from tabpy.environments.spec import EnvironmentSpec
+from tabpy.environments.uv_runner import find_uv
 
 __all__ = ["BuildState", "EnvironmentUsage", "Environments", "LockBook"]
 
@@ -162,6 +163,14 @@ class Environments:
             target=self._build, args=(sid, spec), name="tabpy-env-build", daemon=True
         ).start()
         return state
+
+    def unavailable(self) -> str | None:
+        """Why this server cannot build environments at all (uv missing), or None."""
+        try:
+            find_uv()
+        except UvMissing as missing:
+            return missing.message
+        return None
 
     def state(self, spec: EnvironmentSpec) -> BuildState | None:
         return self._states.get(spec_id(spec, self.toolchain))
