@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
+import stat
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
-from tabpy.environments.cache import BuiltEnvironment, EnvironmentCache
+from tabpy.environments.cache import MARKER, BuiltEnvironment, EnvironmentCache
 from tabpy.environments.environment_errors import BuildFailed, DiskLimitExceeded
 from tabpy.environments.spec import EnvironmentSpec
 from tabpy.environments.uv_runner import directory_size, run_uv
@@ -29,6 +32,7 @@ __all__ = [
     "environment_key",
     "lock_file_name",
     "resolve",
+    "share",
     "spec_id",
 ]
 
@@ -64,6 +68,9 @@ class Toolchain:
     python_version: str
     runtime_requirements: tuple[str, ...]
     install_runtime: Callable[[str], None]
+    #: Workers run as another OS user (``TABPY_WORKER_USER``): every environment is made
+    #: readable (and its folders and programs traversable) by all, writable by none but us.
+    shared_with_workers: bool = False
 
 
 def spec_id(spec: EnvironmentSpec, toolchain: Toolchain) -> str:
@@ -94,6 +101,9 @@ def build(
     """
     deadline = time.monotonic() + limits.timeout
     cache.root.mkdir(parents=True, exist_ok=True)
+    if toolchain.shared_with_workers:
+        # Traversable, not listable: a worker reaches its environment by name only.
+        _add_mode(cache.root, stat.S_IXGRP | stat.S_IXOTH)
     if lock is None:
         on_phase(BuildPhase.RESOLVING)
         lock = resolve(spec, cache, toolchain, deadline)
@@ -170,6 +180,8 @@ def _build(
         except Exception as exc:  # noqa: BLE001 - any failure here fails the build
             message = f"Environment build failed while {BuildPhase.FINISHING}: {exc}"
             raise BuildFailed(message) from exc
+        if toolchain.shared_with_workers:
+            share(folder)
         if limits.max_bytes and directory_size(folder) > limits.max_bytes:
             raise DiskLimitExceeded(
                 f"The environment takes more than TABPY_ENV_MAX_DISK_MB "
@@ -177,10 +189,45 @@ def _build(
                 "or raise the limit."
             )
         details = {"python": toolchain.python_version, "spec": spec.as_json()}
-        return cache.complete(key, folder, details)
+        built = cache.complete(key, folder, details)
+        if toolchain.shared_with_workers:
+            _add_mode(built.path / MARKER, _READ_ALL)  # written last, by complete()
+        return built
     except BaseException:
         cache.discard(folder)
         raise
+
+
+def share(folder: Path) -> None:
+    """Make ``folder``'s tree readable by every user: what another worker user needs.
+
+    Folders get r-x and files r-- for all, programs (any execute bit) also x; only the
+    server's user may write (uv makes its ``.lock`` file writable by all, and an environment
+    is shared by every endpoint that uses it, so no worker may change it). Some files are
+    private as written (the worker runtime is copied through temporary files, made 0600), and
+    a restrictive umask makes everything so. Symlinks are left alone (their mode means
+    nothing; the venv's ``python`` points at the server's interpreter).
+    """
+    for directory, _, files in os.walk(folder):  # symlinked folders are not entered
+        _add_mode(Path(directory), _READ_ALL | _EXEC_ALL)
+        for name in files:
+            path = Path(directory, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            _add_mode(path, _READ_ALL | (_EXEC_ALL if mode & _EXEC_ALL else 0))
+
+
+_READ_ALL = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_EXEC_ALL = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+def _add_mode(path: Path, bits: int) -> None:
+    """Add ``bits`` to ``path``'s mode and take write from group and others."""
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    wanted = (mode | bits) & ~(stat.S_IWGRP | stat.S_IWOTH)
+    if wanted != mode:
+        os.chmod(path, wanted)
 
 
 def lock_file_name(spec: EnvironmentSpec) -> str:

@@ -32,6 +32,7 @@ from tabpy.environments.builder import (
     environment_key,
     lock_file_name,
     resolve,
+    share,
     spec_id,
 )
 from tabpy.environments.cache import BuiltEnvironment, EnvironmentCache
@@ -126,6 +127,8 @@ class Environments:
         now = time.monotonic()
         for built in self.cache.all():
             self._unused_since.setdefault(built.key, now)
+            if self.toolchain.shared_with_workers:  # built before TABPY_WORKER_USER was set
+                share(built.path)
         self._collector = threading.Thread(
             target=self._collect_loop, name="tabpy-env-gc", daemon=True
         )
