@@ -71,8 +71,8 @@ class EnvironmentSpec:
         (:func:`stored_locks`); either reads back as the spec alone.
         """
         value = json.loads(text)
-        if isinstance(value, dict) and _STORED_SPEC in value:
-            value = value[_STORED_SPEC]
+        if isinstance(value, dict) and _KEY_DEPLOYED in value:
+            value = value[_KEY_DEPLOYED]
         return parse_spec(value)
 
     def summary(self) -> str:
@@ -92,16 +92,16 @@ class EnvironmentSpec:
 
 #: The keys of the registry's column once a spec is resolved: the spec as deployed, and its
 #: locks, one per Python version (``{"3.12.3": {"lock": "<text>", "key": "<sha256>"}}``).
-_STORED_SPEC = "spec"
-_STORED_LOCKS = "locks"
+_KEY_DEPLOYED = "spec"
+_KEY_LOCKS = "locks"
 
 
 def stored_locks(text: str) -> dict[str, dict[str, str]]:
     """The locks recorded in a version's column value: Python version -> lock and key."""
     value = json.loads(text)
-    if not isinstance(value, dict) or _STORED_SPEC not in value:
+    if not isinstance(value, dict) or _KEY_DEPLOYED not in value:
         return {}
-    locks = value.get(_STORED_LOCKS)
+    locks = value.get(_KEY_LOCKS)
     return dict(locks) if isinstance(locks, dict) else {}
 
 
@@ -109,7 +109,7 @@ def with_lock(text: str, python_version: str, lock: str, key: str) -> str:
     """A version's column value with the lock ``python_version`` resolved to added."""
     spec = EnvironmentSpec.from_text(text)
     locks = {**stored_locks(text), python_version: {"lock": lock, "key": key}}
-    value = {_STORED_SPEC: spec.as_json(), _STORED_LOCKS: locks}
+    value = {_KEY_DEPLOYED: spec.as_json(), _KEY_LOCKS: locks}
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
