@@ -15,7 +15,17 @@ overhead ratio stricter, not looser. Two figures:
   pool and in an environment pool of the same size; median latency and the ratio. Target: the
   environment pool at most 10% slower.
 
+``--http`` measures the same two figures over HTTP instead, on a real server (started on a
+free port with a fresh state path, one worker per pool): ``POST /query`` of a trivial endpoint
+deployed with ``requirements`` (so it runs in its environment's pool) against the same
+endpoint deployed without (the default pool), over one keep-alive connection, alternating
+blocks; and the first ``/query`` after the environment's pool stopped idle
+(``TABPY_ENV_IDLE_SECONDS``), which starts its template and worker on the request path.
+
+    python bench/env_pools.py --http [--calls 2000] [--colds 5]
+
 Needs uv (``pip install uv``) and a package index the first time (uv caches afterwards).
+Neither mode writes bench/RESULTS.md; copy the table there by hand if it is worth keeping.
 """
 
 from __future__ import annotations
@@ -114,13 +124,80 @@ async def wait(condition: Any, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.01)
 
 
+#: Seconds without a job before an environment's pool stops, on the ``--http`` server.
+HTTP_IDLE_SECONDS = 1.0
+
+
+def measure_http(calls: int, colds: int) -> dict[str, Any]:
+    """The same figures through a real server's ``/query`` (see the module's docstring)."""
+    import tempfile
+
+    import httpx
+    from environments import server  # bench/environments.py, beside this file
+    from uv import find_uv_bin
+
+    from tabpy.tabpy_tools.client import Client
+
+    uv_cache = subprocess.run(
+        [str(find_uv_bin()), "cache", "dir"], check=True, capture_output=True, text=True
+    ).stdout.strip()  # the warm cache: the build is not what is measured here
+    settings = {
+        "TABPY_WORKERS": "1",
+        "TABPY_ENV_POOL_SIZE": "1",
+        "TABPY_ENV_IDLE_SECONDS": str(HTTP_IDLE_SECONDS),
+    }
+    work = Path(tempfile.mkdtemp(prefix="tabpy-bench-envpools-"))
+    with server(work / "state", Path(uv_cache), settings) as (url, _):
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        exec("def echo(x):\n    return x\n", namespace)  # by value, as a client's __main__
+        client = Client(url, deploy_timeout=600)
+        client.deploy("plain", namespace["echo"], "default pool")
+        client.deploy("inenv", namespace["echo"], "env pool", requirements=list(REQUIREMENTS))
+        body = {"data": {"x": 1}}
+        with httpx.Client(base_url=url, timeout=60) as http:
+
+            def query(name: str) -> float:
+                started = time.perf_counter()
+                reply = http.post(f"query/{name}", json=body)
+                elapsed = time.perf_counter() - started
+                assert reply.status_code == 200 and reply.json()["response"] == 1, reply.text
+                return elapsed
+
+            def env_pools_running() -> float:
+                text = http.get("metrics").text
+                found = [line for line in text.splitlines() if line.startswith("tabpy_env_pools ")]
+                return float(found[0].split()[1]) if found else -1.0
+
+            cold: list[float] = []
+            for _ in range(colds):
+                deadline = time.monotonic() + 60
+                while env_pools_running() != 0:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the environment's pool did not stop when idle")
+                    time.sleep(0.05)
+                cold.append(query("inenv"))
+            query("plain")
+            default_times: list[float] = []
+            env_times: list[float] = []
+            block = max(calls // 10, 1)
+            for _ in range(10):
+                default_times += [query("plain") for _ in range(block)]
+                env_times += [query("inenv") for _ in range(block)]
+    return {"cold": cold, "default": default_times, "env": env_times}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="trivial calls per pool")
     parser.add_argument("--colds", type=int, default=5, help="cold starts to time")
+    parser.add_argument("--http", action="store_true", help="through a real server's /query")
     args = parser.parse_args()
-    interpreter = build()
-    result = asyncio.run(measure(interpreter, args.calls, args.colds))
+    if args.http:
+        result = measure_http(args.calls, args.colds)
+        path = "over HTTP"
+    else:
+        result = asyncio.run(measure(build(), args.calls, args.colds))
+        path = "pool path"
     cold = result["cold"]
     default_p50 = statistics.median(result["default"]) * 1000
     env_p50 = statistics.median(result["env"]) * 1000
@@ -130,11 +207,11 @@ def main() -> None:
     print("|---|---|---|---|")
     median_cold = statistics.median(cold) * 1000
     print(
-        f"| env cold start (idle pool, first call) | median {median_cold:.0f} ms,"
+        f"| env cold start (idle pool, first call, {path}) | median {median_cold:.0f} ms,"
         f" max {max(cold) * 1000:.0f} ms | < 1000 ms | {'yes' if max(cold) < 1 else 'no'} |"
     )
     print(
-        f"| env /query overhead (pool path, {len(result['env'])} calls each) | p50 env "
+        f"| env /query overhead ({path}, {len(result['env'])} calls each) | p50 env "
         f"{env_p50:.3f} ms vs default {default_p50:.3f} ms = {ratio:.2f}x | <= 1.10x | "
         f"{'yes' if ratio <= 1.10 else 'no'} |"
     )

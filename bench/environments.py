@@ -45,11 +45,17 @@ def model(x: list[int]) -> list[int]:
 
 
 @contextlib.contextmanager
-def server(state: Path, uv_cache: Path) -> Iterator[tuple[str, float]]:
-    """A started server (its URL, and the seconds it took to listen)."""
+def server(
+    state: Path, uv_cache: Path, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, float]]:
+    """A started server (its URL, and the seconds it took to listen); ``settings``: more
+    ``TABPY_*`` lines for its config file."""
     state.mkdir(parents=True, exist_ok=True)
     config = state.parent / f"{state.name}.conf"
-    config.write_text(f"[TabPy]\nTABPY_PORT = 0\nTABPY_STATE_PATH = {state}\n", encoding="utf-8")
+    extra = "".join(f"{key} = {value}\n" for key, value in (settings or {}).items())
+    config.write_text(
+        f"[TabPy]\nTABPY_PORT = 0\nTABPY_STATE_PATH = {state}\n{extra}", encoding="utf-8"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TABPY_")}
     env.update(UV_CACHE_DIR=str(uv_cache), PYTHONPATH=str(ROOT))
     started = time.monotonic()

@@ -139,6 +139,14 @@ class PayloadTooLarge(TabPyError):
         super().__init__(message, "Request Entity Too Large")
 
 
+class NotSupported(TabPyError):
+    """This server lacks an optional part the request needs (an extra not installed).
+
+    Not the request's fault, and sending it again changes nothing until the server's
+    administrator installs what the message names.
+    """
+
+
 class ServiceUnavailable(TabPyError):
     """Temporarily impossible; ``retry_after`` (seconds) says when to try again, if known."""
 

@@ -146,10 +146,12 @@ def build_environments(settings: Settings, registry: Registry) -> Environments:
             python_version=platform.python_version(),
             runtime_requirements=WORKER_RUNTIME_REQUIREMENTS,
             install_runtime=install_worker_runtime,
+            shared_with_workers=settings.worker_user is not None,
         ),
         BuildLimits(settings.env_build_timeout, settings.env_max_disk_mb * 1024 * 1024),
         gc_grace_seconds=settings.env_gc_grace_seconds,
         on_build=audit,
+        book=registry,
     )
     environments.start()
     return environments

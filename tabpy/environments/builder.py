@@ -11,17 +11,30 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
+import stat
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
-from tabpy.environments.cache import BuiltEnvironment, EnvironmentCache
+from tabpy.environments.cache import MARKER, BuiltEnvironment, EnvironmentCache
 from tabpy.environments.environment_errors import BuildFailed, DiskLimitExceeded
 from tabpy.environments.spec import EnvironmentSpec
 from tabpy.environments.uv_runner import directory_size, run_uv
 
-__all__ = ["BuildLimits", "BuildPhase", "Toolchain", "build", "environment_key", "spec_id"]
+__all__ = [
+    "BuildLimits",
+    "BuildPhase",
+    "Toolchain",
+    "build",
+    "environment_key",
+    "lock_file_name",
+    "resolve",
+    "share",
+    "spec_id",
+]
 
 
 class BuildPhase(str, enum.Enum):
@@ -55,6 +68,9 @@ class Toolchain:
     python_version: str
     runtime_requirements: tuple[str, ...]
     install_runtime: Callable[[str], None]
+    #: Workers run as another OS user (``TABPY_WORKER_USER``): every environment is made
+    #: readable (and its folders and programs traversable) by all, writable by none but us.
+    shared_with_workers: bool = False
 
 
 def spec_id(spec: EnvironmentSpec, toolchain: Toolchain) -> str:
@@ -75,16 +91,22 @@ def build(
     on_phase: Callable[[BuildPhase], None],
     *,
     lock_key: Callable[[str], AbstractContextManager[object]] | None = None,
+    lock: str | None = None,
 ) -> BuiltEnvironment:
     """Resolve and build ``spec``, or find it built; :class:`BuildFailed` says why not.
 
     ``lock_key(key)`` returns a context manager held while the key is built, so that two
-    specs resolving to the same lock build it once.
+    specs resolving to the same lock build it once. ``lock``: build this resolution of
+    ``spec`` (one the fleet recorded) rather than resolving it again.
     """
     deadline = time.monotonic() + limits.timeout
     cache.root.mkdir(parents=True, exist_ok=True)
-    on_phase(BuildPhase.RESOLVING)
-    lock = _resolve(spec, cache, toolchain, deadline)
+    if toolchain.shared_with_workers:
+        # Traversable, not listable: a worker reaches its environment by name only.
+        _add_mode(cache.root, stat.S_IXGRP | stat.S_IXOTH)
+    if lock is None:
+        on_phase(BuildPhase.RESOLVING)
+        lock = resolve(spec, cache, toolchain, deadline)
     key = environment_key(lock, toolchain.python_version)
     with lock_key(key) if lock_key is not None else nullcontext():
         found = cache.find(key)
@@ -93,7 +115,7 @@ def build(
         return _build(key, lock, spec, cache, toolchain, limits, deadline, on_phase)
 
 
-def _resolve(
+def resolve(
     spec: EnvironmentSpec, cache: EnvironmentCache, toolchain: Toolchain, deadline: float
 ) -> str:
     """The lock text: uv's pinned resolution, or a pylock.toml as given."""
@@ -134,7 +156,7 @@ def _build(
             cwd=cache.root,
         )  # fmt: skip
         python = str(folder / "bin" / "python")
-        lock_file = folder / ("pylock.toml" if spec.format == "pylock.toml" else "tabpy-lock.txt")
+        lock_file = folder / lock_file_name(spec)
         lock_file.write_text(lock, "utf-8")
         on_phase(BuildPhase.INSTALLING)
 
@@ -158,6 +180,8 @@ def _build(
         except Exception as exc:  # noqa: BLE001 - any failure here fails the build
             message = f"Environment build failed while {BuildPhase.FINISHING}: {exc}"
             raise BuildFailed(message) from exc
+        if toolchain.shared_with_workers:
+            share(folder)
         if limits.max_bytes and directory_size(folder) > limits.max_bytes:
             raise DiskLimitExceeded(
                 f"The environment takes more than TABPY_ENV_MAX_DISK_MB "
@@ -165,10 +189,50 @@ def _build(
                 "or raise the limit."
             )
         details = {"python": toolchain.python_version, "spec": spec.as_json()}
-        return cache.complete(key, folder, details)
+        built = cache.complete(key, folder, details)
+        if toolchain.shared_with_workers:
+            _add_mode(built.path / MARKER, _READ_ALL)  # written last, by complete()
+        return built
     except BaseException:
         cache.discard(folder)
         raise
+
+
+def share(folder: Path) -> None:
+    """Make ``folder``'s tree readable by every user: what another worker user needs.
+
+    Folders get r-x and files r-- for all, programs (any execute bit) also x; only the
+    server's user may write (uv makes its ``.lock`` file writable by all, and an environment
+    is shared by every endpoint that uses it, so no worker may change it). Some files are
+    private as written (the worker runtime is copied through temporary files, made 0600), and
+    a restrictive umask makes everything so. Symlinks are left alone (their mode means
+    nothing; the venv's ``python`` points at the server's interpreter).
+    """
+    for directory, _, files in os.walk(folder):  # symlinked folders are not entered
+        _add_mode(Path(directory), _READ_ALL | _EXEC_ALL)
+        for name in files:
+            path = Path(directory, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            _add_mode(path, _READ_ALL | (_EXEC_ALL if mode & _EXEC_ALL else 0))
+
+
+_READ_ALL = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_EXEC_ALL = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+def _add_mode(path: Path, bits: int) -> None:
+    """Add ``bits`` to ``path``'s mode and take write from group and others."""
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    wanted = (mode | bits) & ~(stat.S_IWGRP | stat.S_IWOTH)
+    if wanted != mode:
+        os.chmod(path, wanted)
+
+
+def lock_file_name(spec: EnvironmentSpec) -> str:
+    """The file in an environment's folder that holds the lock it was built from."""
+    return "pylock.toml" if spec.format == "pylock.toml" else "tabpy-lock.txt"
 
 
 def _sha256(*parts: str) -> str:

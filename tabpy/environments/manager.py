@@ -5,6 +5,12 @@ state now (ready, building in some phase, or failed with uv's words), and a buil
 thread if none has. When a build ends, ``on_change`` is called (from the build's thread) so the
 catalog can publish the endpoint. A spec built before, here or by an earlier process on the same
 state path, is ready at once: the key it resolved to is remembered on disk.
+
+With a :class:`LockBook` (the registry, which every instance of a fleet shares), the first
+resolution of a spec anywhere is the one that stands: a build first looks for a lock recorded
+there and builds it without resolving; otherwise it resolves (or reuses what it built here) and
+records the lock, unless another instance recorded one meanwhile, which it then builds instead.
+So every instance, and every restart, builds the same key for the same spec.
 """
 
 from __future__ import annotations
@@ -16,13 +22,25 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
-from tabpy.environments.builder import BuildLimits, BuildPhase, Toolchain, build, spec_id
+from tabpy.environments.builder import (
+    BuildLimits,
+    BuildPhase,
+    Toolchain,
+    build,
+    environment_key,
+    lock_file_name,
+    resolve,
+    share,
+    spec_id,
+)
 from tabpy.environments.cache import BuiltEnvironment, EnvironmentCache
-from tabpy.environments.environment_errors import BuildFailed
+from tabpy.environments.environment_errors import BuildFailed, UvMissing
 from tabpy.environments.spec import EnvironmentSpec
+from tabpy.environments.uv_runner import find_uv
 
-__all__ = ["BuildState", "EnvironmentUsage", "Environments"]
+__all__ = ["BuildState", "EnvironmentUsage", "Environments", "LockBook"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +72,16 @@ class BuildState:
         return f"Building environment: {self.phase} ({self.elapsed():.0f} s)"
 
 
+class LockBook(Protocol):
+    """Where a fleet records how each spec resolved (the registry's versions)."""
+
+    def recorded_lock(self, spec: EnvironmentSpec, python_version: str) -> str | None: ...
+
+    def record_lock(
+        self, spec: EnvironmentSpec, python_version: str, lock: str, key: str
+    ) -> str: ...
+
+
 @dataclass(frozen=True)
 class EnvironmentUsage:
     count: int
@@ -72,7 +100,9 @@ class Environments:
         *,
         gc_grace_seconds: float,
         on_build: Callable[[EnvironmentSpec, BuildState], None] | None = None,
+        book: LockBook | None = None,
     ) -> None:
+        self.book = book
         self.cache = EnvironmentCache(root)
         self.toolchain = toolchain
         self.limits = limits
@@ -97,6 +127,8 @@ class Environments:
         now = time.monotonic()
         for built in self.cache.all():
             self._unused_since.setdefault(built.key, now)
+            if self.toolchain.shared_with_workers:  # built before TABPY_WORKER_USER was set
+                share(built.path)
         self._collector = threading.Thread(
             target=self._collect_loop, name="tabpy-env-gc", daemon=True
         )
@@ -119,7 +151,9 @@ class Environments:
                 state = None  # collected since
             if state is not None and not (state.failed and retry_failed):
                 return state
-            key = self.cache.key_of(sid)
+            # With a lock book, even a spec built here asks the book first (in the build's
+            # thread): the key remembered here may not be the one the fleet recorded.
+            key = self.cache.key_of(sid) if self.book is None else None
             built = self.cache.find(key) if key is not None else None
             now = time.monotonic()
             if built is not None:
@@ -132,6 +166,14 @@ class Environments:
             target=self._build, args=(sid, spec), name="tabpy-env-build", daemon=True
         ).start()
         return state
+
+    def unavailable(self) -> str | None:
+        """Why this server cannot build environments at all (uv missing), or None."""
+        try:
+            find_uv()
+        except UvMissing as missing:
+            return missing.message
+        return None
 
     def state(self, spec: EnvironmentSpec) -> BuildState | None:
         return self._states.get(spec_id(spec, self.toolchain))
@@ -188,6 +230,7 @@ class Environments:
 
     def _build(self, sid: str, spec: EnvironmentSpec) -> None:
         started = time.monotonic()
+        wall_started = time.time()
 
         def on_phase(phase: BuildPhase) -> None:
             with self._guard:
@@ -198,8 +241,15 @@ class Environments:
         built: BuiltEnvironment | None = None
         error: str | None = None
         try:
+            lock = self._fleet_lock(sid, spec, on_phase)
             built = build(
-                spec, self.cache, self.toolchain, self.limits, on_phase, lock_key=self._lock_key
+                spec,
+                self.cache,
+                self.toolchain,
+                self.limits,
+                on_phase,
+                lock_key=self._lock_key,
+                lock=lock,
             )
             self.cache.remember(sid, built.key)
         except BuildFailed as failed:
@@ -214,7 +264,9 @@ class Environments:
             if built is not None and built.key not in self._in_use:
                 self._unused_since[built.key] = finished  # a grace period before first use
                 self._fresh.add(built.key)
-        if built is not None:
+        if built is not None and built.created_at < wall_started:
+            logger.info("Environment %s was built already (%s)", built.key, spec.summary())
+        elif built is not None:
             logger.info(
                 "Environment %s ready in %.1f s (%s)", built.key, finished - started, spec.summary()
             )
@@ -224,6 +276,52 @@ class Environments:
             self.on_build(spec, state)
         if self.on_change is not None:
             self.on_change()
+
+    def _fleet_lock(
+        self, sid: str, spec: EnvironmentSpec, on_phase: Callable[[BuildPhase], None]
+    ) -> str | None:
+        """The lock to build: the one the book recorded, or this instance's, recorded now.
+
+        None (resolve in the build) without a book, or for a pylock.toml (built as given). An
+        unreachable registry does not stop the build: it resolves here, unrecorded.
+        """
+        if self.book is None or spec.format == "pylock.toml":
+            return None
+        python_version = self.toolchain.python_version
+        try:
+            lock = self.book.recorded_lock(spec, python_version)
+        except Exception as exc:  # noqa: BLE001 - build without the fleet's record
+            logger.warning("Could not read the recorded lock (%s): %s", spec.summary(), exc)
+            return None
+        if lock is not None:
+            logger.info(
+                "Environment (%s): building the lock recorded in the registry", spec.summary()
+            )
+        else:
+            lock = self._local_lock(sid, spec)
+            if lock is None:
+                on_phase(BuildPhase.RESOLVING)
+                logger.info("Resolving requirements (%s)", spec.summary())
+                deadline = time.monotonic() + self.limits.timeout
+                self.cache.root.mkdir(parents=True, exist_ok=True)  # uv runs in it
+                lock = resolve(spec, self.cache, self.toolchain, deadline)
+        key = environment_key(lock, python_version)
+        try:
+            return self.book.record_lock(spec, python_version, lock, key)
+        except Exception as exc:  # noqa: BLE001 - the build goes on with this resolution
+            logger.warning("Could not record the lock (%s): %s", spec.summary(), exc)
+            return lock
+
+    def _local_lock(self, sid: str, spec: EnvironmentSpec) -> str | None:
+        """The lock of this spec's environment built here before, if there is one."""
+        key = self.cache.key_of(sid)
+        built = self.cache.find(key) if key is not None else None
+        if built is None:
+            return None
+        try:
+            return (built.path / lock_file_name(spec)).read_text("utf-8")
+        except OSError:
+            return None
 
     @contextmanager
     def _lock_key(self, key: str) -> Iterator[None]:

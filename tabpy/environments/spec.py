@@ -24,6 +24,8 @@ __all__ = [
     "EnvironmentSpec",
     "LockFormat",
     "parse_spec",
+    "stored_locks",
+    "with_lock",
 ]
 
 LockFormat = Literal["uv.lock", "pylock.toml", "requirements.txt"]
@@ -63,8 +65,15 @@ class EnvironmentSpec:
 
     @classmethod
     def from_text(cls, text: str) -> EnvironmentSpec:
-        """A spec read back from the registry (it was validated when deployed)."""
-        return parse_spec(json.loads(text))
+        """A spec read back from the registry (it was validated when deployed).
+
+        The column holds the spec as deployed, or, once resolved, the spec with its locks
+        (:func:`stored_locks`); either reads back as the spec alone.
+        """
+        value = json.loads(text)
+        if isinstance(value, dict) and _KEY_DEPLOYED in value:
+            value = value[_KEY_DEPLOYED]
+        return parse_spec(value)
 
     def summary(self) -> str:
         """One line for logs and the status page."""
@@ -79,6 +88,29 @@ class EnvironmentSpec:
         if self.format == "uv.lock":
             return uv_lock_requirements(self.lock)
         return self.lock
+
+
+#: The keys of the registry's column once a spec is resolved: the spec as deployed, and its
+#: locks, one per Python version (``{"3.12.3": {"lock": "<text>", "key": "<sha256>"}}``).
+_KEY_DEPLOYED = "spec"
+_KEY_LOCKS = "locks"
+
+
+def stored_locks(text: str) -> dict[str, dict[str, str]]:
+    """The locks recorded in a version's column value: Python version -> lock and key."""
+    value = json.loads(text)
+    if not isinstance(value, dict) or _KEY_DEPLOYED not in value:
+        return {}
+    locks = value.get(_KEY_LOCKS)
+    return dict(locks) if isinstance(locks, dict) else {}
+
+
+def with_lock(text: str, python_version: str, lock: str, key: str) -> str:
+    """A version's column value with the lock ``python_version`` resolved to added."""
+    spec = EnvironmentSpec.from_text(text)
+    locks = {**stored_locks(text), python_version: {"lock": lock, "key": key}}
+    value = {_KEY_DEPLOYED: spec.as_json(), _KEY_LOCKS: locks}
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_spec(value: Any) -> EnvironmentSpec:

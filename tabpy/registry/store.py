@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tabpy.environments.spec import EnvironmentSpec
+from tabpy.environments.spec import EnvironmentSpec, stored_locks, with_lock
 from tabpy.errors import PermissionDenied
 from tabpy.registry import audit, grants
 from tabpy.registry.audit import Action, Actor, AuditEntry, AuditQuery, Outcome
@@ -312,6 +312,46 @@ class Registry:
             return endpoint, "removed with every version"
 
         self._change(actor, "delete", name, change)
+
+    # --- environments' locks ----------------------------------------------------------------
+
+    def recorded_lock(self, spec: EnvironmentSpec, python_version: str) -> str | None:
+        """The lock ``spec`` resolved to for ``python_version``, if an instance recorded one.
+
+        A lock is recorded with every version whose environment is ``spec``: the first
+        resolution anywhere in the fleet is the one every instance builds.
+        """
+        with unavailable_errors(), self.engine.connect() as conn:
+            return _recorded_lock(conn, spec.to_text(), python_version)
+
+    def record_lock(self, spec: EnvironmentSpec, python_version: str, lock: str, key: str) -> str:
+        """Record ``lock`` for ``spec`` unless one is recorded already; the one that stands.
+
+        One transaction, which changes only the versions' environment column: no revision,
+        version or modification time moves, so no instance or client sees an endpoint change.
+        """
+        text = spec.to_text()
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(
+                    versions_table.c.name, versions_table.c.version, versions_table.c.environment
+                )
+                .where(versions_table.c.environment.is_not(None))
+                .with_for_update()
+            ).all()
+            matching = [row for row in rows if _same_spec(row.environment, text)]
+            standing, key = _recorded_lock_in(matching, python_version) or (lock, key)
+            for row in matching:
+                if python_version in stored_locks(row.environment):
+                    continue
+                conn.execute(
+                    sa.update(versions_table)
+                    .where(
+                        versions_table.c.name == row.name, versions_table.c.version == row.version
+                    )
+                    .values(environment=with_lock(row.environment, python_version, standing, key))
+                )
+            return standing
 
     # --- who may do what -------------------------------------------------------------------
 
@@ -743,6 +783,32 @@ def _version(row: Any, current: int) -> Version:
         current=row.version == current,
         environment=_spec(row.environment),
     )
+
+
+def _same_spec(stored: str, spec_text: str) -> bool:
+    try:
+        return EnvironmentSpec.from_text(stored).to_text() == spec_text
+    except Exception:  # noqa: BLE001 - a value this code cannot read is not this spec
+        return False
+
+
+def _recorded_lock_in(rows: list[Any], python_version: str) -> tuple[str, str] | None:
+    """The first recorded (lock, key) for ``python_version`` among ``rows``."""
+    for row in rows:
+        recorded = stored_locks(row.environment).get(python_version)
+        if recorded is not None and isinstance(recorded.get("lock"), str):
+            return str(recorded["lock"]), str(recorded.get("key", ""))
+    return None
+
+
+def _recorded_lock(conn: Connection, spec_text: str, python_version: str) -> str | None:
+    rows = conn.execute(
+        sa.select(versions_table.c.environment).where(versions_table.c.environment.is_not(None))
+    ).all()
+    found = _recorded_lock_in(
+        [r for r in rows if _same_spec(r.environment, spec_text)], python_version
+    )
+    return None if found is None else found[0]
 
 
 def _spec(text: str | None) -> EnvironmentSpec | None:

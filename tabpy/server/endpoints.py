@@ -22,7 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tabpy.errors import InvalidRequest
+from tabpy.errors import InvalidRequest, NotSupported
 from tabpy.registry.deploy_request import DeployRequest, Source, parse_rollback, read_staged
 from tabpy.registry.endpoint import Endpoint
 from tabpy.registry.grants import AccessChange, EndpointAccess
@@ -119,6 +119,22 @@ class Endpoints:
         body = [version.info() for version in history]
         return RawResponse(encode_json(body), 200, JSON)
 
+    def _require_environments(self) -> None:
+        """Refuse ``requirements`` now (501) on a server that cannot build environments.
+
+        Accepted, the version would only fail later as ``LoadFailed``; a refusal at deploy
+        names the fix while the deployer is there, and changes nothing in the registry.
+        """
+        environments = self.context.catalog.environments
+        reason = (
+            "This server does not build environments. Install the envs extra "
+            "(pip install 'tabpyx[envs]') and restart the server, or deploy without requirements."
+            if environments is None
+            else environments.unavailable()
+        )
+        if reason is not None:
+            raise NotSupported(reason)
+
     async def _body(self, request: Request) -> dict[str, object]:
         settings = self.context.settings
         return await read_json_object(
@@ -128,6 +144,8 @@ class Endpoints:
     async def _deploy(
         self, request: Request, deploy: DeployRequest, access: AccessChange
     ) -> Endpoint:
+        if deploy.environment is not None:
+            self._require_environments()
         actor = actor_of(request.scope, principal_of(request))
         authorize = None if deploy.creates else self._owner_check(request, deploy.name, "update it")
         async with self._lock:

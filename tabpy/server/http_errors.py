@@ -24,6 +24,7 @@ from tabpy.errors import (
     InvalidRequest,
     NotAuthenticated,
     NotFound,
+    NotSupported,
     PayloadTooLarge,
     PermissionDenied,
     ScriptsDisabled,
@@ -65,6 +66,7 @@ _STATUS: dict[type[TabPyError], int] = {
     PayloadTooLarge: 413,
     TooManyFailures: 429,
     ExecutionFailed: 500,
+    NotSupported: 501,
     ServiceUnavailable: 503,
 }
 

@@ -185,6 +185,10 @@ def _deployed(status: str, what: str) -> Object:
 
 
 _NOT_DEPLOYED = error("No endpoint has this name.")
+_NO_ENVIRONMENTS = error(
+    "The body has `requirements`, but this server cannot build environments (uv, from the envs "
+    "extra, is not installed); `message` names the fix. Nothing was deployed."
+)
 _ADMINS_ONLY = error("The caller is not an admin (with TABPY_AUTHZ on); `message` says so.")
 _NAMES: Object = {"type": "array", "items": {"type": "string"}}
 _ACCESS: Object = {
@@ -315,6 +319,7 @@ OPERATIONS: tuple[Operation, ...] = (
                     " Also: the name is taken, invalid or too long, or the object was never "
                     "uploaded, or `src_path` is outside the upload destination."
                 ),
+                "501": _NO_ENVIRONMENTS,
             }
         ),
         lambda settings: _body("CreateRequest", "The new endpoint." + _gzip_note(settings)),
@@ -367,6 +372,7 @@ OPERATIONS: tuple[Operation, ...] = (
                     "destination."
                 ),
                 "404": _NOT_DEPLOYED,
+                "501": _NO_ENVIRONMENTS,
             }
         ),
         lambda settings: _body("UpdateRequest", "The fields to change." + _gzip_note(settings)),

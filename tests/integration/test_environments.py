@@ -9,13 +9,14 @@ the deploy and build side: the spec, the cache, the states, restarts and rollbac
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import deploy_raw, pickled
+from deploy_support import deploy_raw, pickled, upload
 from live_server import ServerProcess, wait_for
 
 from tabpy.tabpy_tools.client import Client
@@ -301,3 +302,34 @@ def test_unused_environments_are_collected_after_the_grace_period(launch: Any) -
         and remaining[0].name == status_of(server, "model")["environment"]["key"]
     )
     assert answer(server, "model") == 2
+
+
+def test_a_server_without_uv_refuses_requirements_at_deploy_naming_the_fix(
+    tmp_path: Path, launch: Any
+) -> None:
+    # The envs extra not installed: a ``uv`` package that cannot be imported, first on the
+    # server's path (the server looks uv up by importing it; nothing in tabpy is changed).
+    shadow = tmp_path / "no-uv" / "uv"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('uv is not installed here')\n")
+    path = os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")]))
+    server = launch({"TABPY_WORKERS": "1"}, env={"PYTHONPATH": path})
+
+    refused = deploy_raw(server.http, "needs_six", pickled(one), requirements=SIX_NEW)
+    assert refused.status_code == 501, refused.text
+    assert "pip install 'tabpyx[envs]'" in refused.json()["message"]
+    assert server.http.get("/endpoints").json() == {}  # nothing was deployed
+
+    # An update asking for an environment is refused the same way; the version stays.
+    assert deploy_raw(server.http, "plain", pickled(one)).status_code == 201
+    update = server.http.put(
+        "/endpoints/plain",
+        json={
+            "artifact": upload(server.http, pickled(two)),
+            "should_update_version": True,
+            "requirements": SIX_NEW,
+        },
+    )
+    assert update.status_code == 501, update.text
+    assert server.http.get("/endpoints/plain").json()["version"] == 1
+    assert len(server.http.get("/endpoints/plain/versions").json()) == 1

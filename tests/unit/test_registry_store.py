@@ -160,3 +160,34 @@ def test_a_server_database_gets_a_pool_of_two_connections_and_the_file_password(
         assert "from file" not in repr(engine.url)
     finally:
         engine.dispose()
+
+
+def test_the_first_recorded_lock_of_a_spec_stands_and_changes_nothing_clients_see(
+    registry: Registry,
+) -> None:
+    from tabpy.environments.spec import parse_spec
+
+    spec = parse_spec(["six"])
+    create(registry, "plain", b"p")
+    first = create(registry, "a", b"a1", requirements=["six"])
+    create(registry, "b", b"b1", requirements=["six==1.16.0"])  # another spec
+    revision, before = registry.revision(), registry.snapshot()[1]
+    assert registry.recorded_lock(spec, "3.12.1") is None
+
+    assert registry.record_lock(spec, "3.12.1", "six==1.16.0\n", "k1") == "six==1.16.0\n"
+    # A later resolution (elsewhere, after a release) loses to the recorded one.
+    assert registry.record_lock(spec, "3.12.1", "six==1.17.0\n", "k2") == "six==1.16.0\n"
+    assert registry.recorded_lock(spec, "3.12.1") == "six==1.16.0\n"
+    assert registry.recorded_lock(spec, "3.11.9") is None  # each Python resolves on its own
+    assert registry.recorded_lock(parse_spec(["six==1.16.0"]), "3.12.1") is None
+
+    # Nothing an instance polls or a client reads moved.
+    assert registry.revision() == revision
+    assert registry.snapshot()[1] == before
+    assert registry.get("a").info() == first.info()
+    assert registry.get("a").environment == spec
+    # A new version of the same spec, and a rollback, find the recorded lock.
+    update(registry, "a", b"a2", requirements=["six"])
+    registry.rollback("a", 1)
+    assert registry.recorded_lock(spec, "3.12.1") == "six==1.16.0\n"
+    assert [v.environment for v in registry.versions("a")] == [spec, spec, spec]
