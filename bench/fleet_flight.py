@@ -81,10 +81,14 @@ def main() -> None:
         b = start(directory, "b", passwords, internal)
         try:
             wait_for(
-                lambda: sum(
-                    1 for m in a.http.get("/status?members=1").json()["members"] if m["flight_url"]
-                )
-                == 2,
+                lambda: (
+                    sum(
+                        1
+                        for m in a.http.get("/status?members=1").json()["members"]
+                        if m["flight_url"]
+                    )
+                    == 2
+                ),
                 10,
                 "both members",
             )

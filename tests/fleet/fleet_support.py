@@ -43,6 +43,7 @@ from tests.integration.live_server import (
     wait_for,
     write_config,
 )
+from tests.nginx_support import write_main_config
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET_CONF = REPO / "deploy" / "nginx" / "fleet.conf"
@@ -259,26 +260,7 @@ class Nginx:
         directory = self.directory
         directory.chmod(0o755)  # nginx's workers run unprivileged when we are root
         (directory / "site.conf").write_text(self.site(), encoding="utf-8")
-        temp = directory / "temp"
-        temp.mkdir(mode=0o777)
-        temp.chmod(0o777)
-        (directory / "nginx.conf").write_text(
-            f"""
-pid {directory}/nginx.pid;
-error_log {directory}/error.log notice;
-worker_processes 1;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {directory}/site.conf;
-}}
-""",
-            encoding="utf-8",
-        )
+        write_main_config(directory, connections=1024)
         command = [self.binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]
         check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stderr

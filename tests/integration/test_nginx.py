@@ -24,6 +24,7 @@ from security_support import Authority, write_pair
 
 from tabpy.config import DEFAULT_PORT
 from tests.components import NGINX, missing
+from tests.nginx_support import write_main_config
 
 pytestmark = pytest.mark.nginx
 
@@ -71,25 +72,7 @@ def nginx(tabpy: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Ite
         assert documented in site, f"docs/nginx-tabpy.conf no longer contains {documented!r}"
         site = site.replace(documented, local)
     (directory / "site.conf").write_text(site, encoding="utf-8")
-    temp = directory / "temp"
-    temp.mkdir(mode=0o777)
-    temp.chmod(0o777)
-    main = f"""
-pid {directory}/nginx.pid;
-error_log {directory}/error.log notice;
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    access_log off;
-    include {directory}/site.conf;
-}}
-"""
-    (directory / "nginx.conf").write_text(main, encoding="utf-8")
+    write_main_config(directory, connections=64, access_log=False)
     command = [binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]
     check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr

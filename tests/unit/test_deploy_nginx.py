@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tabpy.config import DEFAULT_ARROWFLIGHT_PORT, DEFAULT_EVALUATE_TIMEOUT, DEFAULT_PORT
+from tests.nginx_support import write_main_config
 from tests.unit.deploy_checks import FLEET_NGINX, find_tool, run, server_routes, stub_server
 
 # The routes whose requests nginx may send to a second instance.
@@ -185,24 +186,7 @@ def local_fleet_config(directory: Path, http: list[int], flight: list[int]) -> t
         site = site.replace(documented, local)
     assert not re.search(r"tabpy\d:", site), "an instance address was left unreplaced"
     (directory / "site.conf").write_text(site, encoding="utf-8")
-    temp = directory / "temp"
-    temp.mkdir(mode=0o777)
-    temp.chmod(0o777)  # nginx's workers run as an unprivileged user when we are root
-    paths = " ".join(f"{kind}_temp_path {temp}/{kind};" for kind in ("fastcgi", "uwsgi", "scgi"))
-    main = f"""
-pid {directory}/nginx.pid;
-error_log {directory}/error.log notice;
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    {paths}
-    include {directory}/site.conf;
-}}
-"""
-    (directory / "nginx.conf").write_text(main, encoding="utf-8")
-    return directory / "nginx.conf", ports
+    return write_main_config(directory, connections=64), ports
 
 
 @contextlib.contextmanager
