@@ -41,8 +41,8 @@ def test_a_peer_failing_part_way_is_a_transfer_failure_and_frees_what_arrived() 
     store = TableStore(64 * 1024 * 1024, 60)
     table = pa.table({"a": list(range(1000))})
     with pytest.raises(TransferFailed) as failed:
-        _receive("grpc+tcp://b:13622", BrokenStream(table), store, path_key("p"))
-    assert "grpc+tcp://b:13622" in failed.value.message
+        _receive("grpc+tcp://b:47113", BrokenStream(table), store, path_key("p"))
+    assert "grpc+tcp://b:47113" in failed.value.message
     assert failed.value.retry_after == 1
     assert store.used == 0 and len(store) == 0
 
