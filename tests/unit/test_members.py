@@ -35,7 +35,7 @@ def member(instance_id: str, at: int, loaded: Loaded | None = None) -> Member:
     return Member(
         instance_id,
         f"http://{instance_id}:47112",
-        f"grpc+tcp://{instance_id}:13622" if instance_id != "no-flight" else None,
+        f"grpc+tcp://{instance_id}:47113" if instance_id != "no-flight" else None,
         "3.0.0",
         started_at=at - 1000,
         heartbeat_at=at,
