@@ -9,6 +9,7 @@ without uv skips these tests, and CI (``CI=true``) fails them: see ``tests/compo
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,18 @@ def build_environment(directory: Path, *requirements: str) -> Interpreter:
     install_worker_runtime(str(python))
     key = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
     return Interpreter(key=key, python=str(python))
+
+
+def default_six() -> str | None:
+    """The version of six in the server's own environment, or None if it has none.
+
+    The tests pin six in their environments; whether the server's environment has it too
+    depends on what else is installed (python-dateutil needs it), so they ask.
+    """
+    try:
+        return importlib.metadata.version("six")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _run(command: list[str]) -> None:
