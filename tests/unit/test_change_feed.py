@@ -85,7 +85,14 @@ def test_notifications_and_reconnections_reach_subscribers(
 
 
 def test_a_failing_subscriber_does_not_silence_the_others() -> None:
-    feed = ChangeFeed(lambda: FakeConnection([["endpoints"]], stays=True))
+    subscribed = threading.Event()
+
+    def connect() -> FakeConnection:
+        # The first subscription starts the feed: connect once both are in.
+        subscribed.wait(5)
+        return FakeConnection([["endpoints"]], stays=True)
+
+    feed = ChangeFeed(connect)
     told: list[str] = []
 
     def broken(topic: str) -> None:
@@ -93,6 +100,7 @@ def test_a_failing_subscriber_does_not_silence_the_others() -> None:
 
     feed.subscribe(broken)
     feed.subscribe(told.append)
+    subscribed.set()
     wait_until(lambda: "endpoints" in told)
     feed.close()
 
