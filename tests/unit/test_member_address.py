@@ -52,10 +52,10 @@ def test_advertised_settings_win_over_the_bound_address(tmp_path: Path) -> None:
         {
             "TABPY_STATE_PATH": str(tmp_path),
             "TABPY_BIND_ADDRESS": "10.0.0.7",
-            "TABPY_ADVERTISE_URL": "http://tabpy-a.example:9004",
-            "TABPY_ADVERTISE_FLIGHT": "grpc+tcp://tabpy-a.example:13622",
+            "TABPY_ADVERTISE_URL": "http://tabpy-a.example:47112",
+            "TABPY_ADVERTISE_FLIGHT": "grpc+tcp://tabpy-a.example:47113",
         },
     )
     address = member_address(settings, cast(Any, types.SimpleNamespace(port=5000)))
-    assert address.http_url == "http://tabpy-a.example:9004"
-    assert address.flight_url() == "grpc+tcp://tabpy-a.example:13622"
+    assert address.http_url == "http://tabpy-a.example:47112"
+    assert address.flight_url() == "grpc+tcp://tabpy-a.example:47113"
