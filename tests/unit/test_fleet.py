@@ -32,7 +32,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 def make_fleet(registry: Registry, catalog: FakeCatalog, flight: str | None = None) -> Fleet:
-    address = MemberAddress("me", "http://me:9004", lambda: flight, "3.0.0")
+    address = MemberAddress("me", "http://me:47112", lambda: flight, "3.0.0")
     return Fleet(registry.engine, catalog, address, 0.2)  # type: ignore[arg-type]
 
 
@@ -52,7 +52,7 @@ def test_start_registers_and_close_leaves(registry: Registry) -> None:
     catalog = FakeCatalog(3, {"f": LoadState(2, "model", LoadStatus.SUCCESSFUL)})
 
     async def scenario() -> list[Member]:
-        fleet = make_fleet(registry, catalog, "grpc+tcp://me:13622")
+        fleet = make_fleet(registry, catalog, "grpc+tcp://me:47113")
         await fleet.start()
         found = fleet.read_members()
         await fleet.close()
@@ -61,7 +61,7 @@ def test_start_registers_and_close_leaves(registry: Registry) -> None:
     [me] = run(scenario())
     assert (me.instance_id, me.flight_url, me.loaded) == (
         "me",
-        "grpc+tcp://me:13622",
+        "grpc+tcp://me:47113",
         Loaded(3, {"f": (2, "LoadSuccessful")}),
     )
     assert members.live_members(registry.engine, 10_000) == []

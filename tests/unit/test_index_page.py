@@ -257,12 +257,12 @@ def test_the_fleet_members_are_listed_with_what_each_loaded(
     me = context.fleet.instance_id
     context.fleet.members = [
         Member(
-            me, "http://me:9004", None, "3.0.0", now, now, Loaded(3, {"add": (2, "LoadSuccessful")})
+            me, "http://me:47112", None, "3.0.0", now, now, Loaded(3, {"add": (2, "LoadSuccessful")})
         ),
         Member(
             "web-<2>",
-            "http://web-2:9004",
-            "grpc+tcp://web-2:13622",
+            "http://web-2:47112",
+            "grpc+tcp://web-2:47113",
             "3.0.0",
             now,
             now - 2500,
@@ -274,4 +274,4 @@ def test_the_fleet_members_are_listed_with_what_each_loaded(
     assert f"{html.escape(me)} (this one)" in page
     assert "web-&lt;2&gt;" in page and "web-<2>" not in page
     assert "0 of 2 endpoints loaded" in page and "1 of 1 endpoints loaded" in page
-    assert "last heartbeat 2.5 s ago" in page and "Flight grpc+tcp://web-2:13622" in page
+    assert "last heartbeat 2.5 s ago" in page and "Flight grpc+tcp://web-2:47113" in page
