@@ -32,6 +32,7 @@ from typing import Any
 import cloudpickle
 import httpx
 
+from tabpy.config import DEFAULT_ARROWFLIGHT_PORT, DEFAULT_PORT
 from tabpy.tabpy_tools.custom_query_object import CustomQueryObject
 from tests.components import FLEET, missing
 from tests.integration.live_server import (
@@ -49,8 +50,9 @@ REPO = Path(__file__).resolve().parents[2]
 FLEET_CONF = REPO / "deploy" / "nginx" / "fleet.conf"
 #: What fleet.conf calls the instances, in order, and its two listening lines.
 CONF_HOSTS = ("tabpy1", "tabpy2", "tabpy3")
-CONF_HTTP_LISTEN = "listen 9004;"
-CONF_FLIGHT_LISTEN = "listen 13622 http2;"
+#: The shipped config uses the servers' default ports, which the tests replace by ephemeral ones.
+CONF_HTTP_LISTEN = f"listen {DEFAULT_PORT};"
+CONF_FLIGHT_LISTEN = f"listen {DEFAULT_ARROWFLIGHT_PORT} http2;"
 CONF_ACCESS_LOG = "/var/log/nginx/access.log"
 #: What an instance logs once its Flight listener is up (``TABPY_ARROW_ENABLE``).
 FLIGHT_LINE = re.compile(r"Arrow Flight listening on port (\d+)")
@@ -248,10 +250,12 @@ class Nginx:
         for documented in (*CONF_HOSTS, CONF_HTTP_LISTEN, CONF_FLIGHT_LISTEN, CONF_ACCESS_LOG):
             assert documented in text, f"deploy/nginx/fleet.conf no longer has {documented!r}"
         for host, instance in zip(CONF_HOSTS, self.instances, strict=True):
-            text = text.replace(f"{host}:9004", f"{instance.address}:{instance.port}")
+            text = text.replace(f"{host}:{DEFAULT_PORT}", f"{instance.address}:{instance.port}")
             # Without Flight, an address that refuses connections keeps the upstream valid.
             flight = instance.flight_port or 1
-            text = text.replace(f"{host}:13622", f"{instance.address}:{flight}")
+            text = text.replace(
+                f"{host}:{DEFAULT_ARROWFLIGHT_PORT}", f"{instance.address}:{flight}"
+            )
         text = text.replace(CONF_HTTP_LISTEN, f"listen 127.0.0.1:{self.port};")
         text = text.replace(CONF_FLIGHT_LISTEN, f"listen 127.0.0.1:{self.flight_port} http2;")
         return text.replace(CONF_ACCESS_LOG, str(self.directory / "access.log"))

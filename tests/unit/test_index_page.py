@@ -257,7 +257,13 @@ def test_the_fleet_members_are_listed_with_what_each_loaded(
     me = context.fleet.instance_id
     context.fleet.members = [
         Member(
-            me, "http://me:47112", None, "3.0.0", now, now, Loaded(3, {"add": (2, "LoadSuccessful")})
+            me,
+            "http://me:47112",
+            None,
+            "3.0.0",
+            now,
+            now,
+            Loaded(3, {"add": (2, "LoadSuccessful")}),
         ),
         Member(
             "web-<2>",
