@@ -27,6 +27,20 @@ PREP = ("prep", "Pr3p!flow")
 INTERNAL_PASSWORD = "int3rnal-s3cret"
 
 
+def member_settings(tmp_path: Path, name: str, passwords: Path) -> dict[str, str]:
+    """One member of a fleet on a shared SQLite registry, with Flight and Basic auth."""
+    return {
+        "TABPY_REGISTRY_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+        "TABPY_INSTANCE_ID": name,
+        "TABPY_MEMBER_HEARTBEAT_SECONDS": "0.3",
+        "TABPY_WORKERS": "1",
+        "TABPY_ARROW_ENABLE": "true",
+        "TABPY_ARROWFLIGHT_PORT": "0",
+        "TABPY_ARROW_BIND_ADDRESS": "127.0.0.1",
+        "TABPY_PWD_FILE": str(passwords),
+    }
+
+
 @pytest.fixture
 def fleet(
     launch: Callable[..., ServerProcess], tmp_path: Path
@@ -38,14 +52,7 @@ def fleet(
     servers = {}
     for name in ("a", "b", "c"):
         settings = {
-            "TABPY_REGISTRY_URL": f"sqlite:///{tmp_path / 'shared.db'}",
-            "TABPY_INSTANCE_ID": name,
-            "TABPY_MEMBER_HEARTBEAT_SECONDS": "0.3",
-            "TABPY_WORKERS": "1",
-            "TABPY_ARROW_ENABLE": "true",
-            "TABPY_ARROWFLIGHT_PORT": "0",
-            "TABPY_ARROW_BIND_ADDRESS": "127.0.0.1",
-            "TABPY_PWD_FILE": str(passwords),
+            **member_settings(tmp_path, name, passwords),
             "TABPY_INTERNAL_CREDENTIALS_FILE": str(internal),
         }
         servers[name] = launch(settings, client={"auth": PREP})
@@ -126,14 +133,7 @@ def test_without_internal_credentials_the_owner_refuses_and_says_why(
     servers = []
     for name in ("a", "b"):
         settings = {
-            "TABPY_REGISTRY_URL": f"sqlite:///{tmp_path / 'shared.db'}",
-            "TABPY_INSTANCE_ID": name,
-            "TABPY_MEMBER_HEARTBEAT_SECONDS": "0.3",
-            "TABPY_WORKERS": "1",
-            "TABPY_ARROW_ENABLE": "true",
-            "TABPY_ARROWFLIGHT_PORT": "0",
-            "TABPY_ARROW_BIND_ADDRESS": "127.0.0.1",
-            "TABPY_PWD_FILE": str(passwords),
+            **member_settings(tmp_path, name, passwords),
         }
         servers.append(launch(settings, client={"auth": PREP}))
     a, b = servers
