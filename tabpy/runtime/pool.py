@@ -30,7 +30,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -41,6 +40,7 @@ from tabpy.errors import MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
 from tabpy.runtime.containment import Containment, ContainmentMode, choose_containment
 from tabpy.runtime.directory import Deployed, EndpointDirectory
 from tabpy.runtime.environments import Interpreter
+from tabpy.runtime.handoff import Deadline, IdleWorkers
 from tabpy.runtime.launchers import ForkServerLauncher, Launcher, WorkerProcess
 from tabpy.runtime.outcomes import raise_for_outcome
 from tabpy.runtime.protocol import (
@@ -242,26 +242,6 @@ class Channel(asyncio.BufferedProtocol):
             self.on_lost()
 
 
-async def _by(
-    getting: Awaitable[Worker], deadline: float, loop: asyncio.AbstractEventLoop
-) -> Worker:
-    """``await getting``, or TimeoutError at ``deadline`` (the loop's clock).
-
-    Python 3.11's ``timeout_at`` cancels the waiting task itself; ``wait_for`` (3.10) wraps the
-    wait in a task of its own, which, with every worker busy, was a task per request.
-    """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout_at(deadline):
-            return await getting
-    return await asyncio.wait_for(getting, deadline - loop.time())
-
-
-def _expire(waiter: asyncio.Future[Reply]) -> None:
-    """The job's deadline passed: fail its reply future (the pool then replaces the worker)."""
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
 class Worker:
     def __init__(self, process: WorkerProcess, channel: Channel, containment: Containment) -> None:
         self.process = process
@@ -422,7 +402,7 @@ class WorkerPool:
         self.restarts: collections.Counter[RestartCause] = collections.Counter()
         self.launcher: Launcher = ForkServerLauncher() if launcher is None else launcher
         self._owns_containment = containment is None
-        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._idle: IdleWorkers[Worker] = IdleWorkers()
         self._workers: set[Worker] = set()
         self._spares: collections.deque[Worker] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -469,51 +449,53 @@ class WorkerPool:
 
     async def _submit(self, job: Job) -> Reply:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.timeout
-        worker = await self._acquire(deadline, job.principal)
-        # One loop timer per job rather than asyncio.wait_for, which wraps the reply in a task
-        # of its own: a reply that comes too late finds its future already failed and is dropped.
-        timer: asyncio.TimerHandle | None = None
+        deadline = Deadline(loop, loop.time() + self.options.timeout)
         try:
-            waiter = worker.call(job, self.directory)
-            timer = loop.call_at(deadline, _expire, waiter)
-            reply = await waiter
-        except _TIMEOUTS:
-            self._discard(worker, RestartCause.TIMEOUT)
-            raise ScriptTimeout(self.timeout_text) from None
-        except WorkerGone:
-            await self._reap(worker)
-            self._discard(worker, RestartCause.CRASH)
-            raise WorkerCrashed(
-                "WorkerCrashed : the worker process running this script died "
-                f"({worker.exit_description()}); it has been replaced"
-            ) from None
-        except BaseException:
-            # Cancelled mid-job: the worker's state is unknown, so replace it.
-            self._discard(worker, RestartCause.CANCELLED)
-            raise
+            worker = await self._acquire(deadline, job.principal)
+            if deadline.passed:
+                # Late already (the worker came in the instant the deadline passed): the
+                # worker has not started anything, so it stays.
+                self._idle.put_nowait(worker)
+                raise ScriptTimeout(self.timeout_text)
+            # A reply that comes too late finds its future already failed and is dropped.
+            waiter = deadline.awaiting = worker.call(job, self.directory)
+            try:
+                reply = await waiter
+            except _TIMEOUTS:
+                self._discard(worker, RestartCause.TIMEOUT)
+                raise ScriptTimeout(self.timeout_text) from None
+            except WorkerGone:
+                await self._reap(worker)
+                self._discard(worker, RestartCause.CRASH)
+                raise WorkerCrashed(
+                    "WorkerCrashed : the worker process running this script died "
+                    f"({worker.exit_description()}); it has been replaced"
+                ) from None
+            except BaseException:
+                # Cancelled mid-job: the worker's state is unknown, so replace it.
+                self._discard(worker, RestartCause.CANCELLED)
+                raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            deadline.cancel()
         if reply.outcome is Outcome.MEMORY_EXCEEDED:
             self._discard(worker, RestartCause.MEMORY)
             raise MemoryLimitExceeded(str(reply.info))
         self._idle.put_nowait(worker)
         return raise_for_outcome(reply)
 
-    async def _acquire(self, deadline: float, principal: str) -> Worker:
+    async def _acquire(self, deadline: Deadline, principal: str) -> Worker:
         loop = asyncio.get_running_loop()
         isolate = self.options.isolate_callers
         while True:
             if self._idle.empty():
                 try:
-                    worker = await _by(self._idle.get(), deadline, loop)
-                except _TIMEOUTS:
+                    worker = await self._before(deadline, self._idle.wait(loop))
+                except ScriptTimeout:
                     if self.start_failure is not None and not self._workers:
                         raise WorkerCrashed(
                             f"WorkerCrashed : no worker process could start ({self.start_failure})"
                         ) from None
-                    raise ScriptTimeout(self.timeout_text) from None
+                    raise
             else:
                 worker = self._idle.get_nowait()
             if worker not in self._workers:  # skip workers that died while idle
@@ -522,12 +504,19 @@ class WorkerPool:
                 return worker
             chosen = self._select(worker, principal)
             if isinstance(chosen, asyncio.Future):
-                try:
-                    chosen = await asyncio.wait_for(chosen, max(deadline - loop.time(), 0))
-                except _TIMEOUTS:
-                    raise ScriptTimeout(self.timeout_text) from None
+                chosen = await self._before(deadline, chosen)
             chosen.principal = principal
             return chosen
+
+    async def _before(self, deadline: Deadline, getting: asyncio.Future[Worker]) -> Worker:
+        """``await getting``, or ScriptTimeout when the job's deadline passes first."""
+        deadline.awaiting = getting
+        try:
+            return await getting
+        except _TIMEOUTS:
+            raise ScriptTimeout(self.timeout_text) from None
+        finally:
+            deadline.awaiting = None
 
     def _select(self, first: Worker, principal: str) -> Worker | asyncio.Future[Worker]:
         """An idle worker for ``principal``: its own, else a clean one, else a recycled one.

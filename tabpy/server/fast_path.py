@@ -14,8 +14,9 @@ log and metrics of :class:`~tabpy.server.observe.Observe`, :meth:`AuthMiddleware
 (authentication, ``TABPY_AUTHZ`` roles and callers, the call log), the route's own
 ``answer``, the error mapping of :mod:`tabpy.server.http_errors` (refusals that come before the
 route's work go without CORS headers) and the CORS headers. The response messages are the ones
-the full stack sends, header for header, so uvicorn writes the same bytes. The headers are read
-in one pass over the request's header list.
+the full stack sends, header for header, so uvicorn writes the same bytes; under the bounded
+protocol they are written in one step, with the same bytes (:mod:`tabpy.server.whole_response`).
+The headers are read in one pass over the request's header list.
 
 Everything else goes to the full application unchanged: other paths, other methods (a 405,
 ``OPTIONS`` preflights), the lifespan, and every request when a ``Subdirectory`` prefix is
@@ -50,6 +51,7 @@ from tabpy.server.http_errors import (
 from tabpy.server.observe import REQUEST_ID_KEY, SANE_ID, Observe
 from tabpy.server.proxy_headers import ProxyHeaders
 from tabpy.server.responses import RawResponse
+from tabpy.server.whole_response import WHOLE_RESPONSE
 
 __all__ = ["FastPath"]
 
@@ -160,8 +162,10 @@ class FastPath:
                 headers = [*headers, *cors_raw]
             headers = [*headers, (REQUEST_ID_KEY, request_id), *observe.instance]
             scope[_STARTED] = True
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": response.body})
+            whole = scope.get(WHOLE_RESPONSE)
+            if whole is None or not whole(status, headers, response.body):
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": response.body})
         finally:
             observe.finish(scope, status, began, size)
             current_request_id.reset(token)

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tabpy.config import HttpLimits
 from tabpy.server.coalesce import HeadCoalescer
 from tabpy.server.http_errors import envelope
+from tabpy.server.whole_response import WHOLE_RESPONSE, WholeResponse
 
 __all__ = ["BoundedProtocol", "bounded_protocol"]
 
@@ -90,7 +91,9 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
-            if self._header_timer is None:  # first byte of a request on a kept-alive connection
+            # The first bytes of a request on a kept-alive connection. A head that arrives whole
+            # in them (the usual case) needs no timer: it is complete before any could fire.
+            if self._header_timer is None and _END_OF_HEAD not in data:
                 self._arm_header_timer()
             refusal = self._measure_head(data)
             if refusal is not None:
@@ -133,8 +136,10 @@ class BoundedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle is not previous:
-            # Head and body of the response in one write (tabpy.server.coalesce).
+            # Head and body of the response in one write (tabpy.server.coalesce), and a
+            # response known whole in one step (tabpy.server.whole_response).
             cycle.transport = HeadCoalescer(self.transport, cycle, self.loop)  # type: ignore[assignment]
+            self.scope[WHOLE_RESPONSE] = WholeResponse(cycle, self.transport)  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         # The request has been read to its end, so what comes next is the next request's head,
