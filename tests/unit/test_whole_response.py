@@ -128,9 +128,11 @@ def served() -> Iterator[Served]:
 
 
 def request(mode: str, variant: str, extra: bytes = b"", version: bytes = b"1.1") -> bytes:
-    return (
-        b"POST /%s/%s HTTP/%s\r\nhost: x\r\ncontent-length: 2\r\n%s\r\n{}"
-        % (mode.encode(), variant.encode(), version, extra)
+    return b"POST /%s/%s HTTP/%s\r\nhost: x\r\ncontent-length: 2\r\n%s\r\n{}" % (
+        mode.encode(),
+        variant.encode(),
+        version,
+        extra,
     )
 
 
