@@ -16,7 +16,8 @@ byte are kept for ever. :class:`BoundedProtocol` keeps uvicorn's request handlin
 Every refusal is TabPy's JSON error envelope with ``Connection: close``, and is reported to
 the server's metrics by reason (``uri_too_long``, ``head_too_large``, ``too_many_headers``,
 ``header_timeout``, ``connection_limit``, ``malformed``). The idle time allowed between requests
-on a kept-alive connection is uvicorn's own ``timeout_keep_alive`` (``TABPY_KEEPALIVE_TIMEOUT``).
+on a kept-alive connection is uvicorn's own ``timeout_keep_alive`` (``TABPY_KEEPALIVE_TIMEOUT``),
+kept with one timer per connection rather than one per request.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class BoundedProtocol(HttpToolsProtocol):
         self._tail = b""
         self._header_count = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        #: When the connection last went idle (its response complete); None while busy.
+        self._idle_since: float | None = None
 
     # --- connection --------------------------------------------------------------------------
 
@@ -87,6 +90,9 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -147,6 +153,44 @@ class BoundedProtocol(HttpToolsProtocol):
         # the rest of the body still to arrive, and that is not a head.
         self._reading_head, self._line_done, self._head_bytes, self._tail = True, False, 0, b""
         super().on_message_complete()
+
+    # --- keep-alive --------------------------------------------------------------------------
+    # uvicorn arms a timer when each response completes and cancels it when the next request's
+    # first bytes arrive: two timer operations per request. Here a connection has one timer,
+    # armed when it first goes idle; when it fires, it closes a connection idle for
+    # ``timeout_keep_alive`` and otherwise waits again for what remains of that time.
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls this as a request's first bytes arrive: the connection is busy.
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, but marking the connection idle instead of arming a timer each time.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._check_keep_alive
+            )
+
+    def _check_keep_alive(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle_since = self._idle_since
+        if idle_since is None:
+            return  # busy: armed again when it next goes idle
+        remaining = idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(remaining, self._check_keep_alive)
+        else:
+            self.timeout_keep_alive_handler()
 
     # --- limits ------------------------------------------------------------------------------
 

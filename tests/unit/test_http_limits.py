@@ -41,7 +41,7 @@ async def echo_app(scope: dict, receive: object, send: object) -> None:
 
 
 class Edge:
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: float = 5) -> None:
         self.counters: collections.Counter[str] = collections.Counter()
         config = uvicorn.Config(
             echo_app,
@@ -50,7 +50,7 @@ class Edge:
             http=bounded_protocol(LIMITS, lambda reason: self.counters.update((reason,))),
             lifespan="off",
             log_config=None,
-            timeout_keep_alive=5,
+            timeout_keep_alive=keep_alive,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -176,6 +176,31 @@ def test_keep_alive_requests_are_measured_afresh(edge: Edge) -> None:
             sock.sendall(request)
             status, _, _ = read_reply(sock)
             assert status == 200
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> float | None:
+    """Seconds until the server closed ``sock`` (None if still open after ``seconds``)."""
+    began = time.monotonic()
+    if not select.select([sock], [], [], seconds)[0]:
+        return None
+    assert sock.recv(1) == b""
+    return time.monotonic() - began
+
+
+def test_an_idle_kept_alive_connection_closes_after_the_keep_alive_time() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    with Edge(keep_alive=0.4) as short, short.connect() as sock:
+        # Busy for longer than the keep-alive time, one request every 0.1 s: never closed.
+        began = time.monotonic()
+        while time.monotonic() - began < 1.0:
+            sock.sendall(request)
+            assert read_reply(sock)[0] == 200
+            time.sleep(0.1)
+        # Then idle: closed once 0.4 s have passed since the last response, not before.
+        assert _closed_within(sock, 0.25) is None
+        waited = _closed_within(sock, 2.0)
+        assert waited is not None, "the idle connection was never closed"
+        assert waited < 0.5
 
 
 def test_connections_beyond_the_cap_get_a_fast_503(edge: Edge) -> None:
