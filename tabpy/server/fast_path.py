@@ -149,7 +149,7 @@ class FastPath:
             request_id = self.observe.new_id()
         observe = self.observe
         token = current_request_id.set(request_id.decode("ascii"))
-        observe.metrics.in_flight.inc()
+        observe.metrics.http.in_flight += 1
         status = 500  # what the client saw if the app failed before answering
         try:
             response, cors = await self._respond(

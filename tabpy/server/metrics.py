@@ -22,7 +22,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     Info,
     PlatformCollector,
     ProcessCollector,
@@ -38,6 +37,7 @@ from tabpy.runtime.catalog import LoadStatus
 from tabpy.runtime.pool import RestartCause
 from tabpy.runtime.pools import DEFAULT_ENVIRONMENT, PoolSet
 from tabpy.runtime.runtime_errors import ScriptFailed
+from tabpy.server.request_metrics import RequestMetrics
 from tabpy.server.responses import RawResponse
 
 if TYPE_CHECKING:
@@ -47,13 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FleetCollector", "Metrics", "MetricsPage", "RuntimeCollector", "UNMATCHED"]
 
-#: Seconds. Fine steps for the API's own routes, coarse ones up to the longest script timeouts.
-LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    120.0, 300.0,
-)  # fmt: skip
-#: Bytes, from a small /evaluate to the 100 MB default size limit.
-SIZE_BUCKETS = tuple(float(2**power) for power in range(8, 29, 2))
 #: The ``route`` label of a request that matched no route (a 404).
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
@@ -65,38 +58,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.requests = Counter(
-            "tabpy_http_requests",
-            "HTTP requests answered, by route template, method and status code.",
-            ["route", "method", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "tabpy_http_request_duration_seconds",
-            "Time from receiving a request to sending the end of its response, by route.",
-            ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "tabpy_http_requests_in_flight",
-            "Requests being handled right now.",
-            registry=registry,
-        )
-        self.request_size = Histogram(
-            "tabpy_http_request_size_bytes",
-            "Request body sizes as sent (before gzip decompression), by route.",
-            ["route"],
-            buckets=SIZE_BUCKETS,
-            registry=registry,
-        )
-        self.endpoint_latency = Histogram(
-            "tabpy_endpoint_query_duration_seconds",
-            "Duration of /query/<name> requests, by deployed endpoint.",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        # Updated by every request: plain numbers, turned into samples on scrape.
+        self.http = RequestMetrics()
+        registry.register(self.http)
         self.script_errors = Counter(
             "tabpy_script_errors",
             "Scripts (/evaluate) and endpoint calls (/query) that failed, by cause: exception "
@@ -145,10 +109,6 @@ class Metrics:
         )
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
-        # Label lookups cost more than the updates themselves; keep the children.
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._size_children: dict[str, Histogram] = {}
-        self._endpoint_children: dict[str, Histogram] = {}
 
     def watch(
         self,
@@ -166,29 +126,10 @@ class Metrics:
     def observe_request(
         self, route: str, method: str, status: int, seconds: float, size: int | None
     ) -> None:
-        if method not in _METHODS:
-            method = "other"
-        key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route, method),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
-        if size is not None:
-            histogram = self._size_children.get(route)
-            if histogram is None:
-                histogram = self._size_children[route] = self.request_size.labels(route)
-            histogram.observe(size)
+        self.http.request(route, method if method in _METHODS else "other", status, seconds, size)
 
     def observe_endpoint(self, name: str, seconds: float) -> None:
-        histogram = self._endpoint_children.get(name)
-        if histogram is None:
-            histogram = self._endpoint_children[name] = self.endpoint_latency.labels(name)
-        histogram.observe(seconds)
+        self.http.endpoints.observe((name,), seconds)
 
     def script_failed(self, source: str, cause: str) -> None:
         """``source``: evaluate or query; ``cause``: see :func:`failure_cause`."""

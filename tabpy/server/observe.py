@@ -81,7 +81,7 @@ class Observe:
             await send(message)
 
         token = current_request_id.set(request_id.decode("ascii"))
-        self.metrics.in_flight.inc()
+        self.metrics.http.in_flight += 1
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -101,7 +101,7 @@ class Observe:
         """The end of a request counted in ``in_flight``: the access log line and metrics."""
         seconds = time.perf_counter() - started
         metrics = self.metrics
-        metrics.in_flight.dec()
+        metrics.http.in_flight -= 1
         log_access(scope, status, seconds)
         metrics.observe_request(_route_of(scope), scope["method"], status, seconds, size)
         endpoint = scope.get(ENDPOINT_KEY)
