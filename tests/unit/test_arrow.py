@@ -16,6 +16,7 @@ from tests.components import ARROW, require_module
 pytestmark = pytest.mark.arrow
 pa = require_module("pyarrow", ARROW)
 
+from tabpy.arrow import worker  # noqa: E402
 from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
 from tabpy.arrow.flight import receive  # noqa: E402
 from tabpy.arrow.memory import IdleRelease  # noqa: E402
@@ -191,6 +192,24 @@ def test_results_must_be_tables_within_the_space_left() -> None:
         write_table(pa.table({"a": list(range(300_000))}), segment.path, MB // 2, MB)
     assert os.fstat(segment.fd).st_size == 0  # refused before writing
     segment.close()
+
+
+def test_small_tables_convert_without_threads_to_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = pa.table({"x": [float(i) for i in range(3000)], "s": ["a", None, "c"] * 1000})
+    segment = Segment()
+    write(segment, table, 1000)
+    alone = read_frame(segment.path)  # small: on the worker's thread
+    monkeypatch.setattr(worker, "THREADED_TO_PANDAS_BYTES", 0)
+    assert read_frame(segment.path).equals(alone)
+    segment.close()
+
+    alone_table = as_table(alone)
+    assert alone_table.equals(pa.table(alone), check_metadata=True)  # what pyarrow picks
+    monkeypatch.setattr(worker, "THREADED_FROM_PANDAS_CELLS", 0)
+    assert as_table(alone).equals(alone_table, check_metadata=True)
+    assert alone_table.schema.metadata is not None  # pandas' metadata kept, as TabPy keeps it
 
 
 def test_a_copied_frame_lets_its_mapping_go_at_once() -> None:
