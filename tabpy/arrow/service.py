@@ -6,10 +6,10 @@ together with the HTTP server: the listener first lets its calls finish, then th
 every segment.
 
 It is also the server's :class:`~tabpy.runtime.tables.TableEvaluator`: ``/evaluate`` with
-``"dataPath"`` moves no rows through the server. The worker that parses the request says it is
-a table request; the stored table's segment and an empty one for the result are then named in
-a table job, the worker maps the first, writes the second (:mod:`tabpy.arrow.worker`), and the
-server stores the result under a new path.
+``"dataPath"`` moves no rows through the server. Once the request is known to be a table
+request (:mod:`tabpy.runtime.tables` says who recognises it), the stored table's segment and an
+empty one for the result are named in a table job, the worker maps the first, writes the second
+(:mod:`tabpy.arrow.worker`), and the server stores the result under a new path.
 """
 
 from __future__ import annotations
@@ -220,11 +220,12 @@ class ArrowService:
     # --- /evaluate ----------------------------------------------------------------------------
 
     async def evaluate_table(
-        self, request: TableRequest, may_query: QueryCheck | None = None
+        self, request: TableRequest, may_query: QueryCheck | None = None, principal: str = ""
     ) -> bytes:
         """Run a ``dataPath`` request; the answer's bytes (``null`` or the new table's path).
 
-        ``may_query``: what the script may ``tabpy.query``, its caller's rights.
+        ``may_query``: what the script may ``tabpy.query``, its caller's rights; ``principal``:
+        who the caller is, so that the pool runs the script on a worker of theirs.
         """
         key = path_key(request.data_path)
         table = self.store.take(key)
@@ -243,7 +244,7 @@ class ArrowService:
                 "available": self.store.available,
                 "limit": self.store.max_bytes,
             }
-            job = Job(ExtensionMeta(TABLE_JOB, params), may_query=may_query)
+            job = Job(ExtensionMeta(TABLE_JOB, params), principal=principal, may_query=may_query)
             reply = await self.pool.submit(job)
             if reply.body == b"null":  # the script returned None: no table
                 return b"null"
