@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import logging
 import mmap
+import os
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeGuard
@@ -41,7 +42,16 @@ from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
 
-__all__ = ["ACTIONS", "LOCAL", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
+__all__ = [
+    "ACTIONS",
+    "LOCAL",
+    "FlightService",
+    "Key",
+    "key_of",
+    "path_key",
+    "schema_of",
+    "ticket_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +200,8 @@ class FlightService(flight.FlightServerBase):
                 table = self.store.take(key)
             if table is None:
                 raise FlightNotFound(key)
+            if table.size < RECYCLE_MIN_BYTES:
+                return flight.RecordBatchStream(_copied(self.store, table))
             return flight.GeneratorStream(
                 table.schema, _stream(self.store, table, self.reserve, self.idle_release)
             )
@@ -248,26 +260,52 @@ class FlightService(flight.FlightServerBase):
         )
 
 
+#: Uploads up to this size are gathered in memory and written into a new segment at once:
+#: streaming through a file object costs a Python call per Arrow buffer, most of a small
+#: table's DoPut. Larger ones stream into their segment batch by batch, so the server never
+#: holds more than this besides the segment.
+GATHER_BYTES = 1024 * 1024
+
+
 def receive(
     reader: flight.MetadataRecordBatchReader,
     store: TableStore,
     key: Key,
     reserve: SegmentReserve | None = None,
 ) -> StoredTable:
-    """Write an upload into a new segment (``reserve``'s, if it has one ready), counting its
-    bytes as they arrive, and store it."""
-    segment = reserve.take() if reserve is not None else Segment()
+    """Write an upload into a segment, counting its bytes as they arrive, and store it.
+
+    A small upload gets a new segment; a larger one goes over ``reserve``'s kept segment,
+    if it has one ready (whose pages a small table would only cut away).
+    """
     counted = rows = 0
+    held: list[pa.RecordBatch] = []
+    segment: Segment | None = None
     try:
+        batches = _batches(reader)
+        for batch in batches:
+            store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+            counted += batch.nbytes
+            rows += batch.num_rows
+            held.append(batch)
+            if counted > GATHER_BYTES:
+                break
+        else:  # all of it is here
+            segment = Segment()
+            size = _write_at_once(segment, reader.schema, held)
+            store.adjust(size - counted)
+            counted = size
+            return _stored(store, key, segment, size, rows, reader.schema)
+        segment = reserve.take() if reserve is not None else Segment()
         # Over the reserved pages (no truncation), then cut to the bytes written.
         with open(segment.path, "r+b", buffering=0) as file:
             sink = pa.PythonFile(file, mode="w")
             with pa.ipc.new_stream(sink, reader.schema) as out:
-                for chunk in reader:
-                    batch = chunk.data
-                    if batch is None:
-                        continue
-                    store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+                for batch in held:
+                    out.write_batch(batch)
+                del held[:]
+                for batch in batches:
+                    store.reserve(batch.nbytes)
                     counted += batch.nbytes
                     out.write_batch(batch)
                     rows += batch.num_rows
@@ -280,9 +318,35 @@ def receive(
         counted = size
     except BaseException:
         store.adjust(-counted)
-        segment.close()
+        if segment is not None:
+            segment.close()
         raise
-    table = StoredTable(key, segment, size, rows, reader.schema)
+    return _stored(store, key, segment, size, rows, reader.schema)
+
+
+def _batches(reader: flight.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
+    for chunk in reader:
+        if chunk.data is not None:  # metadata-only messages carry no rows
+            yield chunk.data
+
+
+def _write_at_once(segment: Segment, schema: pa.Schema, batches: list[pa.RecordBatch]) -> int:
+    """Write ``batches`` into the empty ``segment`` as one IPC stream; its size."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as out:
+        for batch in batches:
+            out.write_batch(batch)
+    data = memoryview(sink.getvalue())
+    written = 0
+    while written < len(data):
+        written += os.pwrite(segment.fd, data[written:], written)
+    return written
+
+
+def _stored(
+    store: TableStore, key: Key, segment: Segment, size: int, rows: int, schema: pa.Schema
+) -> StoredTable:
+    table = StoredTable(key, segment, size, rows, schema)
     store.add(table)
     return table
 
@@ -315,6 +379,45 @@ def _stream(
                 idle_release.used()  # the kept segment goes when Flight calls pause
         else:
             store.discard(table)
+
+
+def _copied(store: TableStore, table: StoredTable) -> pa.RecordBatchReader:
+    """A reader over a copy of a small table, whose segment is freed at once.
+
+    Copying a small table costs less than mapping it, and gRPC then streams it without
+    calling back into Python to say when it is done.
+    """
+    try:
+        data = _read(table.segment, table.size)
+    finally:
+        store.discard(table)
+    return pa.ipc.open_stream(pa.py_buffer(data))
+
+
+def _read(segment: Segment, size: int, offset: int = 0) -> bytes:
+    parts = []
+    while size > 0:
+        part = os.pread(segment.fd, size, offset)
+        if not part:
+            raise OSError(f"{segment!r} ends before the {size} bytes expected")
+        parts.append(part)
+        size -= len(part)
+        offset += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+#: The IPC stream's first bytes: a continuation marker, then the schema message's length.
+_CONTINUATION = b"\xff\xff\xff\xff"
+
+
+def schema_of(segment: Segment) -> pa.Schema:
+    """The schema of the IPC stream in ``segment``, read from its first message alone."""
+    head = _read(segment, 8)
+    if head[:4] != _CONTINUATION:  # not how pyarrow writes streams: let Arrow read it
+        with pa.memory_map(segment.path) as source:
+            return pa.ipc.open_stream(source).schema
+    length = int.from_bytes(head[4:], "little")
+    return pa.ipc.read_schema(pa.py_buffer(_read(segment, 8 + length)))
 
 
 def _map(segment: Segment) -> mmap.mmap:

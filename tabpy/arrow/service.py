@@ -27,7 +27,7 @@ import pyarrow as pa
 from tabpy.arrow import TABLE_JOB
 from tabpy.arrow.arrow_errors import StoreFull, TableNotFound
 from tabpy.arrow.credentials import FlightAuthentication, FlightCredentials
-from tabpy.arrow.flight import FlightService, Key, path_key
+from tabpy.arrow.flight import FlightService, Key, path_key, schema_of
 from tabpy.arrow.owners import OwnerLookup, internal_authorization
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
@@ -273,8 +273,7 @@ class ArrowService:
             segment.close()
             raise ExecutionFailed(f"StoreFull : {full}") from None
         try:
-            with pa.memory_map(segment.path) as source:
-                schema = pa.ipc.open_stream(source).schema
+            schema = schema_of(segment)
         except BaseException:
             segment.close()
             self.store.adjust(-size)

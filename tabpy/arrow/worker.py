@@ -44,6 +44,9 @@ __all__ = ["JOB_HANDLERS", "handle_evaluate_table"]
 #: Size of the record batches a result is cut into: DoGet sends one gRPC message per batch,
 #: and a few megabytes each stream faster than one huge message.
 BATCH_BYTES = 4 * 1024 * 1024
+#: Results up to this size are serialised in memory and written with one call; larger ones
+#: are measured first and streamed into the segment, so no second copy of them is made.
+SERIALISED_BYTES = 1024 * 1024
 #: Tables smaller than this convert to pandas on the worker's thread alone. Arrow's threads
 #: are already running, but handing them the columns and waiting for them costs more than the
 #: conversion of a small table (a 1,000-row table converts three times faster without them).
@@ -157,12 +160,27 @@ def write_table(table: pa.Table, path: str, available: int, limit: int) -> int:
     """Write ``table`` to segment ``path`` as an IPC stream of moderate batches; its size."""
     row_bytes = table.nbytes / table.num_rows if table.num_rows else 1
     rows_per_batch = max(1024, int(BATCH_BYTES / max(row_bytes, 1)))
+    if table.nbytes <= SERIALISED_BYTES:
+        # Small: serialised once in memory, then written with one call.
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table, max_chunksize=rows_per_batch)
+        data = memoryview(sink.getvalue())
+        _check_space(len(data), available, limit)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            written = 0
+            while written < len(data):
+                written += os.pwrite(fd, data[written:], written)
+            os.ftruncate(fd, len(data))  # after writing: see below
+        finally:
+            os.close(fd)
+        return len(data)
     measured = pa.MockOutputStream()
     with pa.ipc.new_stream(measured, table.schema) as stream:
         stream.write_table(table, max_chunksize=rows_per_batch)
     size = int(measured.size())
-    if size > available:  # refused before it takes memory; the server checks again
-        raise StoreFull(size, available, limit)
+    _check_space(size, available, limit)
     # Overwrite, then cut: truncating first would free the pages this write can reuse.
     with open(path, "r+b", buffering=0) as file:
         sink = pa.PythonFile(file, mode="w")
@@ -170,3 +188,8 @@ def write_table(table: pa.Table, path: str, available: int, limit: int) -> int:
             stream.write_table(table, max_chunksize=rows_per_batch)
         file.truncate(size)
     return size
+
+
+def _check_space(size: int, available: int, limit: int) -> None:
+    if size > available:  # refused before it takes memory; the server checks again
+        raise StoreFull(size, available, limit)

@@ -188,9 +188,11 @@ def test_results_must_be_tables_within_the_space_left() -> None:
     with pytest.raises(TypeError, match="must return a table .* it returned list"):
         as_table([1, 2])
     segment = Segment()
-    with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 1 MB"):
-        write_table(pa.table({"a": list(range(300_000))}), segment.path, MB // 2, MB)
-    assert os.fstat(segment.fd).st_size == 0  # refused before writing
+    # Measured then streamed (2.4 MB), or serialised in memory (800 kB): refused either way.
+    for rows in (300_000, 100_000):
+        with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 1 MB"):
+            write_table(pa.table({"a": list(range(rows))}), segment.path, MB // 8, MB)
+        assert os.fstat(segment.fd).st_size == 0  # refused before writing
     segment.close()
 
 
@@ -306,14 +308,64 @@ def test_an_upload_goes_over_the_kept_pages_and_is_cut_to_size() -> None:
     segment = Segment()
     write(segment, old, None)
     assert reserve.give(segment)
-    table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})
-    stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    table = pa.table({"x": list(range(150_000)), "y": [0.5] * 150_000})  # 2.4 MB, streamed
+    stored_table = receive(Upload(table, 10_000), store, "k", reserve)  # type: ignore[arg-type]
     assert stored_table.segment is segment
     assert reserve.reserved == 0
-    assert stored_table.size == segment.size() < MB
+    assert stored_table.size == segment.size() < 4 * MB
     assert store.used == stored_table.size
     assert read(segment) == table
     store.clear()
+
+
+def test_a_small_upload_is_written_at_once_and_leaves_the_kept_pages() -> None:
+    store = TableStore(10 * MB, 60)
+    reserve = SegmentReserve(max_bytes=10 * MB)
+    kept = filled(4 * MB)
+    assert reserve.give(kept)
+    table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})  # 160 kB, 10 batches
+    stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    assert stored_table.segment is not kept and reserve.reserved == 4 * MB
+    assert (stored_table.rows, stored_table.schema) == (10_000, table.schema)
+    assert store.used == stored_table.size == stored_table.segment.size()
+    fetched = read(stored_table.segment)
+    assert fetched == table and fetched.num_rows == 10_000
+    assert [batch.num_rows for batch in fetched.to_batches()] == [1000] * 10  # as sent
+    store.clear()
+    reserve.drop()
+
+
+@pytest.mark.parametrize("batch_rows", [1000, 100_000])  # gathered, streamed
+def test_an_upload_over_the_limit_gives_its_bytes_back(batch_rows: int) -> None:
+    store = TableStore(MB, 60)
+    table = pa.table({"x": [1.0] * 200_000})  # 1.6 MB
+    with pytest.raises(StoreFull):
+        receive(Upload(table, batch_rows), store, "k")  # type: ignore[arg-type]
+    assert store.used == 0 and len(store) == 0
+
+
+def test_the_schema_is_read_from_the_first_message() -> None:
+    from tabpy.arrow.flight import schema_of
+
+    table = pa.Table.from_pandas(pandas.DataFrame({"a": [1.5], "s": ["x"]}))
+    segment = Segment()
+    write(segment, table, None)
+    assert schema_of(segment).equals(table.schema, check_metadata=True)
+    assert table.schema.metadata  # pandas' metadata came along
+    segment.close()
+
+
+def test_a_small_fetch_is_a_copy_and_frees_its_segment_at_once() -> None:
+    from tabpy.arrow.flight import _copied
+
+    store = TableStore(10 * MB, 60)
+    table = pa.table({"x": list(range(5000)), "s": ["a", "b"] * 2500})
+    segment = Segment()
+    write(segment, table, 1000)
+    store.reserve(segment.size())
+    reader = _copied(store, StoredTable("k", segment, segment.size(), 5000, table.schema))
+    assert store.used == 0 and segment.fd == -1  # freed before gRPC sends a byte
+    assert reader.read_all() == table
 
 
 def test_a_fetched_segment_is_kept_only_when_nothing_maps_it() -> None:
