@@ -1,7 +1,8 @@
 """The Arrow Flight server: TabPy 2.16's RPCs and actions over the bounded store.
 
 * ``DoPut(descriptor)`` stores the uploaded table under the descriptor, replacing any table
-  already there. Batches go straight into a shared-memory segment as they arrive.
+  already there. A small table is kept in memory; a larger one's batches go straight into a
+  shared-memory segment as they arrive.
 * ``GetFlightInfo(descriptor)`` describes a stored table: schema, rows, bytes and one endpoint
   whose ticket redeems it. ``ListFlights`` describes them all.
 * ``DoGet(ticket)`` streams the table and removes it: each table can be fetched once.
@@ -50,6 +51,7 @@ __all__ = [
     "key_of",
     "path_key",
     "schema_of",
+    "serialise",
     "ticket_of",
 ]
 
@@ -200,8 +202,10 @@ class FlightService(flight.FlightServerBase):
                 table = self.store.take(key)
             if table is None:
                 raise FlightNotFound(key)
-            if table.size < RECYCLE_MIN_BYTES:
-                return flight.RecordBatchStream(_copied(self.store, table))
+            if table.data is not None:  # in memory: streamed from it, gone from the store
+                data, table.data = table.data, None
+                self.store.discard(table)
+                return flight.RecordBatchStream(pa.ipc.open_stream(data))
             return flight.GeneratorStream(
                 table.schema, _stream(self.store, table, self.reserve, self.idle_release)
             )
@@ -260,9 +264,9 @@ class FlightService(flight.FlightServerBase):
         )
 
 
-#: Uploads up to this size are gathered in memory and written into a new segment at once:
-#: streaming through a file object costs a Python call per Arrow buffer, most of a small
-#: table's DoPut. Larger ones stream into their segment batch by batch, so the server never
+#: Uploads up to this size are gathered and kept in memory (``StoredTable.data``): a segment
+#: costs more than such a table, from memfd to file writes, and a worker gets it with its job
+#: instead of mapping it. Larger ones stream into a segment batch by batch, so the server never
 #: holds more than this besides the segment.
 GATHER_BYTES = 1024 * 1024
 
@@ -273,10 +277,10 @@ def receive(
     key: Key,
     reserve: SegmentReserve | None = None,
 ) -> StoredTable:
-    """Write an upload into a segment, counting its bytes as they arrive, and store it.
+    """Store an upload, counting its bytes as they arrive.
 
-    A small upload gets a new segment; a larger one goes over ``reserve``'s kept segment,
-    if it has one ready (whose pages a small table would only cut away).
+    A small upload is kept in memory; a larger one is written into a segment, over
+    ``reserve``'s kept one if it has one ready.
     """
     counted = rows = 0
     held: list[pa.RecordBatch] = []
@@ -290,12 +294,13 @@ def receive(
             held.append(batch)
             if counted > GATHER_BYTES:
                 break
-        else:  # all of it is here
-            segment = Segment()
-            size = _write_at_once(segment, reader.schema, held)
-            store.adjust(size - counted)
-            counted = size
-            return _stored(store, key, segment, size, rows, reader.schema)
+        else:  # all of it is here: kept in memory
+            data = serialise(reader.schema, held)
+            store.adjust(data.size - counted)
+            counted = data.size
+            table = StoredTable(key, None, data.size, rows, reader.schema, data=data)
+            store.add(table)
+            return table
         segment = reserve.take() if reserve is not None else Segment()
         # Over the reserved pages (no truncation), then cut to the bytes written.
         with open(segment.path, "r+b", buffering=0) as file:
@@ -321,7 +326,9 @@ def receive(
         if segment is not None:
             segment.close()
         raise
-    return _stored(store, key, segment, size, rows, reader.schema)
+    table = StoredTable(key, segment, size, rows, reader.schema)
+    store.add(table)
+    return table
 
 
 def _batches(reader: flight.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
@@ -330,25 +337,13 @@ def _batches(reader: flight.MetadataRecordBatchReader) -> Iterator[pa.RecordBatc
             yield chunk.data
 
 
-def _write_at_once(segment: Segment, schema: pa.Schema, batches: list[pa.RecordBatch]) -> int:
-    """Write ``batches`` into the empty ``segment`` as one IPC stream; its size."""
+def serialise(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Buffer:
+    """``batches`` as one IPC stream in memory."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, schema) as out:
         for batch in batches:
             out.write_batch(batch)
-    data = memoryview(sink.getvalue())
-    written = 0
-    while written < len(data):
-        written += os.pwrite(segment.fd, data[written:], written)
-    return written
-
-
-def _stored(
-    store: TableStore, key: Key, segment: Segment, size: int, rows: int, schema: pa.Schema
-) -> StoredTable:
-    table = StoredTable(key, segment, size, rows, schema)
-    store.add(table)
-    return table
+    return sink.getvalue()
 
 
 #: Smaller segments are freed, not kept: checking that nothing maps them would cost more.
@@ -363,11 +358,12 @@ def _stream(
 ) -> Iterator[pa.RecordBatchReader]:
     """Hand gRPC a zero-copy reader over the segment; once it is done, keep the segment for
     the next upload (``reserve``) if nothing maps it any more, else free it."""
-    mapping = _map(table.segment)
+    segment = table.segment
+    assert segment is not None  # tables in memory are streamed from it (do_get)
+    mapping = _map(segment)
     try:
         yield pa.ipc.open_stream(pa.py_buffer(mapping))
     finally:
-        segment = table.segment
         if (
             reserve is not None
             and table.size >= RECYCLE_MIN_BYTES
@@ -379,19 +375,6 @@ def _stream(
                 idle_release.used()  # the kept segment goes when Flight calls pause
         else:
             store.discard(table)
-
-
-def _copied(store: TableStore, table: StoredTable) -> pa.RecordBatchReader:
-    """A reader over a copy of a small table, whose segment is freed at once.
-
-    Copying a small table costs less than mapping it, and gRPC then streams it without
-    calling back into Python to say when it is done.
-    """
-    try:
-        data = _read(table.segment, table.size)
-    finally:
-        store.discard(table)
-    return pa.ipc.open_stream(pa.py_buffer(data))
 
 
 def _read(segment: Segment, size: int, offset: int = 0) -> bytes:

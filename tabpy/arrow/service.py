@@ -20,6 +20,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 import orjson
 import pyarrow as pa
@@ -76,6 +77,8 @@ class ArrowService:
             self.store, internal_authorization(settings.internal_credentials_file)
         )
         self.server: FlightService | None = None
+        #: An empty segment for the next result, kept while results come back in replies.
+        self._kept_spare: Segment | None = None
         self._closed = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -145,6 +148,9 @@ class ArrowService:
         """Free every stored table (after ``stop``)."""
         self._closed.set()
         self.store.clear()
+        spare, self._kept_spare = self._kept_spare, None
+        if spare is not None:
+            spare.close()
 
     def _stop_in_background(self) -> None:
         with self._stop_lock:
@@ -233,36 +239,59 @@ class ArrowService:
             table = self.store.take(key)
         if table is None:
             raise TableNotFound(request.data_path, f"{self.store.ttl:g}")
-        spare = Segment()  # for the result, if it cannot go over the input
+        spare = self._spare()  # for a large result, if it cannot go over the input
         written: Segment | None = None
         try:
+            source = table.segment
             params = {
                 "script": request.script,
-                "input": table.segment.path,
-                "input_name": table.segment.name,
+                "input": None if source is None else source.path,  # None: the job's body
                 "output": spare.path,
                 "available": self.store.available,
                 "limit": self.store.max_bytes,
             }
-            job = Job(ExtensionMeta(TABLE_JOB, params), principal=principal, may_query=may_query)
+            # The channel writes any bytes-like object; a table in memory goes without a copy.
+            body = [cast(bytes, memoryview(table.data))] if source is None else []
+            job = Job(
+                ExtensionMeta(TABLE_JOB, params), body, principal=principal, may_query=may_query
+            )
             reply = await self.pool.submit(job)
             if reply.body == b"null":  # the script returned None: no table
                 return b"null"
-            result = orjson.loads(reply.body)  # what the worker wrote, not the table itself
-            if result["in_input"]:  # the worker wrote over the input (tabpy.arrow.worker)
-                written, table.segment = table.segment, spare
-                self.store.adjust(-table.size)  # counted again by _adopt, at the result's size
-                table.size = 0
-            else:
-                written = spare
+            # What the worker wrote: a JSON line, then the table itself if it is small.
+            end = reply.body.find(b"\n")
+            view = memoryview(reply.body)
+            result = orjson.loads(view if end < 0 else view[:end])
             output_path = str(uuid.uuid4())
-            self._adopt(written, path_key(output_path), result["rows"])
+            output = path_key(output_path)
+            if result.get("inline"):
+                self._adopt_data(pa.py_buffer(view[end + 1 :]), output, result["rows"])
+            else:
+                if result["in_input"]:  # the worker wrote over the input (tabpy.arrow.worker)
+                    assert source is not None
+                    written, table.segment = source, spare
+                    self.store.adjust(-table.size)  # counted again by _adopt, at its size
+                    table.size = 0
+                else:
+                    written = spare
+                self._adopt(written, output, result["rows"])
         finally:
             self.store.discard(table)  # the input, or the spare if the input holds the result
             if written is None:
-                spare.close()
+                self._keep_spare(spare)
         logger.info("outputDataPath=%s", output_path)
         return json.dumps({"outputDataPath": output_path}).encode("ascii")
+
+    def _spare(self) -> Segment:
+        spare, self._kept_spare = self._kept_spare, None
+        return spare if spare is not None else Segment()
+
+    def _keep_spare(self, spare: Segment) -> None:
+        """Keep an unused result segment for the next request (only on the event loop)."""
+        if self._kept_spare is None and spare.fd >= 0 and spare.size() == 0:
+            self._kept_spare = spare
+        else:
+            spare.close()
 
     def _adopt(self, segment: Segment, key: Key, rows: int) -> None:
         """Store a worker's result; the segment is the store's (or closed) from here on."""
@@ -279,6 +308,19 @@ class ArrowService:
             self.store.adjust(-size)
             raise
         self.store.add(StoredTable(key, segment, size, rows, schema))
+
+    def _adopt_data(self, data: pa.Buffer, key: Key, rows: int) -> None:
+        """Store a small result the worker sent back in its reply."""
+        try:
+            self.store.reserve(data.size)
+        except StoreFull as full:
+            raise ExecutionFailed(f"StoreFull : {full}") from None
+        try:
+            schema = pa.ipc.open_stream(data).schema
+        except BaseException:
+            self.store.adjust(-data.size)
+            raise
+        self.store.add(StoredTable(key, None, data.size, rows, schema, data=data))
 
 
 def _tls_certificates(settings: Settings) -> list[tuple[bytes, bytes]] | None:

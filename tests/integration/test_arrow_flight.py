@@ -86,8 +86,9 @@ def evaluate(server: ServerProcess, script: str, path: str, **extra: object) -> 
 
 
 def segments(server: ServerProcess) -> int:
-    """Shared-memory segments the server holds open: tables, and the one readied for the next
-    upload (freed when uploads pause), so a count may fall below an earlier one."""
+    """Shared-memory segments the server holds open: large tables, the one readied for the
+    next upload (freed when uploads pause), so a count may fall below an earlier one, and an
+    empty one kept for the next large result."""
     count = 0
     for fd in Path(f"/proc/{server.pid}/fd").iterdir():
         try:
@@ -221,6 +222,40 @@ def test_data_path_results(server: ServerProcess, client: flight.FlightClient) -
     assert response.status_code == 400
     assert "dataPath" in response.json()["message"]
     client.do_action(flight.Action("clear", b""))
+
+
+@pytest.mark.parametrize(
+    ("rows", "script", "result_rows"),
+    [
+        (1000, ADD_TOTAL, 1000),  # in memory both ways
+        (200_000, ADD_TOTAL, 200_000),  # in segments both ways (over the input)
+        (200_000, "return _arg1.head(10)", 10),  # a large table, a small result
+        (1000, "return _arg1.sample(200_000, replace=True, random_state=1)", 200_000),
+    ],
+)
+def test_tables_small_and_large_both_ways(
+    server: ServerProcess, client: flight.FlightClient, rows: int, script: str, result_rows: int
+) -> None:
+    """Tables up to a megabyte travel with the job and its reply, larger ones in shared
+    memory: every combination gives the table the script returned, and frees what it used."""
+    server.wait_until_warm()
+    # The server keeps an empty segment ready for the next large result: make it exist.
+    assert evaluate(server, "return None", put(client, sample(10))).content == b"null"
+    held = segments(server)
+    table = sample(rows)
+    response = evaluate(server, script, put(client, table, batch_rows=50_000))
+    assert response.status_code == 200, response.text
+    result = fetch(client, response.json()["outputDataPath"])
+    assert result.num_rows == result_rows
+    expected = table.to_pandas()
+    if script == ADD_TOTAL:
+        expected["total"] = expected["a"] + expected["b"]
+    else:
+        namespace: dict[str, object] = {}
+        exec(f"def run(_arg1):\n    {script}", namespace)  # the same script, here
+        expected = namespace["run"](expected)  # type: ignore[operator]
+    assert result.to_pandas().equals(expected)
+    wait_for(lambda: segments(server) <= held, 10, "the job's shared memory to be freed")
 
 
 def test_data_path_is_found_by_parsing_not_by_scanning_bytes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -23,7 +24,14 @@ from tabpy.arrow.memory import IdleRelease  # noqa: E402
 from tabpy.arrow.segments import Segment, SegmentReserve, is_mapped  # noqa: E402
 from tabpy.arrow.sessions import SessionTokens  # noqa: E402
 from tabpy.arrow.store import StoredTable, TableStore  # noqa: E402
-from tabpy.arrow.worker import as_table, map_frame, read_frame, unmap, write_table  # noqa: E402
+from tabpy.arrow.worker import (  # noqa: E402
+    as_table,
+    inline_result,
+    map_frame,
+    read_frame,
+    unmap,
+    write_table,
+)
 
 MB = 1024 * 1024
 
@@ -188,11 +196,9 @@ def test_results_must_be_tables_within_the_space_left() -> None:
     with pytest.raises(TypeError, match="must return a table .* it returned list"):
         as_table([1, 2])
     segment = Segment()
-    # Measured then streamed (2.4 MB), or serialised in memory (800 kB): refused either way.
-    for rows in (300_000, 100_000):
-        with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 1 MB"):
-            write_table(pa.table({"a": list(range(rows))}), segment.path, MB // 8, MB)
-        assert os.fstat(segment.fd).st_size == 0  # refused before writing
+    with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 1 MB"):
+        write_table(pa.table({"a": list(range(300_000))}), segment.path, MB // 2, MB)
+    assert os.fstat(segment.fd).st_size == 0  # refused before writing
     segment.close()
 
 
@@ -318,20 +324,21 @@ def test_an_upload_goes_over_the_kept_pages_and_is_cut_to_size() -> None:
     store.clear()
 
 
-def test_a_small_upload_is_written_at_once_and_leaves_the_kept_pages() -> None:
+def test_a_small_upload_is_kept_in_memory_and_leaves_the_kept_pages() -> None:
     store = TableStore(10 * MB, 60)
     reserve = SegmentReserve(max_bytes=10 * MB)
     kept = filled(4 * MB)
     assert reserve.give(kept)
     table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})  # 160 kB, 10 batches
     stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
-    assert stored_table.segment is not kept and reserve.reserved == 4 * MB
+    assert stored_table.segment is None and reserve.reserved == 4 * MB
     assert (stored_table.rows, stored_table.schema) == (10_000, table.schema)
-    assert store.used == stored_table.size == stored_table.segment.size()
-    fetched = read(stored_table.segment)
-    assert fetched == table and fetched.num_rows == 10_000
+    assert store.used == stored_table.size == stored_table.data.size
+    fetched = pa.ipc.open_stream(stored_table.data).read_all()
+    assert fetched == table
     assert [batch.num_rows for batch in fetched.to_batches()] == [1000] * 10  # as sent
     store.clear()
+    assert store.used == 0 and stored_table.data is None
     reserve.drop()
 
 
@@ -355,17 +362,15 @@ def test_the_schema_is_read_from_the_first_message() -> None:
     segment.close()
 
 
-def test_a_small_fetch_is_a_copy_and_frees_its_segment_at_once() -> None:
-    from tabpy.arrow.flight import _copied
-
-    store = TableStore(10 * MB, 60)
-    table = pa.table({"x": list(range(5000)), "s": ["a", "b"] * 2500})
-    segment = Segment()
-    write(segment, table, 1000)
-    store.reserve(segment.size())
-    reader = _copied(store, StoredTable("k", segment, segment.size(), 5000, table.schema))
-    assert store.used == 0 and segment.fd == -1  # freed before gRPC sends a byte
-    assert reader.read_all() == table
+def test_a_small_result_goes_back_in_the_reply() -> None:
+    table = pa.table({"x": list(range(5000)), "s": ["a", None] * 2500})
+    reply = inline_result(table, MB, 10 * MB)
+    head, _, data = bytes(reply.body).partition(b"\n")
+    described = json.loads(head)
+    assert described == {"rows": 5000, "bytes": len(data), "inline": True}
+    assert pa.ipc.open_stream(data).read_all() == table
+    with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 10 MB"):
+        inline_result(table, len(data) - 1, 10 * MB)  # checked before it is sent
 
 
 def test_a_fetched_segment_is_kept_only_when_nothing_maps_it() -> None:
