@@ -77,8 +77,9 @@ class ArrowService:
             self.store, internal_authorization(settings.internal_credentials_file)
         )
         self.server: FlightService | None = None
-        #: An empty segment for the next result, kept while results come back in replies.
-        self._kept_spare: Segment | None = None
+        #: An empty segment for its caller's next result, kept while results come back in
+        #: replies: (caller, segment).
+        self._kept_spare: tuple[str, Segment] | None = None
         self._closed = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -148,9 +149,9 @@ class ArrowService:
         """Free every stored table (after ``stop``)."""
         self._closed.set()
         self.store.clear()
-        spare, self._kept_spare = self._kept_spare, None
-        if spare is not None:
-            spare.close()
+        kept, self._kept_spare = self._kept_spare, None
+        if kept is not None:
+            kept[1].close()
 
     def _stop_in_background(self) -> None:
         with self._stop_lock:
@@ -239,7 +240,7 @@ class ArrowService:
             table = self.store.take(key)
         if table is None:
             raise TableNotFound(request.data_path, f"{self.store.ttl:g}")
-        spare = self._spare()  # for a large result, if it cannot go over the input
+        spare = self._spare(principal)  # for a large result, if it cannot go over the input
         written: Segment | None = None
         try:
             source = table.segment
@@ -278,18 +279,23 @@ class ArrowService:
         finally:
             self.store.discard(table)  # the input, or the spare if the input holds the result
             if written is None:
-                self._keep_spare(spare)
+                self._keep_spare(principal, spare)
         logger.info("outputDataPath=%s", output_path)
         return json.dumps({"outputDataPath": output_path}).encode("ascii")
 
-    def _spare(self) -> Segment:
-        spare, self._kept_spare = self._kept_spare, None
-        return spare if spare is not None else Segment()
+    def _spare(self, principal: str) -> Segment:
+        """An empty segment for a result: the one kept, if its caller's (only they have been
+        told its path), else a new one."""
+        kept = self._kept_spare
+        if kept is not None and kept[0] == principal:
+            self._kept_spare = None
+            return kept[1]
+        return Segment()
 
-    def _keep_spare(self, spare: Segment) -> None:
-        """Keep an unused result segment for the next request (only on the event loop)."""
+    def _keep_spare(self, principal: str, spare: Segment) -> None:
+        """Keep an unused result segment for the caller's next request (event loop only)."""
         if self._kept_spare is None and spare.fd >= 0 and spare.size() == 0:
-            self._kept_spare = spare
+            self._kept_spare = (principal, spare)
         else:
             spare.close()
 

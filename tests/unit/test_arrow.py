@@ -436,3 +436,22 @@ def test_a_workers_table_memory_can_be_released_from_another_thread() -> None:
     )
     before, after = (int(n) for n in done.stdout.split())
     assert before - after > 100, (before, after)  # of about 190 MB freed
+
+
+def test_an_unused_result_segment_is_kept_for_its_callers_next_request(tmp_path: Path) -> None:
+    from tabpy.arrow.service import ArrowService
+
+    settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path)})
+    service = ArrowService(settings, None, None)  # type: ignore[arg-type]
+    spare = service._spare("basic:alice")
+    service._keep_spare("basic:alice", spare)
+    other = service._spare("basic:bob")
+    assert other is not spare  # only its caller was told its path
+    assert service._spare("basic:alice") is spare
+    for segment in (spare, other):
+        segment.close()
+    written = service._spare("basic:alice")  # none kept: a new one
+    os.write(written.fd, b"x")  # a segment a worker wrote into is never kept
+    service._keep_spare("basic:alice", written)
+    assert written.fd == -1 and service._spare("basic:alice") is not written
+    service.close()
