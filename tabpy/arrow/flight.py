@@ -1,7 +1,8 @@
 """The Arrow Flight server: TabPy 2.16's RPCs and actions over the bounded store.
 
 * ``DoPut(descriptor)`` stores the uploaded table under the descriptor, replacing any table
-  already there. Batches go straight into a shared-memory segment as they arrive.
+  already there. A small table is kept in memory; a larger one's batches go straight into a
+  shared-memory segment as they arrive.
 * ``GetFlightInfo(descriptor)`` describes a stored table: schema, rows, bytes and one endpoint
   whose ticket redeems it. ``ListFlights`` describes them all.
 * ``DoGet(ticket)`` streams the table and removes it: each table can be fetched once.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import ast
 import logging
 import mmap
+import os
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeGuard
@@ -41,7 +43,17 @@ from tabpy.arrow.store import StoredTable, TableStore
 from tabpy.errors import TabPyError
 from tabpy.security.principal import Principal
 
-__all__ = ["ACTIONS", "LOCAL", "FlightService", "Key", "key_of", "path_key", "ticket_of"]
+__all__ = [
+    "ACTIONS",
+    "LOCAL",
+    "FlightService",
+    "Key",
+    "key_of",
+    "path_key",
+    "schema_of",
+    "serialise",
+    "ticket_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +202,10 @@ class FlightService(flight.FlightServerBase):
                 table = self.store.take(key)
             if table is None:
                 raise FlightNotFound(key)
+            if table.data is not None:  # in memory: streamed from it, gone from the store
+                data, table.data = table.data, None
+                self.store.discard(table)
+                return flight.RecordBatchStream(pa.ipc.open_stream(data))
             return flight.GeneratorStream(
                 table.schema, _stream(self.store, table, self.reserve, self.idle_release)
             )
@@ -248,26 +264,53 @@ class FlightService(flight.FlightServerBase):
         )
 
 
+#: Uploads up to this size are gathered and kept in memory (``StoredTable.data``): a segment
+#: costs more than such a table, from memfd to file writes, and a worker gets it with its job
+#: instead of mapping it. Larger ones stream into a segment batch by batch, so the server never
+#: holds more than this besides the segment.
+GATHER_BYTES = 1024 * 1024
+
+
 def receive(
     reader: flight.MetadataRecordBatchReader,
     store: TableStore,
     key: Key,
     reserve: SegmentReserve | None = None,
 ) -> StoredTable:
-    """Write an upload into a new segment (``reserve``'s, if it has one ready), counting its
-    bytes as they arrive, and store it."""
-    segment = reserve.take() if reserve is not None else Segment()
+    """Store an upload, counting its bytes as they arrive.
+
+    A small upload is kept in memory; a larger one is written into a segment, over
+    ``reserve``'s kept one if it has one ready.
+    """
     counted = rows = 0
+    held: list[pa.RecordBatch] = []
+    segment: Segment | None = None
     try:
+        batches = _batches(reader)
+        for batch in batches:
+            store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+            counted += batch.nbytes
+            rows += batch.num_rows
+            held.append(batch)
+            if counted > GATHER_BYTES:
+                break
+        else:  # all of it is here: kept in memory
+            data = serialise(reader.schema, held)
+            store.adjust(data.size - counted)
+            counted = data.size
+            table = StoredTable(key, None, data.size, rows, reader.schema, data=data)
+            store.add(table)
+            return table
+        segment = reserve.take() if reserve is not None else Segment()
         # Over the reserved pages (no truncation), then cut to the bytes written.
         with open(segment.path, "r+b", buffering=0) as file:
             sink = pa.PythonFile(file, mode="w")
             with pa.ipc.new_stream(sink, reader.schema) as out:
-                for chunk in reader:
-                    batch = chunk.data
-                    if batch is None:
-                        continue
-                    store.reserve(batch.nbytes)  # refuses the batch that crosses the limit
+                for batch in held:
+                    out.write_batch(batch)
+                del held[:]
+                for batch in batches:
+                    store.reserve(batch.nbytes)
                     counted += batch.nbytes
                     out.write_batch(batch)
                     rows += batch.num_rows
@@ -280,11 +323,27 @@ def receive(
         counted = size
     except BaseException:
         store.adjust(-counted)
-        segment.close()
+        if segment is not None:
+            segment.close()
         raise
     table = StoredTable(key, segment, size, rows, reader.schema)
     store.add(table)
     return table
+
+
+def _batches(reader: flight.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
+    for chunk in reader:
+        if chunk.data is not None:  # metadata-only messages carry no rows
+            yield chunk.data
+
+
+def serialise(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Buffer:
+    """``batches`` as one IPC stream in memory."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as out:
+        for batch in batches:
+            out.write_batch(batch)
+    return sink.getvalue()
 
 
 #: Smaller segments are freed, not kept: checking that nothing maps them would cost more.
@@ -299,11 +358,12 @@ def _stream(
 ) -> Iterator[pa.RecordBatchReader]:
     """Hand gRPC a zero-copy reader over the segment; once it is done, keep the segment for
     the next upload (``reserve``) if nothing maps it any more, else free it."""
-    mapping = _map(table.segment)
+    segment = table.segment
+    assert segment is not None  # tables in memory are streamed from it (do_get)
+    mapping = _map(segment)
     try:
         yield pa.ipc.open_stream(pa.py_buffer(mapping))
     finally:
-        segment = table.segment
         if (
             reserve is not None
             and table.size >= RECYCLE_MIN_BYTES
@@ -315,6 +375,32 @@ def _stream(
                 idle_release.used()  # the kept segment goes when Flight calls pause
         else:
             store.discard(table)
+
+
+def _read(segment: Segment, size: int, offset: int = 0) -> bytes:
+    parts = []
+    while size > 0:
+        part = os.pread(segment.fd, size, offset)
+        if not part:
+            raise OSError(f"{segment!r} ends before the {size} bytes expected")
+        parts.append(part)
+        size -= len(part)
+        offset += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+#: The IPC stream's first bytes: a continuation marker, then the schema message's length.
+_CONTINUATION = b"\xff\xff\xff\xff"
+
+
+def schema_of(segment: Segment) -> pa.Schema:
+    """The schema of the IPC stream in ``segment``, read from its first message alone."""
+    head = _read(segment, 8)
+    if head[:4] != _CONTINUATION:  # not how pyarrow writes streams: let Arrow read it
+        with pa.memory_map(segment.path) as source:
+            return pa.ipc.open_stream(source).schema
+    length = int.from_bytes(head[4:], "little")
+    return pa.ipc.read_schema(pa.py_buffer(_read(segment, 8 + length)))
 
 
 def _map(segment: Segment) -> mmap.mmap:

@@ -6,10 +6,10 @@ together with the HTTP server: the listener first lets its calls finish, then th
 every segment.
 
 It is also the server's :class:`~tabpy.runtime.tables.TableEvaluator`: ``/evaluate`` with
-``"dataPath"`` moves no rows through the server. The worker that parses the request says it is
-a table request; the stored table's segment and an empty one for the result are then named in
-a table job, the worker maps the first, writes the second (:mod:`tabpy.arrow.worker`), and the
-server stores the result under a new path.
+``"dataPath"`` moves no rows through the server. Once the request is known to be a table
+request (:mod:`tabpy.runtime.tables` says who recognises it), the stored table's segment and an
+empty one for the result are named in a table job, the worker maps the first, writes the second
+(:mod:`tabpy.arrow.worker`), and the server stores the result under a new path.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 import orjson
 import pyarrow as pa
@@ -27,7 +28,7 @@ import pyarrow as pa
 from tabpy.arrow import TABLE_JOB
 from tabpy.arrow.arrow_errors import StoreFull, TableNotFound
 from tabpy.arrow.credentials import FlightAuthentication, FlightCredentials
-from tabpy.arrow.flight import FlightService, Key, path_key
+from tabpy.arrow.flight import FlightService, Key, path_key, schema_of
 from tabpy.arrow.owners import OwnerLookup, internal_authorization
 from tabpy.arrow.segments import Segment
 from tabpy.arrow.store import StoredTable, TableStore
@@ -76,6 +77,9 @@ class ArrowService:
             self.store, internal_authorization(settings.internal_credentials_file)
         )
         self.server: FlightService | None = None
+        #: An empty segment for its caller's next result, kept while results come back in
+        #: replies: (caller, segment).
+        self._kept_spare: tuple[str, Segment] | None = None
         self._closed = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -145,6 +149,9 @@ class ArrowService:
         """Free every stored table (after ``stop``)."""
         self._closed.set()
         self.store.clear()
+        kept, self._kept_spare = self._kept_spare, None
+        if kept is not None:
+            kept[1].close()
 
     def _stop_in_background(self) -> None:
         with self._stop_lock:
@@ -220,11 +227,12 @@ class ArrowService:
     # --- /evaluate ----------------------------------------------------------------------------
 
     async def evaluate_table(
-        self, request: TableRequest, may_query: QueryCheck | None = None
+        self, request: TableRequest, may_query: QueryCheck | None = None, principal: str = ""
     ) -> bytes:
         """Run a ``dataPath`` request; the answer's bytes (``null`` or the new table's path).
 
-        ``may_query``: what the script may ``tabpy.query``, its caller's rights.
+        ``may_query``: what the script may ``tabpy.query``, its caller's rights; ``principal``:
+        who the caller is, so that the pool runs the script on a worker of theirs.
         """
         key = path_key(request.data_path)
         table = self.store.take(key)
@@ -232,36 +240,64 @@ class ArrowService:
             table = self.store.take(key)
         if table is None:
             raise TableNotFound(request.data_path, f"{self.store.ttl:g}")
-        spare = Segment()  # for the result, if it cannot go over the input
+        spare = self._spare(principal)  # for a large result, if it cannot go over the input
         written: Segment | None = None
         try:
+            source = table.segment
             params = {
                 "script": request.script,
-                "input": table.segment.path,
-                "input_name": table.segment.name,
+                "input": None if source is None else source.path,  # None: the job's body
                 "output": spare.path,
                 "available": self.store.available,
                 "limit": self.store.max_bytes,
             }
-            job = Job(ExtensionMeta(TABLE_JOB, params), may_query=may_query)
+            # The channel writes any bytes-like object; a table in memory goes without a copy.
+            body = [cast(bytes, memoryview(table.data))] if source is None else []
+            job = Job(
+                ExtensionMeta(TABLE_JOB, params), body, principal=principal, may_query=may_query
+            )
             reply = await self.pool.submit(job)
             if reply.body == b"null":  # the script returned None: no table
                 return b"null"
-            result = orjson.loads(reply.body)  # what the worker wrote, not the table itself
-            if result["in_input"]:  # the worker wrote over the input (tabpy.arrow.worker)
-                written, table.segment = table.segment, spare
-                self.store.adjust(-table.size)  # counted again by _adopt, at the result's size
-                table.size = 0
-            else:
-                written = spare
+            # What the worker wrote: a JSON line, then the table itself if it is small.
+            end = reply.body.find(b"\n")
+            view = memoryview(reply.body)
+            result = orjson.loads(view if end < 0 else view[:end])
             output_path = str(uuid.uuid4())
-            self._adopt(written, path_key(output_path), result["rows"])
+            output = path_key(output_path)
+            if result.get("inline"):
+                self._adopt_data(pa.py_buffer(view[end + 1 :]), output, result["rows"])
+            else:
+                if result["in_input"]:  # the worker wrote over the input (tabpy.arrow.worker)
+                    assert source is not None
+                    written, table.segment = source, spare
+                    self.store.adjust(-table.size)  # counted again by _adopt, at its size
+                    table.size = 0
+                else:
+                    written = spare
+                self._adopt(written, output, result["rows"])
         finally:
             self.store.discard(table)  # the input, or the spare if the input holds the result
             if written is None:
-                spare.close()
+                self._keep_spare(principal, spare)
         logger.info("outputDataPath=%s", output_path)
         return json.dumps({"outputDataPath": output_path}).encode("ascii")
+
+    def _spare(self, principal: str) -> Segment:
+        """An empty segment for a result: the one kept, if its caller's (only they have been
+        told its path), else a new one."""
+        kept = self._kept_spare
+        if kept is not None and kept[0] == principal:
+            self._kept_spare = None
+            return kept[1]
+        return Segment()
+
+    def _keep_spare(self, principal: str, spare: Segment) -> None:
+        """Keep an unused result segment for the caller's next request (event loop only)."""
+        if self._kept_spare is None and spare.fd >= 0 and spare.size() == 0:
+            self._kept_spare = (principal, spare)
+        else:
+            spare.close()
 
     def _adopt(self, segment: Segment, key: Key, rows: int) -> None:
         """Store a worker's result; the segment is the store's (or closed) from here on."""
@@ -272,13 +308,25 @@ class ArrowService:
             segment.close()
             raise ExecutionFailed(f"StoreFull : {full}") from None
         try:
-            with pa.memory_map(segment.path) as source:
-                schema = pa.ipc.open_stream(source).schema
+            schema = schema_of(segment)
         except BaseException:
             segment.close()
             self.store.adjust(-size)
             raise
         self.store.add(StoredTable(key, segment, size, rows, schema))
+
+    def _adopt_data(self, data: pa.Buffer, key: Key, rows: int) -> None:
+        """Store a small result the worker sent back in its reply."""
+        try:
+            self.store.reserve(data.size)
+        except StoreFull as full:
+            raise ExecutionFailed(f"StoreFull : {full}") from None
+        try:
+            schema = pa.ipc.open_stream(data).schema
+        except BaseException:
+            self.store.adjust(-data.size)
+            raise
+        self.store.add(StoredTable(key, None, data.size, rows, schema, data=data))
 
 
 def _tls_certificates(settings: Settings) -> list[tuple[bytes, bytes]] | None:

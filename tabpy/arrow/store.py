@@ -1,4 +1,9 @@
-"""The Flight store: Arrow tables in shared-memory segments, bounded in bytes, with expiry.
+"""The Flight store: Arrow tables as IPC streams, bounded in bytes, with expiry.
+
+A table lives in a shared-memory segment that workers map, or, up to a megabyte, in this
+process's memory (:attr:`StoredTable.data`): a small table is cheaper to send to a worker with
+its job than to put in a segment for the worker to open and map, and the worker sends a small
+result back the same way.
 
 Every byte of every open segment counts against the limit (``TABPY_ARROW_MAX_STORE_MB``): the
 tables waiting to be fetched, the one a ``DoPut`` is still writing (reserved batch by batch, so
@@ -29,11 +34,14 @@ logger = logging.getLogger(__name__)
 @dataclass(eq=False)
 class StoredTable:
     key: Hashable
-    segment: Segment
-    size: int  # bytes of the IPC stream in the segment
+    #: Where the IPC stream is: a segment, or None when it is ``data``.
+    segment: Segment | None
+    size: int  # bytes of the IPC stream
     rows: int
     schema: Any  # pyarrow.Schema
     stored_at: float = field(default=0.0)
+    #: A small table's IPC stream, held in memory (a ``pyarrow.Buffer``), when not in a segment.
+    data: Any = None
 
 
 class TableStore:
@@ -72,7 +80,9 @@ class TableStore:
 
     def discard(self, table: StoredTable) -> None:
         """Free a table that is no longer stored: its memory and its bytes."""
-        table.segment.close()
+        if table.segment is not None:
+            table.segment.close()
+        table.data = None
         self.adjust(-table.size)
 
     # --- tables ----------------------------------------------------------------------------------

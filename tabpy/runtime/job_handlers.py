@@ -30,7 +30,8 @@ class JobContext:
     tabpy: ScriptAPI
 
 
-JobHandler = Callable[[dict[str, Any], JobContext], Reply]
+#: ``(params, context, body)``: the job's parameters and the bytes sent with it.
+JobHandler = Callable[[dict[str, Any], JobContext, bytearray], Reply]
 
 
 class UnknownHandler(LookupError):

@@ -212,7 +212,7 @@ def _run(
         handler = handlers.get(meta.handler)
     except (UnknownHandler, ImportError) as exc:
         return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"{type(exc).__name__} : {exc}")
-    return handler(meta.params, context)
+    return handler(meta.params, context, frame.body)
 
 
 def scrub_environment() -> None:

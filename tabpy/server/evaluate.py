@@ -1,7 +1,8 @@
 """``POST /evaluate``: authentication and size checks here, everything else in a worker.
 
-The body goes to a worker unparsed. If the worker finds a table request (``"dataPath"``) and a
-table evaluator is configured, the request runs there instead (``tabpy.runtime.tables``).
+The body goes to a worker unparsed. A table request (``"dataPath"``) runs on the table
+evaluator instead, when one is configured: the server recognises a small one itself, the worker
+any other (``tabpy.runtime.tables``).
 
 :meth:`Evaluate.answer` is the route's work without a request object, shared by the Starlette
 route and the lean path of :mod:`tabpy.server.fast_path`.
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from tabpy.errors import ExecutionFailed, ScriptsDisabled
 from tabpy.runtime.protocol import EvaluateMeta, Job
+from tabpy.runtime.tables import table_request
 from tabpy.security.principal import Principal
 from tabpy.server.actors import key_of, principal_of, query_check
 from tabpy.server.body import check_declared, collect
@@ -58,12 +60,16 @@ class Evaluate:
         )
         # The script's tabpy.query(...) has its caller's rights.
         may_query = query_check(principal, self.context.auth.authorization, settings)
+        caller = key_of(principal)
         with counting_failures(self.context.metrics, "evaluate"):
-            job = Job(EvaluateMeta(), chunks, principal=key_of(principal), may_query=may_query)
+            tables = self.context.tables
+            # A small body that plainly names a stored table skips the worker's parsing trip.
+            if tables is not None and (request := table_request(chunks)) is not None:
+                return await tables.evaluate_table(request, may_query, caller)
+            job = Job(EvaluateMeta(), chunks, principal=caller, may_query=may_query)
             reply = await self.context.pool.submit(job)
             if reply.table is not None:
-                tables = self.context.tables
                 if tables is None:  # workers only ask when the pool has tables on
                     raise ExecutionFailed("this server has no table evaluator for dataPath")
-                return await tables.evaluate_table(reply.table, may_query)
+                return await tables.evaluate_table(reply.table, may_query, caller)
         return reply.body

@@ -7,6 +7,7 @@ one with HTTPS, Basic and OAuth (Flight over TLS, logins, session tokens, JWTs, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -85,8 +86,9 @@ def evaluate(server: ServerProcess, script: str, path: str, **extra: object) -> 
 
 
 def segments(server: ServerProcess) -> int:
-    """Shared-memory segments the server holds open: tables, and the one readied for the next
-    upload (freed when uploads pause), so a count may fall below an earlier one."""
+    """Shared-memory segments the server holds open: large tables, the one readied for the
+    next upload (freed when uploads pause), so a count may fall below an earlier one, and an
+    empty one kept for the next large result."""
     count = 0
     for fd in Path(f"/proc/{server.pid}/fd").iterdir():
         try:
@@ -222,6 +224,40 @@ def test_data_path_results(server: ServerProcess, client: flight.FlightClient) -
     client.do_action(flight.Action("clear", b""))
 
 
+@pytest.mark.parametrize(
+    ("rows", "script", "result_rows"),
+    [
+        (1000, ADD_TOTAL, 1000),  # in memory both ways
+        (200_000, ADD_TOTAL, 200_000),  # in segments both ways (over the input)
+        (200_000, "return _arg1.head(10)", 10),  # a large table, a small result
+        (1000, "return _arg1.sample(200_000, replace=True, random_state=1)", 200_000),
+    ],
+)
+def test_tables_small_and_large_both_ways(
+    server: ServerProcess, client: flight.FlightClient, rows: int, script: str, result_rows: int
+) -> None:
+    """Tables up to a megabyte travel with the job and its reply, larger ones in shared
+    memory: every combination gives the table the script returned, and frees what it used."""
+    server.wait_until_warm()
+    # The server keeps an empty segment ready for the next large result: make it exist.
+    assert evaluate(server, "return None", put(client, sample(10))).content == b"null"
+    held = segments(server)
+    table = sample(rows)
+    response = evaluate(server, script, put(client, table, batch_rows=50_000))
+    assert response.status_code == 200, response.text
+    result = fetch(client, response.json()["outputDataPath"])
+    assert result.num_rows == result_rows
+    expected = table.to_pandas()
+    if script == ADD_TOTAL:
+        expected["total"] = expected["a"] + expected["b"]
+    else:
+        namespace: dict[str, object] = {}
+        exec(f"def run(_arg1):\n    {script}", namespace)  # the same script, here
+        expected = namespace["run"](expected)  # type: ignore[operator]
+    assert result.to_pandas().equals(expected)
+    wait_for(lambda: segments(server) <= held, 10, "the job's shared memory to be freed")
+
+
 def test_data_path_is_found_by_parsing_not_by_scanning_bytes(
     server: ServerProcess, client: flight.FlightClient
 ) -> None:
@@ -234,6 +270,40 @@ def test_data_path_is_found_by_parsing_not_by_scanning_bytes(
     )
     assert response.status_code == 200, response.text
     assert fetch(client, response.json()["outputDataPath"]) == sample()
+
+
+def escaped(server: ServerProcess, script: str, path: str) -> object:
+    """``evaluate`` with the key spelled with a JSON escape: the server leaves such a body to a
+    worker, which finds the table request; a plain one the server recognises itself."""
+    body = json.dumps({"script": script, "dataPath": path})
+    content = body.replace('"dataPath"', '"d\\u0061taPath"').encode()
+    return server.http.post(
+        "/evaluate", content=content, headers={"Content-Type": "application/json"}
+    )
+
+
+def test_both_ways_to_a_table_answer_alike(
+    server: ServerProcess, client: flight.FlightClient
+) -> None:
+    """The trip the server skips changes no byte: the same result table, the same errors."""
+    server.wait_until_warm()
+    table = sample()
+    results = []
+    for send in (evaluate, escaped):
+        response = send(server, ADD_TOTAL, put(client, table))
+        assert response.status_code == 200, response.text
+        assert re.fullmatch(rb'\{"outputDataPath": "[0-9a-f-]{36}"\}', response.content)
+        results.append(fetch(client, response.json()["outputDataPath"]))
+    assert results[0].equals(results[1], check_metadata=True)
+
+    missing = [send(server, ADD_TOTAL, "no-such-table") for send in (evaluate, escaped)]
+    assert [r.status_code for r in missing] == [500, 500]
+    assert missing[0].content == missing[1].content
+    assert missing[0].json()["info"].startswith("KeyError : 'Flight not found.'")
+
+    failing = [send(server, "return 1 / 0", put(client, table)) for send in (evaluate, escaped)]
+    assert failing[0].content == failing[1].content
+    assert failing[0].json()["info"].startswith("ZeroDivisionError")
 
 
 def test_runaway_prep_script_kills_only_its_worker(
@@ -294,6 +364,11 @@ def test_unfetched_tables_expire(small_server: ServerProcess) -> None:
         assert client.get_flight_info(flight.FlightDescriptor.for_path(path)).total_records
         wait_for(lambda: not list(client.list_flights()), TTL + 10, "the table to expire")
         wait_for(lambda: segments(small_server) == 0, 10, "its memory to be freed")
+    # Asked for after it expired, the table is refused alike, whoever recognises the request.
+    refusals = [send(small_server, ADD_TOTAL, path) for send in (evaluate, escaped)]
+    assert [r.status_code for r in refusals] == [500, 500]
+    assert refusals[0].content == refusals[1].content
+    assert f"after {TTL} s if nobody fetches it" in refusals[0].json()["info"]
     # Logged just after the memory is freed: wait for the line rather than race it.
     wait_for(
         lambda: "TABPY_ARROW_ENTRY_TTL_SECONDS" in small_server.stderr.text, 10, "the log line"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -16,13 +17,21 @@ from tests.components import ARROW, require_module
 pytestmark = pytest.mark.arrow
 pa = require_module("pyarrow", ARROW)
 
+from tabpy.arrow import worker  # noqa: E402
 from tabpy.arrow.arrow_errors import StoreFull  # noqa: E402
 from tabpy.arrow.flight import receive  # noqa: E402
 from tabpy.arrow.memory import IdleRelease  # noqa: E402
 from tabpy.arrow.segments import Segment, SegmentReserve, is_mapped  # noqa: E402
 from tabpy.arrow.sessions import SessionTokens  # noqa: E402
 from tabpy.arrow.store import StoredTable, TableStore  # noqa: E402
-from tabpy.arrow.worker import as_table, map_frame, read_frame, unmap, write_table  # noqa: E402
+from tabpy.arrow.worker import (  # noqa: E402
+    as_table,
+    inline_result,
+    map_frame,
+    read_frame,
+    unmap,
+    write_table,
+)
 
 MB = 1024 * 1024
 
@@ -193,6 +202,24 @@ def test_results_must_be_tables_within_the_space_left() -> None:
     segment.close()
 
 
+def test_small_tables_convert_without_threads_to_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = pa.table({"x": [float(i) for i in range(3000)], "s": ["a", None, "c"] * 1000})
+    segment = Segment()
+    write(segment, table, 1000)
+    alone = read_frame(segment.path)  # small: on the worker's thread
+    monkeypatch.setattr(worker, "THREADED_TO_PANDAS_BYTES", 0)
+    assert read_frame(segment.path).equals(alone)
+    segment.close()
+
+    alone_table = as_table(alone)
+    assert alone_table.equals(pa.table(alone), check_metadata=True)  # what pyarrow picks
+    monkeypatch.setattr(worker, "THREADED_FROM_PANDAS_CELLS", 0)
+    assert as_table(alone).equals(alone_table, check_metadata=True)
+    assert alone_table.schema.metadata is not None  # pandas' metadata kept, as TabPy keeps it
+
+
 def test_a_copied_frame_lets_its_mapping_go_at_once() -> None:
     segment = Segment()
     write(segment, pa.table({"x": [1.0, 2.0, 3.0, 4.0]}), 2)
@@ -287,14 +314,63 @@ def test_an_upload_goes_over_the_kept_pages_and_is_cut_to_size() -> None:
     segment = Segment()
     write(segment, old, None)
     assert reserve.give(segment)
-    table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})
-    stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    table = pa.table({"x": list(range(150_000)), "y": [0.5] * 150_000})  # 2.4 MB, streamed
+    stored_table = receive(Upload(table, 10_000), store, "k", reserve)  # type: ignore[arg-type]
     assert stored_table.segment is segment
     assert reserve.reserved == 0
-    assert stored_table.size == segment.size() < MB
+    assert stored_table.size == segment.size() < 4 * MB
     assert store.used == stored_table.size
     assert read(segment) == table
     store.clear()
+
+
+def test_a_small_upload_is_kept_in_memory_and_leaves_the_kept_pages() -> None:
+    store = TableStore(10 * MB, 60)
+    reserve = SegmentReserve(max_bytes=10 * MB)
+    kept = filled(4 * MB)
+    assert reserve.give(kept)
+    table = pa.table({"x": list(range(10_000)), "y": [0.5] * 10_000})  # 160 kB, 10 batches
+    stored_table = receive(Upload(table, 1000), store, "k", reserve)  # type: ignore[arg-type]
+    assert stored_table.segment is None and reserve.reserved == 4 * MB
+    assert (stored_table.rows, stored_table.schema) == (10_000, table.schema)
+    assert store.used == stored_table.size == stored_table.data.size
+    fetched = pa.ipc.open_stream(stored_table.data).read_all()
+    assert fetched == table
+    assert [batch.num_rows for batch in fetched.to_batches()] == [1000] * 10  # as sent
+    store.clear()
+    assert store.used == 0 and stored_table.data is None
+    reserve.drop()
+
+
+@pytest.mark.parametrize("batch_rows", [1000, 100_000])  # gathered, streamed
+def test_an_upload_over_the_limit_gives_its_bytes_back(batch_rows: int) -> None:
+    store = TableStore(MB, 60)
+    table = pa.table({"x": [1.0] * 200_000})  # 1.6 MB
+    with pytest.raises(StoreFull):
+        receive(Upload(table, batch_rows), store, "k")  # type: ignore[arg-type]
+    assert store.used == 0 and len(store) == 0
+
+
+def test_the_schema_is_read_from_the_first_message() -> None:
+    from tabpy.arrow.flight import schema_of
+
+    table = pa.Table.from_pandas(pandas.DataFrame({"a": [1.5], "s": ["x"]}))
+    segment = Segment()
+    write(segment, table, None)
+    assert schema_of(segment).equals(table.schema, check_metadata=True)
+    assert table.schema.metadata  # pandas' metadata came along
+    segment.close()
+
+
+def test_a_small_result_goes_back_in_the_reply() -> None:
+    table = pa.table({"x": list(range(5000)), "s": ["a", None] * 2500})
+    reply = inline_result(table, MB, 10 * MB)
+    head, _, data = bytes(reply.body).partition(b"\n")
+    described = json.loads(head)
+    assert described == {"rows": 5000, "bytes": len(data), "inline": True}
+    assert pa.ipc.open_stream(data).read_all() == table
+    with pytest.raises(StoreFull, match="TABPY_ARROW_MAX_STORE_MB = 10 MB"):
+        inline_result(table, len(data) - 1, 10 * MB)  # checked before it is sent
 
 
 def test_a_fetched_segment_is_kept_only_when_nothing_maps_it() -> None:
@@ -360,3 +436,22 @@ def test_a_workers_table_memory_can_be_released_from_another_thread() -> None:
     )
     before, after = (int(n) for n in done.stdout.split())
     assert before - after > 100, (before, after)  # of about 190 MB freed
+
+
+def test_an_unused_result_segment_is_kept_for_its_callers_next_request(tmp_path: Path) -> None:
+    from tabpy.arrow.service import ArrowService
+
+    settings = load_settings(None, {"TABPY_STATE_PATH": str(tmp_path)})
+    service = ArrowService(settings, None, None)  # type: ignore[arg-type]
+    spare = service._spare("basic:alice")
+    service._keep_spare("basic:alice", spare)
+    other = service._spare("basic:bob")
+    assert other is not spare  # only its caller was told its path
+    assert service._spare("basic:alice") is spare
+    for segment in (spare, other):
+        segment.close()
+    written = service._spare("basic:alice")  # none kept: a new one
+    os.write(written.fd, b"x")  # a segment a worker wrote into is never kept
+    service._keep_spare("basic:alice", written)
+    assert written.fd == -1 and service._spare("basic:alice") is not written
+    service.close()
