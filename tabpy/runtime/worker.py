@@ -1,6 +1,6 @@
 """The worker process: receive a job, run it, send the reply, repeat.
 
-Workers are forked from a warmed-up fork server (see ``pool``), so heavy imports such as
+Workers are forked from a warmed-up template (see ``template``), so heavy imports such as
 pandas happen once, not once per worker or per replacement. This module itself stays light:
 the server process imports it to name the worker's entry point, and the worker side as a whole
 needs only the standard library, cloudpickle and orjson.
@@ -67,7 +67,7 @@ _JOIN_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """What a worker is told when it starts (pickled to the fork server)."""
+    """What a worker is told when it starts (sent to its template as JSON)."""
 
     memory_limit_mb: int
     server_pid: int
