@@ -151,8 +151,14 @@ class ServerEndpoints:
         return answer
 
 
-def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
-    """Entry point of a worker process."""
+def worker_main(
+    sock: socket.socket, options: WorkerOptions, namespace: Mapping[str, Any] | None = None
+) -> None:
+    """Entry point of a worker process.
+
+    ``namespace``: the names scripts see, built by the template before it forked (so that the
+    worker inherits it rather than building it again); None builds it here.
+    """
     scrub_environment()
     _detach(options.server_pid, tolerate_other_user=options.user is not None)
     if options.user is not None:
@@ -161,7 +167,8 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
         become_subreaper()
     connection = Connection(sock)
     cache = EndpointCache()
-    context = JobContext(build_namespace(), ScriptAPI(cache, ServerEndpoints(connection, cache)))
+    names = build_namespace() if namespace is None else namespace
+    context = JobContext(names, ScriptAPI(cache, ServerEndpoints(connection, cache)))
     handlers = JobHandlers(options.extensions)
     _limit_memory(options.memory_limit_mb)
     connection.send(FrameType.READY, 0)
