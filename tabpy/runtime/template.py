@@ -21,8 +21,9 @@ with ``-I`` and without the ``PYTHON*`` variables: neither the server's ``PYTHON
 user's site-packages leak into the environment, whose packages are its own. The server's own
 template (:meth:`TemplateLauncher.own`) must import the very ``tabpy`` and packages the server
 imports, wherever they came from, so it is given the server's module search path
-(``sys.path``) instead; it keeps the ``PYTHON*`` variables, which its workers saw before as
-the server's children, but still runs with ``-I`` so that nothing else changes the path.
+(``sys.path``) instead. It keeps the ``PYTHON*`` variables (its scripts run in the server's own
+environment, so a Python subprocess they start finds the same packages), but still runs with
+``-I``, so that none of them changes the path it was given.
 
 The control socket is ``SOCK_SEQPACKET``, so every message (JSON) keeps its boundaries. The
 template ends when the socket closes: the pool closed it, or the server died.

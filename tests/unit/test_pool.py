@@ -16,7 +16,7 @@ from tabpy.errors import InvalidRequest, MemoryLimitExceeded, ScriptTimeout, Wor
 from tabpy.runtime.pool import PoolOptions, RestartCause, WorkerPool
 from tabpy.runtime.protocol import Artifact, EvaluateMeta, Job, Outcome, TableRequest
 from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO, QueryUnanswered, ScriptFailed
-from tabpy.runtime.template import TemplateLauncher
+from tabpy.runtime.template import TemplateLauncher, template_environment
 from tests.unit.pool_support import (
     deployed,
     evaluate_job,
@@ -213,6 +213,14 @@ def test_workers_do_not_see_the_servers_settings(monkeypatch: pytest.MonkeyPatch
         assert os.environ["TABPY_REGISTRY_URL"] == url  # the server keeps its own settings
 
     run(scenario)
+
+
+def test_a_template_never_holds_the_servers_settings() -> None:
+    environ = {"TABPY_PWD_FILE": "/etc/tabpy/passwords", "PYTHONPATH": "/src", "PATH": "/bin"}
+    # Another environment's template: nothing that points at the server's packages either.
+    assert template_environment(environ) == {"PATH": "/bin"}
+    # The server's own: its packages are the server's, so PYTHONPATH stays.
+    assert template_environment(environ, own=True) == {"PYTHONPATH": "/src", "PATH": "/bin"}
 
 
 def test_a_pool_needs_a_worker() -> None:
