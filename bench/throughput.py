@@ -8,7 +8,7 @@ time for the in-process client). The tree is split by role:
 * **server**: the processes that hold the listening socket of the HTTP port, i.e. the front
   end that parses HTTP and runs the framework (TabPy: its only process; ours: the uvicorn
   process, or several acceptors if the front end is ever split);
-* **workers**: every other process of the tree, summed (script workers, the fork server,
+* **workers**: every other process of the tree, summed (script workers, their template,
   multiprocessing helpers).
 
 ``server_us_per_req`` = server CPU seconds / completed requests: the cost of one request in the

@@ -14,12 +14,13 @@ Worker side (standard library, cloudpickle and orjson only; pandas and pyarrow o
 * ``script_api`` and ``endpoint_cache``: ``tabpy.query`` and the endpoint objects a worker holds;
 * ``job_handlers``: jobs that feature packages plug into the worker;
 * ``runtime_errors``: the errors of user code and how they are described;
-* ``template``: the warm process that forks workers in another Python environment.
+* ``template``: the warm process that forks a pool's workers, in the server's interpreter or
+  another Python environment's.
 
 Server side:
 
 * ``pool``: supervises the workers and talks to them; ``outcomes`` turns replies into errors;
-* ``launchers``: where a pool's workers come from (the fork server, or a ``template``);
+* ``launchers``: what a pool expects of the process its workers come from (a ``template``);
 * ``pools``: the default pool and one pool per Python environment in use, started on demand;
 * ``environments``: an environment's interpreter, and the worker runtime copied into it;
 * ``directory``: what the workers may run (endpoint versions and their objects' bytes);

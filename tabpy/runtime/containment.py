@@ -131,7 +131,7 @@ class CgroupContainment:
         group = self.parent / f"worker-{pid}"
         group.mkdir(exist_ok=True)
         if self._memory and memory_limit_mb > 0:
-            # The tree's real memory, on top of what the fork server's warm start shares.
+            # The tree's real memory, on top of what the template's warm start shares.
             (group / "memory.max").write_text(str(memory_limit_mb * 1024 * 1024))
         (group / "cgroup.procs").write_text(str(pid))
 

@@ -1,7 +1,7 @@
 """Supervision of the worker processes.
 
-Workers are forked from a warm process that has already imported the worker module
-(:mod:`tabpy.runtime.launchers`), so a replacement is ready in milliseconds, and holds none of
+Workers are forked from a warm template process that has already imported the worker module
+(:mod:`tabpy.runtime.template`), so a replacement is ready in milliseconds, and holds none of
 the server's ``TABPY_*`` variables. Each worker owns one socket pair; a :class:`Channel` reads
 frames (:mod:`tabpy.runtime.protocol`) straight into buffers of the announced sizes.
 
@@ -9,13 +9,13 @@ The pool guarantees capacity: a worker whose job times out is killed with everyt
 script started (:mod:`tabpy.runtime.containment`), a worker that dies or exceeds its memory
 limit is discarded, and every discarded worker is replaced at once. With ``isolate_callers``,
 a worker that has run one caller's code never runs another's: the pool prefers an idle worker
-bound to the same caller, and otherwise recycles one from the fork server's clean template.
+bound to the same caller, and otherwise recycles one into a clean worker from the template.
 It also knows which endpoint objects each worker holds, so it sends an object's bytes to a
 worker once, and answers a script's ``tabpy.query`` from its
 :class:`~tabpy.runtime.directory.EndpointDirectory`.
 
-Where workers come from is a :class:`~tabpy.runtime.launchers.Launcher`: the fork server for
-the server's own interpreter, or a template in another Python environment
+Where workers come from is a :class:`~tabpy.runtime.launchers.Launcher`: a template in the
+server's own interpreter, or one in another Python environment
 (:class:`~tabpy.runtime.template.TemplateLauncher`). A pool for one environment answers a
 script's ``tabpy.query`` of an endpoint deployed in another by handing the call to ``remote``
 (the :class:`~tabpy.runtime.pools.PoolSet` runs it in that environment's pool).
@@ -41,7 +41,7 @@ from tabpy.runtime.containment import Containment, ContainmentMode, choose_conta
 from tabpy.runtime.directory import Deployed, EndpointDirectory
 from tabpy.runtime.environments import Interpreter
 from tabpy.runtime.handoff import Deadline, IdleWorkers
-from tabpy.runtime.launchers import ForkServerLauncher, Launcher, WorkerProcess
+from tabpy.runtime.launchers import Launcher, WorkerProcess
 from tabpy.runtime.outcomes import raise_for_outcome
 from tabpy.runtime.protocol import (
     FRAME_HEADER,
@@ -58,6 +58,7 @@ from tabpy.runtime.protocol import (
     encode_job_meta,
     pack_header,
 )
+from tabpy.runtime.template import TemplateLauncher
 from tabpy.runtime.worker import WorkerOptions
 
 __all__ = ["Channel", "PoolOptions", "RemoteCall", "RestartCause", "WorkerGone", "WorkerPool"]
@@ -385,10 +386,11 @@ class WorkerPool:
         interpreter: Interpreter | None = None,
         containment: Containment | None = None,
     ) -> None:
-        """``launcher``: where workers come from (default: the fork server). ``directory``:
-        shared by the pools of one server. ``interpreter``: the environment the workers run
-        (None: the server's own). ``containment``: one the caller owns and closes (pools of
-        one server share it); by default the pool chooses and owns its own."""
+        """``launcher``: where workers come from (default: a template in the server's own
+        interpreter, :meth:`TemplateLauncher.own`). ``directory``: shared by the pools of one
+        server. ``interpreter``: the environment the workers run (None: the server's own).
+        ``containment``: one the caller owns and closes (pools of one server share it); by
+        default the pool chooses and owns its own."""
         if options.size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.options = options
@@ -400,7 +402,7 @@ class WorkerPool:
         #: endpoint runs in this pool's workers (the pool is alone).
         self.remote: RemoteCall | None = None
         self.restarts: collections.Counter[RestartCause] = collections.Counter()
-        self.launcher: Launcher = ForkServerLauncher() if launcher is None else launcher
+        self.launcher: Launcher = TemplateLauncher.own() if launcher is None else launcher
         self._owns_containment = containment is None
         self._idle: IdleWorkers[Worker] = IdleWorkers()
         self._workers: set[Worker] = set()
@@ -521,7 +523,7 @@ class WorkerPool:
     def _select(self, first: Worker, principal: str) -> Worker | asyncio.Future[Worker]:
         """An idle worker for ``principal``: its own, else a clean one, else a recycled one.
 
-        A recycled worker is replaced from the fork server; its replacement is handed to this
+        A recycled worker is replaced from the template; its replacement is handed to this
         caller (the future) rather than queued, so waiting callers do not recycle them all.
 
         Only reached when ``first`` belongs to someone else, so a single caller never pays

@@ -1,26 +1,35 @@
-"""A warm template that forks workers in another Python environment's interpreter.
+"""A warm template process that forks a pool's workers.
 
-The default pool forks its workers from multiprocessing's fork server, which runs the server's
-own interpreter (one per process). A pool for another environment needs workers running *that*
-environment's python, so it starts a template of its own::
+Every pool's workers are forked from a template: the default pool's runs the server's own
+interpreter, and a pool for another Python environment runs that environment's::
 
     <env python> -I -m tabpy.runtime.template <fd>
 
-The template imports the worker module (and the optional libraries scripts expect, where the
-environment has them) once, then waits on its control socket. For each request it receives
-the new worker's socket (``SCM_RIGHTS``) and its :class:`~tabpy.runtime.worker.WorkerOptions`,
-forks, and the child runs :func:`~tabpy.runtime.worker.worker_main`: a worker is ready in
-milliseconds, as in the default pool. The template reports each child's pid, and each child's
-exit status when it ends, so the pool can say how a worker died ("killed by signal SIGKILL").
+The template imports the worker module and the optional libraries scripts expect (where the
+interpreter has them: pandas, pyarrow, ...) once, collects, and freezes what it holds
+(``gc.freeze``), then waits on its control socket. For each request it receives the new
+worker's socket (``SCM_RIGHTS``) and its :class:`~tabpy.runtime.worker.WorkerOptions`, forks,
+and the child runs :func:`~tabpy.runtime.worker.worker_main`: a worker is ready in
+milliseconds, and starts out sharing the template's memory pages. The freeze keeps them shared:
+the cycle collector writes to every object it examines, so without it each worker's first
+collections would copy the pages of every inherited object. The template reports each child's
+pid, and each child's exit status when it ends, so the pool can say how a worker died ("killed
+by signal SIGKILL").
 
-The template starts with the server's ``TABPY_*`` variables removed (as the fork server does)
-and with ``-I``: neither the server's ``PYTHONPATH`` nor the user's site-packages leak into the
-environment, whose packages are its own. The control socket is ``SOCK_SEQPACKET``, so every
-message (JSON) keeps its boundaries. The template ends when the socket closes: the pool closed
-it, or the server died.
+A template never holds the server's ``TABPY_*`` variables. An environment's template also runs
+with ``-I`` and without the ``PYTHON*`` variables: neither the server's ``PYTHONPATH`` nor the
+user's site-packages leak into the environment, whose packages are its own. The server's own
+template (:meth:`TemplateLauncher.own`) must import the very ``tabpy`` and packages the server
+imports, wherever they came from, so it is given the server's module search path
+(``sys.path``) instead. It keeps the ``PYTHON*`` variables (its scripts run in the server's own
+environment, so a Python subprocess they start finds the same packages), but still runs with
+``-I``, so that none of them changes the path it was given.
+
+The control socket is ``SOCK_SEQPACKET``, so every message (JSON) keeps its boundaries. The
+template ends when the socket closes: the pool closed it, or the server died.
 
 This module runs inside environments, so it imports only the standard library and the worker
-runtime. The server side is :class:`TemplateLauncher`, which the pool uses like the fork server.
+runtime. The server side is :class:`TemplateLauncher`, the pools' source of workers.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from __future__ import annotations
 import array
 import contextlib
 import dataclasses
-import importlib
+import gc
 import json
 import logging
 import os
@@ -42,7 +51,7 @@ import threading
 import traceback
 from typing import Any
 
-from tabpy.runtime.namespace import OPTIONAL_MODULES
+from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.worker import ENVIRONMENT_PREFIX, WorkerOptions, worker_main
 
 __all__ = ["TemplateGone", "TemplateLauncher", "TemplateProcess", "template_environment"]
@@ -55,19 +64,34 @@ _FD_SPACE = socket.CMSG_SPACE(array.array("i", [0]).itemsize)
 _PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
 #: How long a fork request may wait for the template (it may still be importing).
 _FORK_TIMEOUT_SECONDS = 120.0
+#: This module's name, also when it runs as ``__main__`` in a template.
+_MODULE = "tabpy.runtime.template"
+#: The server's own template: its module search path is the server's (argv[2], JSON).
+_OWN_BOOTSTRAP = (
+    "import json, sys\n"
+    "sys.path[:] = json.loads(sys.argv[2])\n"
+    f"from {_MODULE} import main\n"
+    "main(int(sys.argv[1]))\n"
+)
 
 
 class TemplateGone(OSError):
     """The template process ended (or never started); the pool retries with a new one."""
 
 
-def template_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The template's environment: the server's, without its settings and secrets."""
+def template_environment(
+    environ: dict[str, str] | None = None, *, own: bool = False
+) -> dict[str, str]:
+    """The template's environment: the server's, without its settings and secrets.
+
+    ``own``: for the server's own interpreter, whose template keeps the ``PYTHON*`` variables
+    (they name the server's own packages); another environment's drops them.
+    """
     source = dict(os.environ if environ is None else environ)
     return {
         name: value
         for name, value in source.items()
-        if not name.startswith(ENVIRONMENT_PREFIX) and name not in _PYTHON_VARIABLES
+        if not name.startswith(ENVIRONMENT_PREFIX) and (own or name not in _PYTHON_VARIABLES)
     }
 
 
@@ -159,10 +183,18 @@ class _Session:
 class TemplateLauncher:
     """Starts and talks to one environment's template; the pool's source of workers."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, *, own: bool = False) -> None:
+        """``python``: the environment's interpreter. ``own``: it is the server's, and the
+        template imports what the server imports (use :meth:`own`)."""
         self.python = python
+        self._own = own
         self._lock = threading.Lock()
         self._session: _Session | None = None
+
+    @classmethod
+    def own(cls) -> TemplateLauncher:
+        """The default pool's launcher: workers in the server's interpreter, with its packages."""
+        return cls(sys.executable, own=True)
 
     def prepare(self) -> None:
         """Start the template now, so it warms up while the pool waits for its first worker.
@@ -217,11 +249,17 @@ class TemplateLauncher:
             return session
         self._stop_locked()
         server_end, template_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = str(template_end.fileno())
+        if self._own:
+            # The server's sys.path, as it is now: the same tabpy, the same packages.
+            command = [self.python, "-I", "-c", _OWN_BOOTSTRAP, fd, json.dumps(sys.path)]
+        else:
+            command = [self.python, "-I", "-m", _MODULE, fd]
         try:
             process = subprocess.Popen(
-                [self.python, "-I", "-m", __name__, str(template_end.fileno())],
+                command,
                 pass_fds=(template_end.fileno(),),
-                env=template_environment(),
+                env=template_environment(own=self._own),
                 stdin=subprocess.DEVNULL,
             )
         except OSError as exc:
@@ -248,9 +286,14 @@ def main(control_fd: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         # The pool stops the template (by closing its socket), not the shutdown signal.
         signal.signal(signum, _ignore)
-    for module in OPTIONAL_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+    # Imports the optional libraries scripts expect. Built once here, not in each worker: a
+    # library that is missing costs each attempt a search of sys.path, and the search dirties
+    # about half a megabyte of the pages a worker shares with the template.
+    namespace = build_namespace()
+    # What is left now is what workers inherit: out of every later collection, so that no
+    # collector pass (here or in a worker) copies the pages it sits on.
+    gc.collect()
+    gc.freeze()
     control = socket.socket(fileno=control_fd)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -262,14 +305,14 @@ def main(control_fd: int) -> None:
     while True:
         for key, _ in selector.select():
             if key.fileobj is control:
-                if not _serve_one(control, (wake_read, wake_write)):
+                if not _serve_one(control, (wake_read, wake_write), namespace):
                     return
             else:
                 os.read(wake_read, 4096)
                 _report_exits(control)
 
 
-def _serve_one(control: socket.socket, wake: tuple[int, int]) -> bool:
+def _serve_one(control: socket.socket, wake: tuple[int, int], namespace: dict[str, Any]) -> bool:
     """Fork one worker; False when the server has closed the socket."""
     message, ancillary, _, _ = control.recvmsg(_MESSAGE_BYTES, _FD_SPACE)
     if not message:
@@ -291,14 +334,18 @@ def _serve_one(control: socket.socket, wake: tuple[int, int]) -> bool:
         control.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
         return True
     if pid == 0:
-        _run_worker(control, wake, fds[0], options)
+        _run_worker(control, wake, fds[0], options, namespace)
     os.close(fds[0])
     control.send(json.dumps({"pid": pid}).encode())
     return True
 
 
 def _run_worker(
-    control: socket.socket, wake: tuple[int, int], fd: int, options: WorkerOptions
+    control: socket.socket,
+    wake: tuple[int, int],
+    fd: int,
+    options: WorkerOptions,
+    namespace: dict[str, Any],
 ) -> None:
     """In the forked child: drop the template's plumbing, then be a worker until the end."""
     code = 0
@@ -308,7 +355,7 @@ def _run_worker(
         control.close()
         for end in wake:
             os.close(end)
-        worker_main(socket.socket(fileno=fd), options)
+        worker_main(socket.socket(fileno=fd), options, namespace)
     except BaseException:  # noqa: BLE001 - whatever happens, the child must not return
         traceback.print_exc()
         code = 1

@@ -1,6 +1,6 @@
 """The worker process: receive a job, run it, send the reply, repeat.
 
-Workers are forked from a warmed-up fork server (see ``pool``), so heavy imports such as
+Workers are forked from a warmed-up template (see ``template``), so heavy imports such as
 pandas happen once, not once per worker or per replacement. This module itself stays light:
 the server process imports it to name the worker's entry point, and the worker side as a whole
 needs only the standard library, cloudpickle and orjson.
@@ -67,7 +67,7 @@ _JOIN_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """What a worker is told when it starts (pickled to the fork server)."""
+    """What a worker is told when it starts (sent to its template as JSON)."""
 
     memory_limit_mb: int
     server_pid: int
@@ -151,8 +151,14 @@ class ServerEndpoints:
         return answer
 
 
-def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
-    """Entry point of a worker process."""
+def worker_main(
+    sock: socket.socket, options: WorkerOptions, namespace: Mapping[str, Any] | None = None
+) -> None:
+    """Entry point of a worker process.
+
+    ``namespace``: the names scripts see, built by the template before it forked (so that the
+    worker inherits it rather than building it again); None builds it here.
+    """
     scrub_environment()
     _detach(options.server_pid, tolerate_other_user=options.user is not None)
     if options.user is not None:
@@ -161,7 +167,8 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
         become_subreaper()
     connection = Connection(sock)
     cache = EndpointCache()
-    context = JobContext(build_namespace(), ScriptAPI(cache, ServerEndpoints(connection, cache)))
+    names = build_namespace() if namespace is None else namespace
+    context = JobContext(names, ScriptAPI(cache, ServerEndpoints(connection, cache)))
     handlers = JobHandlers(options.extensions)
     _limit_memory(options.memory_limit_mb)
     connection.send(FrameType.READY, 0)

@@ -20,12 +20,13 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from tabpy.security.log_text import printable
 from tabpy.security.tokens import TokenRejected
+
+if TYPE_CHECKING:
+    import jwt  # imported where keys are parsed: a server without OAuth never loads it
 
 __all__ = ["JwksCache", "fetch_jwks", "parse_jwks"]
 
@@ -41,7 +42,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 MAX_KID_SHOWN = 64
 
 Fetch = Callable[[str, float], Any]
-Keys = Mapping[str | None, jwt.PyJWK]
+Keys = Mapping[str | None, "jwt.PyJWK"]
 
 
 class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -67,6 +68,8 @@ def fetch_jwks(uri: str, timeout: float) -> Any:
 
 def parse_jwks(document: Any) -> dict[str | None, jwt.PyJWK]:
     """Usable signing keys by ``kid``. Symmetric (``oct``) and encryption keys are ignored."""
+    import jwt
+
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError('the JWKS document is not an object with a "keys" list')
     keys: dict[str | None, jwt.PyJWK] = {}

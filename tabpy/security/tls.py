@@ -4,6 +4,9 @@ Everything that would otherwise surface as an obscure handshake failure later, o
 traceback now, is refused at start-up with one line: a certificate or key that cannot be read
 or is not PEM, an encrypted key, a certificate that is expired or not yet valid (TabPy's exact
 messages), and a key that does not belong to the certificate.
+
+cryptography is imported by the checks that use it, so a server on plain HTTP never loads it
+(several MB of memory).
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ import datetime as dt
 import logging
 import ssl
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from typing import TYPE_CHECKING
 
 from tabpy.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 __all__ = ["check_validity", "server_context"]
 
@@ -93,6 +96,8 @@ def _read(path: Path, setting: str) -> bytes:
 
 
 def _load_certificate(path: Path) -> x509.Certificate:
+    from cryptography import x509
+
     data = _read(path, "TABPY_CERTIFICATE_FILE")
     try:
         # The first certificate is the server's own; any others form its chain.
@@ -105,6 +110,9 @@ def _load_certificate(path: Path) -> x509.Certificate:
 
 
 def _load_key(path: Path) -> PrivateKeyTypes:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     data = _read(path, "TABPY_KEY_FILE")
     try:
         return serialization.load_pem_private_key(data, password=None)
@@ -122,6 +130,8 @@ def _load_key(path: Path) -> PrivateKeyTypes:
 
 
 def _public_bytes(key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -2,14 +2,18 @@
 
 Pure: no network, no logging. Every rejection is a :class:`TokenRejected` whose message is the
 reason for the server log; it never contains the token.
+
+PyJWT (and with it cryptography) is imported by the functions that need it, on the first bearer
+token: a server without OAuth never loads it, which keeps several MB out of its memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
+if TYPE_CHECKING:
+    import jwt
 
 __all__ = [
     "TokenRejected",
@@ -30,6 +34,8 @@ class TokenRejected(Exception):
 
 def unverified_kid(token: str) -> str | None:
     """The ``kid`` of the token's header, read before the signature can be checked."""
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as err:
@@ -46,6 +52,8 @@ def validate(token: str, key: jwt.PyJWK, *, issuer: str, audience: str | None) -
     The algorithm is the key's own (from the JWKS), never the one the token names, so a token
     cannot downgrade to ``none`` or to HMAC with the public key. No clock leeway.
     """
+    import jwt
+
     try:
         claims: Mapping[str, Any] = jwt.decode(
             token,

@@ -18,6 +18,9 @@ registry URL is shown without its password.
 
 With ``TABPY_AUTHZ`` on, an admin also sees the last changes from the audit trail
 (:data:`RECENT_CHANGES` of them; ``GET /admin/audit`` has the rest).
+
+Jinja2 is imported, and the template compiled, when the page is first asked for: a server whose
+status page nobody opens never holds them (a few MB).
 """
 
 from __future__ import annotations
@@ -25,16 +28,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import functools
 import hashlib
 import json
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -48,6 +50,9 @@ from tabpy.runtime.catalog import Catalog, LoadState, LoadStatus
 from tabpy.server.actors import principal_of
 from tabpy.server.context import ServerContext
 from tabpy.server.responses import RawResponse
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "ASSETS_DIRECTORY",
@@ -131,17 +136,30 @@ def _csp_hash(text: str) -> str:
 
 @dataclass(frozen=True)
 class PageAssets:
-    """The compiled template and the inline style and script, with the policy that allows them.
+    """The inline style and script, with the policy that allows them, and the page's template.
 
-    Built once at start (:meth:`load`); every request only renders.
+    The style and script are read at start (:meth:`load`): the policy, sent with every page,
+    hashes them. The template is compiled for the first page (:attr:`template`); every later
+    request only renders.
     """
 
-    template: jinja2.Template
     style: str
     script: str
 
     @classmethod
     def load(cls) -> PageAssets:
+        files = resources.files("tabpy") / "templates"
+        # Text mode turns any CRLF into LF, as an HTML parser does: the browser hashes what
+        # it parsed, so the hash must be of the same text.
+        style = (files / "index.css").read_text(encoding="utf-8")
+        script = (files / "index.js").read_text(encoding="utf-8")
+        return cls(style, script)
+
+    @functools.cached_property
+    def template(self) -> jinja2.Template:
+        """The compiled ``index.html`` (compiled once, by the first page)."""
+        import jinja2
+
         environment = jinja2.Environment(
             loader=jinja2.PackageLoader("tabpy", "templates"),
             autoescape=True,
@@ -149,12 +167,7 @@ class PageAssets:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        files = resources.files("tabpy") / "templates"
-        # Text mode turns any CRLF into LF, as an HTML parser does: the browser hashes what
-        # it parsed, so the hash must be of the same text.
-        style = (files / "index.css").read_text(encoding="utf-8")
-        script = (files / "index.js").read_text(encoding="utf-8")
-        return cls(environment.get_template("index.html"), style, script)
+        return environment.get_template("index.html")
 
     def __post_init__(self) -> None:
         for text, end in ((self.style, "</style"), (self.script, "</script")):
@@ -251,7 +264,7 @@ class Index:
             "Referrer-Policy": "no-referrer",
         }
         # Safe by construction: fixed directives and base64 (no quote, ampersand or bracket).
-        self._page_policy = Markup(self.assets.policy(in_page=True))
+        self._page_policy = self.assets.policy(in_page=True)
 
     async def handle(self, request: Request) -> Response:
         changes: list[AuditEntry] = []
@@ -319,13 +332,15 @@ class Index:
         return document
 
     def render(self, request: Request, changes: list[AuditEntry] | None = None) -> str:
+        from markupsafe import Markup  # Jinja2's own, loaded with it for the first page
+
         info = self.context.service_info
         settings = self.context.settings
         server = request.scope.get("server")
         port = settings.port or (server[1] if server else 0)
         catalog = self.context.catalog
         return self.assets.template.render(
-            page_policy=self._page_policy,
+            page_policy=Markup(self._page_policy),
             style=Markup(self.assets.style),
             script=Markup(self.assets.script),
             name=info.name,

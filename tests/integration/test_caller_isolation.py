@@ -3,7 +3,7 @@
 alice's script monkeypatches ``json.dumps``, sets a builtin, writes ``os.environ`` and
 ``sys.modules`` and leaves a thread running, on every worker (two at once, each holding its
 worker until both have started). bob's later requests, on every worker, see none of it: each
-worker alice used is recycled from the fork server's clean template before bob's code runs.
+worker alice used is replaced by a clean one from the template before bob's code runs.
 With ``TABPY_ISOLATE_CALLERS = false`` (TabPy's shared behaviour) bob sees all of it, which
 also shows the probe would notice.
 """

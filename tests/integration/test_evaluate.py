@@ -241,7 +241,7 @@ def test_disabled_evaluate_shows_in_info(disabled_server: ServerProcess) -> None
 
 def test_workers_fork_with_the_preloaded_objects_frozen(default_server: ServerProcess) -> None:
     # Frozen objects are skipped by the cycle collector, so its runs in a worker do not copy
-    # the memory pages the worker shares with the fork server.
+    # the memory pages the worker shares with its template.
     response = default_server.evaluate("import gc\nreturn gc.get_freeze_count()")
     assert response.status_code == 200, response.text
     assert response.json() > 10_000

@@ -34,7 +34,7 @@ return {
     'variables': sorted(k for k in os.environ if k.startswith('TABPY_')),
     'in_values': [s for s in (_arg1, _arg2) if any(s in v for v in os.environ.values())],
     'in_own_environ': any(s in initial_environment('self') for s in secrets),
-    'in_fork_server_environ': any(s in initial_environment(os.getppid()) for s in secrets),
+    'in_template_environ': any(s in initial_environment(os.getppid()) for s in secrets),
     'registry_open': [f for f in open_files if 'registry' in f],
 }
 """
@@ -71,7 +71,7 @@ def test_scripts_cannot_read_the_servers_settings(server: ServerProcess, secrets
         "variables": [],
         "in_values": [],
         "in_own_environ": False,
-        "in_fork_server_environ": False,
+        "in_template_environ": False,
         "registry_open": [],
     }
 

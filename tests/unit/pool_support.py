@@ -17,7 +17,7 @@ from tabpy.runtime.protocol import Artifact, EndpointRef, EvaluateMeta, Job, Que
 
 T = TypeVar("T")
 
-#: Generous: forking workers from a cold fork server (pandas imported) on a busy 2-core machine.
+#: Generous: forking workers from a cold template (pandas imported) on a busy 2-core machine.
 READY_TIMEOUT = 60.0
 
 

@@ -1,10 +1,10 @@
 """Worker pools of per-endpoint Python environments, with real environments and processes.
 
-Each test runs a :class:`PoolSet` in the test process: the default pool (the fork server) and
-pools whose workers a template forks in a virtualenv built with uv holding ``six==1.15.0``,
-a package the server's own environment lacks. The guarantees of the default pool (kill on
-timeout, memory cap, crash containment, isolation between callers, no server settings in a
-worker) are checked again inside an environment pool.
+Each test runs a :class:`PoolSet` in the test process: the default pool (its template runs the
+server's own interpreter) and pools whose workers a template forks in a virtualenv built with uv
+holding ``six==1.15.0``, a package the server's own environment lacks. The guarantees of the
+default pool (kill on timeout, memory cap, crash containment, isolation between callers, no
+server settings in a worker) are checked again inside an environment pool.
 """
 
 from __future__ import annotations

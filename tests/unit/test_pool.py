@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
+import sys
 
 import pytest
 
+import tabpy
 from tabpy.errors import InvalidRequest, MemoryLimitExceeded, ScriptTimeout, WorkerCrashed
 from tabpy.runtime.pool import PoolOptions, RestartCause, WorkerPool
 from tabpy.runtime.protocol import Artifact, EvaluateMeta, Job, Outcome, TableRequest
 from tabpy.runtime.runtime_errors import QUERY_FAILED_INFO, QueryUnanswered, ScriptFailed
+from tabpy.runtime.template import TemplateLauncher, template_environment
 from tests.unit.pool_support import (
     deployed,
     evaluate_job,
@@ -211,6 +215,14 @@ def test_workers_do_not_see_the_servers_settings(monkeypatch: pytest.MonkeyPatch
     run(scenario)
 
 
+def test_a_template_never_holds_the_servers_settings() -> None:
+    environ = {"TABPY_PWD_FILE": "/etc/tabpy/passwords", "PYTHONPATH": "/src", "PATH": "/bin"}
+    # Another environment's template: nothing that points at the server's packages either.
+    assert template_environment(environ) == {"PATH": "/bin"}
+    # The server's own: its packages are the server's, so PYTHONPATH stays.
+    assert template_environment(environ, own=True) == {"PYTHONPATH": "/src", "PATH": "/bin"}
+
+
 def test_a_pool_needs_a_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         WorkerPool(PoolOptions(size=0))
@@ -220,31 +232,32 @@ async def _pid(pool: WorkerPool) -> int:
     return int((await pool.submit(evaluate_job("import os\nreturn os.getpid()"))).body)
 
 
-def test_the_fork_server_preloads_the_main_module_and_freezes_last() -> None:
-    import sys
-    import types
+def test_the_default_pool_forks_workers_from_a_template_of_the_servers_own_tabpy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The template runs the test process's interpreter with its module search path, so its
+    # workers import this very checkout of tabpy (PYTHONPATH) and the same packages.
+    monkeypatch.setenv("TABPY_PWD_FILE", "/nowhere/test-pool-passwords.txt")
+    script = (
+        "import gc, os, sys, tabpy\n"
+        "return [os.getppid(), tabpy.__file__, sys.path, sys.executable,\n"
+        "        'pandas' in sys.modules, gc.get_freeze_count() > 0]"
+    )
 
-    from tabpy.runtime.launchers import PRELOADED_MODULES, preload_modules
-    from tabpy.runtime.pool import WorkerPool as pool_main  # any function of a loaded module
+    async def scenario() -> None:
+        async with started_pool() as pool:
+            assert isinstance(pool.launcher, TemplateLauncher)
+            template = pool.launcher.pid
+            reply = await pool.submit(evaluate_job(script))
+            parent, where, path, python, preloaded, frozen = json.loads(reply.body)
+            assert parent == template
+            assert (where, path, python) == (tabpy.__file__, sys.path, sys.executable)
+            # What the template imported and froze before forking: shared, not re-imported.
+            assert preloaded == (importlib.util.find_spec("pandas") is not None)
+            assert frozen
+            with open(f"/proc/{template}/environ", "rb") as environ:
+                names = [entry.split(b"=", 1)[0] for entry in environ.read().split(b"\0")]
+            assert [n for n in names if n.startswith(b"TABPY_")] == []
+            assert b"PATH" in names  # the rest of the server's environment is kept
 
-    by_name = types.ModuleType("__main__")
-    by_name.__spec__ = types.SimpleNamespace(name="tabpy.cli.server")  # type: ignore[assignment]
-    by_file = types.ModuleType("__main__")  # the tabpy console script
-    by_file.__spec__ = None
-    by_file.__file__ = "/usr/local/bin/tabpy"
-    by_file.sys = sys  # type: ignore[attr-defined]
-    by_file.main = pool_main  # type: ignore[attr-defined]
-    by_file.local = lambda: None  # type: ignore[attr-defined]
-    by_file.local.__module__ = "__main__"
-    interactive = types.ModuleType("__main__")
-    interactive.__spec__ = None
-    package_main = types.ModuleType("__main__")
-    package_main.__spec__ = types.SimpleNamespace(name="tabpy.__main__")  # type: ignore[assignment]
-
-    base = list(PRELOADED_MODULES[:-1])
-    assert PRELOADED_MODULES[-1] == "tabpy.runtime.prefork"
-    assert preload_modules(by_name) == [*base, "tabpy.cli.server", "tabpy.runtime.prefork"]
-    assert preload_modules(by_file) == [*base, "tabpy.runtime.pool", "tabpy.runtime.prefork"]
-    assert preload_modules(interactive) == list(PRELOADED_MODULES)
-    assert preload_modules(package_main) == list(PRELOADED_MODULES)
-    assert preload_modules(None) == list(PRELOADED_MODULES)
+    run(scenario)
