@@ -96,6 +96,10 @@ class FrameType(enum.IntEnum):
     REPLY = 4
     #: worker -> server, during a job: a script asks for an endpoint by name.
     REQUEST = 5
+    #: server -> worker: a JOB whose body is at the start of the worker's shared region
+    #: (:mod:`tabpy.runtime.shared_body`); the body length says how much of it, and no body
+    #: bytes follow. A new region's descriptor comes with the frame's first byte.
+    SHARED_JOB = 6
 
 
 class JobKind(enum.IntEnum):
