@@ -33,6 +33,7 @@ from tabpy.errors import SCRIPT_ERROR
 from tabpy.runtime.containment import become_subreaper
 from tabpy.runtime.endpoint_cache import EndpointCache
 from tabpy.runtime.evaluate import handle_evaluate
+from tabpy.runtime.heap import Heap
 from tabpy.runtime.job_handlers import JobContext, JobHandlers, UnknownHandler
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.protocol import (
@@ -177,12 +178,15 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
     cache = EndpointCache()
     context = JobContext(build_namespace(), ScriptAPI(cache, ServerEndpoints(connection, cache)))
     handlers = JobHandlers(options.extensions)
+    heap = Heap()
+    heap.keep_freed_memory(options.memory_limit_mb)
     _limit_memory(options.memory_limit_mb)
     connection.send(FrameType.READY, 0)
     while True:
         # What the job received and made is freed only once its reply is sent: for a million
         # rows that takes tens of milliseconds the client need not wait for.
         leftovers: list[Any] = []
+        heap.wait_for_job(sock)
         try:
             with connection.lock:
                 frame = connection.receive()
@@ -205,6 +209,7 @@ def worker_main(sock: socket.socket, options: WorkerOptions) -> None:
         connection.send_reply(reply)
         del reply
         leftovers.clear()
+        heap.job_done()
 
 
 def _run(
