@@ -9,6 +9,9 @@ Every message is a frame: a fixed header, then three sections whose lengths it a
 object when the worker does not hold it yet, and ``body`` the request or answer bytes, passed
 through untouched: the server never parses data. Each section is received straight into a
 buffer of its announced size, so a body of any size costs no reassembly and no extra copy.
+A job body of a megabyte or more does not travel through the socket at all: the server puts it
+in a memory region it shares with that worker and sends a ``SHARED_JOB`` frame, whose body
+length says how much of the region is the body (:mod:`tabpy.runtime.shared_body`).
 
 A conversation, per job::
 

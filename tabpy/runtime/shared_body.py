@@ -53,7 +53,10 @@ class SharedRegion:
 
     def __init__(self, size: int) -> None:
         self.size = -(-size // _GRANULE) * _GRANULE
-        fd = os.memfd_create("tabpy-body", os.MFD_CLOEXEC)
+        create = getattr(os, "memfd_create", None)
+        if create is None:  # not Linux: bodies keep going through the socket
+            raise OSError("this system has no memfd_create")
+        fd = create("tabpy-body", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, self.size)
             self.map = mmap.mmap(fd, self.size)
