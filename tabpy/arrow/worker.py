@@ -67,7 +67,9 @@ _IDLE_RELEASE = IdleRelease()
 pa.set_memory_pool(pa.system_memory_pool())
 
 
-def handle_evaluate_table(params: dict[str, Any], context: JobContext, body: bytearray) -> Reply:
+def handle_evaluate_table(
+    params: dict[str, Any], context: JobContext, body: bytearray | memoryview
+) -> Reply:
     """``params``: see ``evaluate_table`` in :mod:`tabpy.arrow.service`; ``body``: the input
     table's IPC stream when ``params["input"]`` is None."""
     try:
@@ -79,7 +81,9 @@ def handle_evaluate_table(params: dict[str, Any], context: JobContext, body: byt
 JOB_HANDLERS: dict[str, JobHandler] = {TABLE_JOB: handle_evaluate_table}
 
 
-def _evaluate_table(job: dict[str, Any], context: JobContext, body: bytearray) -> Reply:
+def _evaluate_table(
+    job: dict[str, Any], context: JobContext, body: bytearray | memoryview
+) -> Reply:
     try:
         if job["input"] is None:  # sent with the job
             frame = _frame_of(body)
@@ -138,7 +142,7 @@ def map_frame(path: str) -> tuple[Any, mmap.mmap]:
     return frame, mapping
 
 
-def _frame_of(stream: mmap.mmap | bytearray) -> Any:
+def _frame_of(stream: mmap.mmap | bytearray | memoryview) -> Any:
     # A function of its own: the reader and its buffers are gone once it returns.
     table = pa.ipc.open_stream(pa.py_buffer(stream)).read_all()
     return table.to_pandas(use_threads=table.nbytes >= THREADED_TO_PANDAS_BYTES)

@@ -106,9 +106,16 @@ def handle_evaluate(
     tabpy: ScriptAPI,
     *,
     tables: bool = False,
+    keep: list[Any] | None = None,
 ) -> Reply:
+    """``keep``, if given, receives the decoded request and the script's result, so that the
+    caller frees them after sending the reply: freeing a million-row request's objects takes
+    about as long as sending its reply, and the client need not wait for it."""
     try:
-        request = parse_request(decode_body(body), tables)
+        decoded = decode_body(body)
+        if keep is not None:
+            keep.append(decoded)
+        request = parse_request(decoded, tables)
     except (ValueError, UnicodeDecodeError) as exc:
         return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, describe(exc))
     except InvalidRequest as exc:
@@ -117,16 +124,24 @@ def handle_evaluate(
         return Reply.failed(Outcome.FAILED, exc.message, exc.info)
     if isinstance(request, TableRequest):
         return Reply(Outcome.TABLE_REQUEST, table=request)
-    return run_user_script(request.script, request.arguments, namespace, tabpy)
+    return run_user_script(request.script, request.arguments, namespace, tabpy, keep)
 
 
 def run_user_script(
-    script: str, arguments: Mapping[str, Any], namespace: Mapping[str, Any], tabpy: ScriptAPI
+    script: str,
+    arguments: Mapping[str, Any],
+    namespace: Mapping[str, Any],
+    tabpy: ScriptAPI,
+    keep: list[Any] | None = None,
 ) -> Reply:
-    """Run a script on JSON arguments; its result's JSON, or the reply for its failure."""
+    """Run a script on JSON arguments; its result's JSON, or the reply for its failure.
+
+    ``keep``: as in :func:`handle_evaluate`, for the result."""
     tabpy.forget_failed_query()
     try:
         result = run_script(script, arguments, namespace, tabpy)
+        if keep is not None:
+            keep.append(result)
         return Reply.ok(encode_result(result))
     except MemoryError:
         raise

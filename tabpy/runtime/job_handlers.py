@@ -31,7 +31,7 @@ class JobContext:
 
 
 #: ``(params, context, body)``: the job's parameters and the bytes sent with it.
-JobHandler = Callable[[dict[str, Any], JobContext, bytearray], Reply]
+JobHandler = Callable[[dict[str, Any], JobContext, bytearray | memoryview], Reply]
 
 
 class UnknownHandler(LookupError):

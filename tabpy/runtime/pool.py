@@ -23,6 +23,7 @@ script's ``tabpy.query`` of an endpoint deployed in another by handing the call 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import enum
@@ -58,6 +59,7 @@ from tabpy.runtime.protocol import (
     encode_job_meta,
     pack_header,
 )
+from tabpy.runtime.shared_body import SHARED_MIN_BYTES, SharedRegion, region_for
 from tabpy.runtime.template import TemplateLauncher
 from tabpy.runtime.worker import WorkerOptions
 
@@ -167,6 +169,24 @@ class Channel(asyncio.BufferedProtocol):
         if transport is not None and not transport.is_closing():
             transport.writelines(parts)
 
+    def write_with_fd(self, data: bytes, fd: int) -> bool:
+        """Send ``data`` with the descriptor ``fd`` attached (``SCM_RIGHTS``); False, having
+        sent nothing, if that cannot be done now (frames still queued, or a full socket)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        raw = transport.get_extra_info("socket")
+        # A second socket object on a duplicate of the descriptor: the transport's own does not
+        # offer sendmsg. Nothing is queued (checked above), so the order of frames holds.
+        with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+            try:
+                sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(fd))])
+            except (BlockingIOError, InterruptedError):
+                return False
+        if sent < len(data):
+            transport.write(data[sent:])
+        return True
+
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._sections:
             return memoryview(self._sections[0])[self._filled :]
@@ -243,6 +263,10 @@ class Channel(asyncio.BufferedProtocol):
             self.on_lost()
 
 
+def _fd_bytes(fd: int) -> bytes:
+    return array.array("i", [fd]).tobytes()
+
+
 class Worker:
     def __init__(self, process: WorkerProcess, channel: Channel, containment: Containment) -> None:
         self.process = process
@@ -260,6 +284,8 @@ class Worker:
         self._may_query: QueryCheck | None = None
         #: The running job's caller, for a ``tabpy.query`` run in another pool on its behalf.
         self._caller = ""
+        #: Where this worker's large job bodies go (:mod:`tabpy.runtime.shared_body`).
+        self.shared: SharedRegion | None = None
 
     @property
     def pid(self) -> int:
@@ -276,12 +302,35 @@ class Worker:
         body_length = 0
         for chunk in body:
             body_length += len(chunk)
+        if body_length >= SHARED_MIN_BYTES and self._send_shared(job, meta, data, body_length):
+            return waiter
         header = pack_header(FrameType.JOB, job.kind, len(meta), len(data), body_length)
         if meta or data:
             self.channel.write([header, meta, data, *body])
         else:  # the usual /evaluate job
             self.channel.write([header, *body])
         return waiter
+
+    def _send_shared(self, job: Job, meta: bytes, data: bytes, body_length: int) -> bool:
+        """Put the body in this worker's shared region and send the frame that points to it
+        (:mod:`tabpy.runtime.shared_body`); False if it must go through the socket instead."""
+        try:
+            region = region_for(self.shared, body_length)
+        except OSError:  # no memfd here, or no memory for it: the socket still works
+            self.shared = None
+            return False
+        self.shared = region
+        region.fill(job.body)
+        header = pack_header(FrameType.SHARED_JOB, job.kind, len(meta), len(data), body_length)
+        if region.fd is None:
+            self.channel.write([header, meta, data])
+            return True
+        if not self.channel.write_with_fd(b"".join((header, meta, data)), region.fd):
+            region.close()
+            self.shared = None
+            return False
+        region.handed_over()
+        return True
 
     def answer(
         self,
@@ -361,6 +410,9 @@ class Worker:
         self.containment.kill(self.pid)
         if self.channel.transport is not None:
             self.channel.transport.close()
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
 
     def exit_description(self) -> str:
         code = self.process.exitcode

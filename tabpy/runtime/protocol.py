@@ -9,6 +9,9 @@ Every message is a frame: a fixed header, then three sections whose lengths it a
 object when the worker does not hold it yet, and ``body`` the request or answer bytes, passed
 through untouched: the server never parses data. Each section is received straight into a
 buffer of its announced size, so a body of any size costs no reassembly and no extra copy.
+A job body of a megabyte or more does not travel through the socket at all: the server puts it
+in a memory region it shares with that worker and sends a ``SHARED_JOB`` frame, whose body
+length says how much of the region is the body (:mod:`tabpy.runtime.shared_body`).
 
 A conversation, per job::
 
@@ -96,6 +99,10 @@ class FrameType(enum.IntEnum):
     REPLY = 4
     #: worker -> server, during a job: a script asks for an endpoint by name.
     REQUEST = 5
+    #: server -> worker: a JOB whose body is at the start of the worker's shared region
+    #: (:mod:`tabpy.runtime.shared_body`); the body length says how much of it, and no body
+    #: bytes follow. A new region's descriptor comes with the frame's first byte.
+    SHARED_JOB = 6
 
 
 class JobKind(enum.IntEnum):

@@ -20,7 +20,9 @@ from tabpy.runtime.runtime_errors import describe, exception_name, shorten
 __all__ = ["handle_load", "handle_query"]
 
 
-def handle_query(body: bytes | bytearray, endpoint: EndpointRef, cache: EndpointCache) -> Reply:
+def handle_query(
+    body: bytes | bytearray | memoryview, endpoint: EndpointRef, cache: EndpointCache
+) -> Reply:
     name, version = endpoint.name, endpoint.version
     if not body:
         return _invalid("Input body cannot be empty", 'Send {"data": [...]} or {"data": {...}}.')

@@ -33,6 +33,7 @@ from tabpy.errors import SCRIPT_ERROR
 from tabpy.runtime.containment import become_subreaper
 from tabpy.runtime.endpoint_cache import EndpointCache
 from tabpy.runtime.evaluate import handle_evaluate
+from tabpy.runtime.heap import Heap
 from tabpy.runtime.job_handlers import JobContext, JobHandlers, UnknownHandler
 from tabpy.runtime.namespace import build_namespace
 from tabpy.runtime.protocol import (
@@ -55,6 +56,7 @@ from tabpy.runtime.protocol import (
 )
 from tabpy.runtime.query import handle_load, handle_query
 from tabpy.runtime.script_api import ScriptAPI
+from tabpy.runtime.shared_body import FD_SPACE, SharedView, received_fds
 
 __all__ = ["ENVIRONMENT_PREFIX", "WorkerOptions", "scrub_environment", "worker_main"]
 
@@ -87,7 +89,8 @@ class Frame:
     code: int
     meta: bytearray
     attachment: bytearray
-    body: bytearray
+    #: A view of the shared region when the body came that way (``FrameType.SHARED_JOB``).
+    body: bytearray | memoryview
 
 
 class Connection:
@@ -96,17 +99,29 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.RLock()
+        #: Where large job bodies arrive (:mod:`tabpy.runtime.shared_body`).
+        self.shared = SharedView()
 
     def receive(self) -> Frame | None:
         header = bytearray(FRAME_HEADER.size)
-        if not _recv_exactly(self.sock, memoryview(header)):
+        fds: list[int] = []
+        if not _recv_header(self.sock, memoryview(header), fds):
             return None
-        frame_type, code, *lengths = FRAME_HEADER.unpack(header)
-        sections = [bytearray(length) for length in lengths]
-        for section in sections:
+        frame_type, code, meta_length, attachment_length, body_length = FRAME_HEADER.unpack(header)
+        for fd in fds[1:]:  # at most one is ever sent; more is not the server's doing
+            os.close(fd)
+        if fds:
+            self.shared.adopt(fds[0])
+        shared = frame_type == FrameType.SHARED_JOB
+        meta, attachment = bytearray(meta_length), bytearray(attachment_length)
+        body: bytearray | memoryview = bytearray(0 if shared else body_length)
+        for section in (meta, attachment, body):
             if section and not _recv_exactly(self.sock, memoryview(section)):
                 return None
-        return Frame(frame_type, code, *sections)
+        if shared:
+            frame_type = FrameType.JOB
+            body = self.shared.body(body_length)
+        return Frame(frame_type, code, meta, attachment, body)
 
     def send(
         self, frame: FrameType, code: int, meta: bytes = b"", body: bytes | bytearray = b""
@@ -170,15 +185,23 @@ def worker_main(
     names = build_namespace() if namespace is None else namespace
     context = JobContext(names, ScriptAPI(cache, ServerEndpoints(connection, cache)))
     handlers = JobHandlers(options.extensions)
+    heap = Heap()
+    heap.keep_freed_memory(options.memory_limit_mb)
     _limit_memory(options.memory_limit_mb)
     connection.send(FrameType.READY, 0)
     while True:
+        # What the job received and made is freed only once its reply is sent: for a million
+        # rows that takes tens of milliseconds the client need not wait for.
+        leftovers: list[Any] = []
+        heap.wait_for_job(sock)
         try:
             with connection.lock:
                 frame = connection.receive()
             if frame is None:
                 return
-            reply = _run(frame, context, cache, handlers, options)
+            leftovers.append(frame)
+            reply = _run(frame, context, cache, handlers, options, leftovers)
+            del frame
         except RecursionError as exc:
             # Whatever ran out of stack has unwound; the worker is still sound.
             reply = Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"RecursionError : {exc}")
@@ -191,6 +214,9 @@ def worker_main(
             connection.send_reply(Reply.failed(Outcome.MEMORY_EXCEEDED, SCRIPT_ERROR, detail))
             os._exit(0)
         connection.send_reply(reply)
+        del reply
+        leftovers.clear()
+        heap.job_done()
 
 
 def _run(
@@ -199,6 +225,7 @@ def _run(
     cache: EndpointCache,
     handlers: JobHandlers,
     options: WorkerOptions,
+    leftovers: list[Any],
 ) -> Reply:
     if frame.type != FrameType.JOB:
         return Reply.failed(Outcome.FAILED, SCRIPT_ERROR, f"unexpected frame type {frame.type}")
@@ -208,7 +235,11 @@ def _run(
         cache.install(artifact, frame.attachment)
     if isinstance(meta, EvaluateMeta):
         return handle_evaluate(
-            frame.body, context.namespace, context.tabpy, tables=options.table_requests
+            frame.body,
+            context.namespace,
+            context.tabpy,
+            tables=options.table_requests,
+            keep=leftovers,
         )
     if isinstance(meta, QueryMeta):
         return handle_query(frame.body, meta.endpoint, cache)
@@ -293,6 +324,18 @@ def _data_segment_bytes() -> int:
             if line.startswith("VmData:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _recv_header(sock: socket.socket, view: memoryview, fds: list[int]) -> bool:
+    """:func:`_recv_exactly`, keeping the descriptors that come with the bytes in ``fds``."""
+    received = 0
+    while received < len(view):
+        count, ancillary, _, _ = sock.recvmsg_into([view[received:]], FD_SPACE)
+        fds.extend(received_fds(ancillary))
+        if count == 0:
+            return False
+        received += count
+    return True
 
 
 def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:

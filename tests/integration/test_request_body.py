@@ -122,3 +122,17 @@ def test_gzip_disabled_shows_in_info(no_gzip_server: ServerProcess) -> None:
     features = no_gzip_server.http.get("/info").json()["versions"]["v1"]["features"]
 
     assert features["gzip_enabled"] is False
+
+
+@pytest.mark.parametrize("rows", [150_000, 500_000, 120_000])
+def test_large_bodies_get_the_exact_reply(no_gzip_server: ServerProcess, rows: int) -> None:
+    """Bodies of a megabyte and more reach the worker through shared memory (growing it when a
+    body outgrows it); the reply is byte for byte what TabPy sends."""
+    column = [i * 0.25 - 7.5 for i in range(rows)]
+    body = request_body("return [x * 2 for x in _arg1]", _arg1=column)
+    assert len(body) >= 1024 * 1024
+
+    response = no_gzip_server.http.post("/evaluate", content=body)
+
+    assert response.status_code == 200, response.text
+    assert response.content == json.dumps([x * 2 for x in column]).encode()
