@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from tabpy.registry.endpoint import DEFAULT_DOCSTRING, Endpoint
 from tabpy.registry.store import Registry, insert_artifact, insert_endpoint, set_meta
 
@@ -33,6 +35,21 @@ def import_legacy_state(registry: Registry, state_path: Path) -> list[str]:
     if registry.get_meta(IMPORTED_KEY) is not None:
         return []
     endpoints = list(_read_state_file(state_path))
+    try:
+        names = _import(registry, state_path, endpoints)
+    except IntegrityError:
+        # Instances starting together on one empty registry: one of them imported first.
+        if registry.get_meta(IMPORTED_KEY) is None:
+            raise
+        return []
+    if names:
+        logger.info("Imported %d endpoint(s) from %s: %s", len(names), state_path, ", ".join(names))
+    return names
+
+
+def _import(
+    registry: Registry, state_path: Path, endpoints: list[tuple[Endpoint, dict[int, bytes | None]]]
+) -> list[str]:
     with registry.transaction() as conn:
         for endpoint, versions in endpoints:
             artifacts: dict[int, str | None] = {}
@@ -53,10 +70,7 @@ def import_legacy_state(registry: Registry, state_path: Path) -> list[str]:
                 artifacts[version] = sha256
             insert_endpoint(conn, endpoint, artifacts)
         set_meta(conn, IMPORTED_KEY, str(int(time.time())))
-    names = [endpoint.name for endpoint, _ in endpoints]
-    if names:
-        logger.info("Imported %d endpoint(s) from %s: %s", len(names), state_path, ", ".join(names))
-    return names
+    return [endpoint.name for endpoint, _ in endpoints]
 
 
 def _read_state_file(state_path: Path) -> list[tuple[Endpoint, dict[int, bytes | None]]]:

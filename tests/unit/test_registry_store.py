@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from tabpy.registry.deploy_request import DeployRequest
 from tabpy.registry.endpoint import Endpoint
+from tabpy.registry.legacy import import_legacy_state
 from tabpy.registry.registry_errors import (
     RETRY_AFTER_SECONDS,
     DeployRaced,
@@ -18,7 +19,7 @@ from tabpy.registry.registry_errors import (
     UnknownArtifact,
     UnknownEndpoint,
 )
-from tabpy.registry.store import Registry, insert_endpoint
+from tabpy.registry.store import Registry, insert_endpoint, set_meta
 from tabpy.registry.tables import versions_table
 
 
@@ -191,3 +192,37 @@ def test_the_first_recorded_lock_of_a_spec_stands_and_changes_nothing_clients_se
     registry.rollback("a", 1)
     assert registry.recorded_lock(spec, "3.12.1") == "six==1.16.0\n"
     assert [v.environment for v in registry.versions("a")] == [spec, spec, spec]
+
+
+def test_writing_a_meta_key_again_replaces_its_value(registry: Registry) -> None:
+    with registry.transaction() as conn:
+        set_meta(conn, "k", "first")
+    with registry.transaction() as conn:
+        set_meta(conn, "k", "second")
+    assert registry.get_meta("k") == "second"
+
+
+def test_a_legacy_import_that_lost_the_race_to_another_instance_is_no_error(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "state.ini").write_text(
+        "[Query Objects Service Versions]\n"
+        'add = {"version": 1, "description": "adds", "type": "model"}\n'
+    )
+    # Another instance on the same registry imported first...
+    other = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        assert import_legacy_state(other, tmp_path) == ["add"]
+    finally:
+        other.close()
+    # ...after this one had read that nothing was imported yet.
+    real = registry.get_meta
+    reads = [None]  # the one stale read, then the truth
+
+    def get_meta(key: str) -> str | None:
+        return reads.pop() if reads else real(key)
+
+    monkeypatch.setattr(registry, "get_meta", get_meta)
+    assert import_legacy_state(registry, tmp_path) == []
+    assert registry.names() == {"add"}
+    assert [v.version for v in registry.versions("add")] == [1]
