@@ -21,7 +21,6 @@ keep is a quarter of the limit at most.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import select
 import socket
 from typing import Any
@@ -40,8 +39,10 @@ _MAX_KEPT = 1 << 30
 
 
 def _libc() -> Any:
+    # The process's own symbols, libc's among them: ctypes.util.find_library would run and
+    # parse ``ldconfig -p`` in every worker, dirtying about a megabyte of shared pages.
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
     if not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
@@ -65,6 +66,8 @@ class Heap:
         kept = _MAX_KEPT if limit_mb <= 0 else min(_MAX_KEPT, (limit_mb << 20) // 4)
         self._libc.mallopt(_M_MMAP_THRESHOLD, min(_MMAP_THRESHOLD, kept))
         self._libc.mallopt(_M_TRIM_THRESHOLD, kept)
+        # What start-up freed is kept from now on too: give it back once the worker idles.
+        self._used = True
 
     def wait_for_job(self, sock: socket.socket) -> None:
         """Return when ``sock`` has something to read; if that takes more than
