@@ -15,6 +15,7 @@ import uvicorn
 
 from tabpy.config import HttpLimits
 from tabpy.server.http_limits import bounded_protocol
+from tests.unit.uvicorn_support import ThreadedServer
 
 LIMITS = HttpLimits(max_head_bytes=4096, max_header_count=20, header_timeout=0.5, max_connections=8)
 
@@ -40,33 +41,20 @@ async def echo_app(scope: dict, receive: object, send: object) -> None:
     await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
 
 
-class Edge:
+class Edge(ThreadedServer):
     def __init__(self, keep_alive: float = 5) -> None:
         self.counters: collections.Counter[str] = collections.Counter()
-        config = uvicorn.Config(
-            echo_app,
-            host="127.0.0.1",
-            port=0,
-            http=bounded_protocol(LIMITS, lambda reason: self.counters.update((reason,))),
-            lifespan="off",
-            log_config=None,
-            timeout_keep_alive=keep_alive,
+        super().__init__(
+            uvicorn.Config(
+                echo_app,
+                host="127.0.0.1",
+                port=0,
+                http=bounded_protocol(LIMITS, lambda reason: self.counters.update((reason,))),
+                lifespan="off",
+                log_config=None,
+                timeout_keep_alive=keep_alive,
+            )
         )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Edge:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +13,7 @@ import uvicorn
 from tabpy.config import HttpLimits
 from tabpy.server.http_limits import bounded_protocol
 from tabpy.server.whole_response import WHOLE_RESPONSE
+from tests.unit.uvicorn_support import ThreadedServer
 
 BODY = b'{"result": [4, 1, 8]}'
 GOOD = [
@@ -55,33 +54,20 @@ class Recorder:
         await send({"type": "http.response.body", "body": body})
 
 
-class Served:
+class Served(ThreadedServer):
     def __init__(self) -> None:
         self.app = Recorder()
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            http=bounded_protocol(HttpLimits(), lambda reason: None),
-            lifespan="off",
-            log_config=None,
-            access_log=False,  # as the server runs it (its own access log is Observe's)
+        super().__init__(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=0,
+                http=bounded_protocol(HttpLimits(), lambda reason: None),
+                lifespan="off",
+                log_config=None,
+                access_log=False,  # as the server runs it (its own access log is Observe's)
+            )
         )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
     def exchange(self, *requests: bytes) -> tuple[bytes, bool]:
         """Send the requests on one connection; what came back (Date removed) and whether
