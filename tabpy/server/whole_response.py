@@ -8,13 +8,14 @@ byte leaves, and that ceremony was a measurable share of a trivial ``/evaluate``
 
 :class:`WholeResponse` is put in each request's scope by the bounded protocol
 (:mod:`tabpy.server.http_limits`) under :data:`WHOLE_RESPONSE`. Called with the whole response,
-it writes the bytes uvicorn's ``send`` would write (default headers first, names lower-cased,
-``connection: close`` when the connection is not kept alive) with one ``writev``, logs the
-access line uvicorn would log (when uvicorn's access logger has a handler), and leaves the
-response cycle in the state ``send`` leaves it in. Anything it does not cover (a response
-without a matching ``Content-Length``, ``Connection`` or ``Transfer-Encoding`` headers, a
-``HEAD`` request, a client that is not reading) makes it decline before writing
-anything, and the caller uses ``send`` as before.
+it writes the bytes uvicorn's ``send`` would write (default headers first, names lower-cased)
+with one ``writev``, logs the access line uvicorn would log (when uvicorn's access logger has a
+handler), and leaves the response cycle in the state ``send`` leaves it in. It covers the
+common case only: a kept-alive connection and a response with a matching ``Content-Length``.
+Anything else (a connection to be closed, which uvicorn's versions answer differently, a
+response with ``Connection`` or ``Transfer-Encoding`` headers, a ``HEAD`` request, a client
+that is not reading) makes it decline before writing anything, and the caller uses ``send``
+as before.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ WHOLE_RESPONSE = "tabpy.whole_response"
 
 #: Headers whose meaning uvicorn's ``send`` interprets; a response carrying one goes through it.
 _INTERPRETED = (b"connection", b"transfer-encoding")
+#: A request asking to close its connection (uvicorn versions answer it differently).
+_CLOSE = (b"connection", b"close")
 
 
 class WholeResponse:
@@ -51,11 +54,14 @@ class WholeResponse:
         Raises ``RuntimeError`` for a header uvicorn would refuse, as ``send`` does.
         """
         cycle = self._cycle
+        scope = cycle.scope
         if (
             cycle.response_started
             or cycle.disconnected
             or cycle.flow.write_paused
-            or cycle.scope["method"] == "HEAD"
+            or not cycle.keep_alive
+            or _CLOSE in scope["headers"]
+            or scope["method"] == "HEAD"
         ):
             return False
         content: list[bytes] = [STATUS_LINE[status]]
@@ -77,7 +83,6 @@ class WholeResponse:
             cycle.response_started = True
             raise RuntimeError("Invalid HTTP header value.")
         if cycle.access_log:
-            scope = cycle.scope
             cycle.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
                 get_client_addr(scope),
@@ -86,16 +91,11 @@ class WholeResponse:
                 scope["http_version"],
                 status,
             )
-        keep_alive = cycle.keep_alive
-        if not keep_alive:
-            content.append(b"connection: close\r\n")
         content.append(b"\r\n")
         cycle.response_started = cycle.response_complete = True
         cycle.chunked_encoding = False
         cycle.expected_content_length = 0
         self._transport.writelines((b"".join(content), body))
         cycle.message_event.set()
-        if not keep_alive:
-            self._transport.close()
         cycle.on_response()
         return True
